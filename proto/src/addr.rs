@@ -1,0 +1,162 @@
+//! Target addresses and their SOCKS5 wire form (`ATYP | ADDR | PORT`).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::error::ProtoError;
+use crate::parse::{need, Parsed};
+
+/// SOCKS5 address types.
+pub mod atyp {
+    pub const IPV4: u8 = 0x01;
+    pub const DOMAIN: u8 = 0x03;
+    pub const IPV6: u8 = 0x04;
+}
+
+/// Longest domain name on the wire (the SOCKS5 length byte's limit).
+pub const MAX_DOMAIN: usize = 255;
+
+/// A host: an IP address or a name for the proxy to resolve.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    Ip(IpAddr),
+    Domain(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Domain(d) => write!(f, "{}", d.escape_debug()),
+        }
+    }
+}
+
+/// A host and a port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TargetAddr {
+    pub host: Host,
+    pub port: u16,
+}
+
+impl TargetAddr {
+    pub fn ip(ip: IpAddr, port: u16) -> Self {
+        TargetAddr {
+            host: Host::Ip(ip),
+            port,
+        }
+    }
+    pub fn domain(name: impl Into<String>, port: u16) -> Self {
+        TargetAddr {
+            host: Host::Domain(name.into()),
+            port,
+        }
+    }
+    /// `0.0.0.0:0`, the address sent when there is nothing to report.
+    pub fn unspecified() -> Self {
+        TargetAddr::ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+    }
+    /// The socket address, if the host is an IP address.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
+            Host::Domain(_) => None,
+        }
+    }
+
+    /// Number of bytes [`TargetAddr::encode_v5`] writes.
+    pub fn v5_len(&self) -> usize {
+        3 + match &self.host {
+            Host::Ip(IpAddr::V4(_)) => 4,
+            Host::Ip(IpAddr::V6(_)) => 16,
+            Host::Domain(d) => 1 + d.len().min(MAX_DOMAIN),
+        }
+    }
+
+    /// Append the SOCKS5 form `ATYP | ADDR | PORT`. A domain longer than 255
+    /// bytes cannot be encoded and is an error.
+    pub fn encode_v5(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        match &self.host {
+            Host::Ip(IpAddr::V4(ip)) => {
+                out.push(atyp::IPV4);
+                out.extend_from_slice(&ip.octets());
+            }
+            Host::Ip(IpAddr::V6(ip)) => {
+                out.push(atyp::IPV6);
+                out.extend_from_slice(&ip.octets());
+            }
+            Host::Domain(d) => {
+                if d.len() > MAX_DOMAIN {
+                    return Err(ProtoError::TooLong("domain name"));
+                }
+                if d.is_empty() {
+                    return Err(ProtoError::EmptyDomain);
+                }
+                out.push(atyp::DOMAIN);
+                out.push(d.len() as u8);
+                out.extend_from_slice(d.as_bytes());
+            }
+        }
+        out.extend_from_slice(&self.port.to_be_bytes());
+        Ok(())
+    }
+
+    /// Parse the SOCKS5 form `ATYP | ADDR | PORT` from the start of `buf`.
+    pub fn parse_v5(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
+        need!(buf, 1);
+        let (host, used) = match buf[0] {
+            atyp::IPV4 => {
+                need!(buf, 1 + 4 + 2);
+                let o: [u8; 4] = [buf[1], buf[2], buf[3], buf[4]];
+                (Host::Ip(IpAddr::V4(Ipv4Addr::from(o))), 5)
+            }
+            atyp::IPV6 => {
+                need!(buf, 1 + 16 + 2);
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&buf[1..17]);
+                (Host::Ip(IpAddr::V6(Ipv6Addr::from(o))), 17)
+            }
+            atyp::DOMAIN => {
+                need!(buf, 2);
+                let len = buf[1] as usize;
+                if len == 0 {
+                    return Err(ProtoError::EmptyDomain);
+                }
+                need!(buf, 2 + len + 2);
+                (Host::Domain(domain_from_bytes(&buf[2..2 + len])?), 2 + len)
+            }
+            other => return Err(ProtoError::UnknownAddressType(other)),
+        };
+        let port = u16::from_be_bytes([buf[used], buf[used + 1]]);
+        Ok(Parsed::Complete {
+            value: TargetAddr { host, port },
+            consumed: used + 2,
+        })
+    }
+}
+
+/// Validate a domain name received from a peer: non-empty, UTF-8, no NUL.
+pub fn domain_from_bytes(b: &[u8]) -> Result<String, ProtoError> {
+    if b.is_empty() {
+        return Err(ProtoError::EmptyDomain);
+    }
+    if b.contains(&0) {
+        return Err(ProtoError::BadDomain);
+    }
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| ProtoError::BadDomain)
+}
+
+impl From<SocketAddr> for TargetAddr {
+    fn from(sa: SocketAddr) -> Self {
+        TargetAddr::ip(sa.ip(), sa.port())
+    }
+}
+
+impl fmt::Display for TargetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}

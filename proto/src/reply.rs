@@ -1,0 +1,111 @@
+//! Reply codes of every SOCKS version, and the one table mapping them to wire values.
+
+/// Why a request succeeded or failed, independent of the protocol version.
+///
+/// [`ReplyCode::to_v5`] and [`ReplyCode::to_v4`] are the only places that
+/// turn a cause into a wire value; the server maps its own errors onto this
+/// type in one place too (`sixsocks_server::error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplyCode {
+    Succeeded,
+    GeneralFailure,
+    NotAllowed,
+    NetworkUnreachable,
+    HostUnreachable,
+    ConnectionRefused,
+    /// SOCKS5 `06`. sixsocks sends it when a connect attempt times out, as
+    /// Tor does (END_STREAM_REASON_TIMEOUT → TTL expired): it tells a client
+    /// "try again later" apart from "no route" (`04`), and it is what
+    /// SOCKS 6 later names `09` "connection attempt timed out".
+    TtlExpired,
+    CommandNotSupported,
+    AddressTypeNotSupported,
+    /// One of Tor's extended error codes, `F0`–`F7` (onion-service failures).
+    TorExtended(u8),
+    /// Any other value read from a peer's reply.
+    Other(u8),
+}
+
+impl ReplyCode {
+    /// Tor extended code: onion service descriptor cannot be found.
+    pub const ONION_DESC_NOT_FOUND: ReplyCode = ReplyCode::TorExtended(0xF0);
+    /// Tor extended code: invalid onion service address.
+    pub const ONION_INVALID_ADDRESS: ReplyCode = ReplyCode::TorExtended(0xF6);
+
+    /// The SOCKS5 REP value. Extended codes are only sent when `extended`
+    /// is on; otherwise they fall back to `04` host unreachable.
+    pub fn to_v5(self, extended: bool) -> u8 {
+        match self {
+            ReplyCode::Succeeded => 0x00,
+            ReplyCode::GeneralFailure => 0x01,
+            ReplyCode::NotAllowed => 0x02,
+            ReplyCode::NetworkUnreachable => 0x03,
+            ReplyCode::HostUnreachable => 0x04,
+            ReplyCode::ConnectionRefused => 0x05,
+            ReplyCode::TtlExpired => 0x06,
+            ReplyCode::CommandNotSupported => 0x07,
+            ReplyCode::AddressTypeNotSupported => 0x08,
+            ReplyCode::TorExtended(c) if extended => c,
+            ReplyCode::TorExtended(_) => 0x04,
+            ReplyCode::Other(c) => c,
+        }
+    }
+
+    /// Read a SOCKS5 REP value.
+    pub fn from_v5(rep: u8) -> Self {
+        match rep {
+            0x00 => ReplyCode::Succeeded,
+            0x01 => ReplyCode::GeneralFailure,
+            0x02 => ReplyCode::NotAllowed,
+            0x03 => ReplyCode::NetworkUnreachable,
+            0x04 => ReplyCode::HostUnreachable,
+            0x05 => ReplyCode::ConnectionRefused,
+            0x06 => ReplyCode::TtlExpired,
+            0x07 => ReplyCode::CommandNotSupported,
+            0x08 => ReplyCode::AddressTypeNotSupported,
+            0xF0..=0xF7 => ReplyCode::TorExtended(rep),
+            c => ReplyCode::Other(c),
+        }
+    }
+
+    /// The SOCKS4 CD value: `5A` granted, `5B` for every failure (SOCKS4 has
+    /// no finer codes; `5C`/`5D` are about identd, which we do not use).
+    pub fn to_v4(self) -> u8 {
+        match self {
+            ReplyCode::Succeeded => crate::v4::GRANTED,
+            _ => crate::v4::REJECTED,
+        }
+    }
+
+    /// Read a SOCKS4 CD value.
+    pub fn from_v4(cd: u8) -> Self {
+        match cd {
+            crate::v4::GRANTED => ReplyCode::Succeeded,
+            crate::v4::REJECTED => ReplyCode::GeneralFailure,
+            c => ReplyCode::Other(c),
+        }
+    }
+
+    pub fn is_success(self) -> bool {
+        self == ReplyCode::Succeeded
+    }
+}
+
+impl std::fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            ReplyCode::Succeeded => "succeeded",
+            ReplyCode::GeneralFailure => "general-failure",
+            ReplyCode::NotAllowed => "not-allowed",
+            ReplyCode::NetworkUnreachable => "network-unreachable",
+            ReplyCode::HostUnreachable => "host-unreachable",
+            ReplyCode::ConnectionRefused => "connection-refused",
+            ReplyCode::TtlExpired => "ttl-expired",
+            ReplyCode::CommandNotSupported => "command-not-supported",
+            ReplyCode::AddressTypeNotSupported => "address-type-not-supported",
+            ReplyCode::TorExtended(c) => return write!(f, "tor-extended-0x{c:02x}"),
+            ReplyCode::Other(c) => return write!(f, "0x{c:02x}"),
+        };
+        f.write_str(s)
+    }
+}

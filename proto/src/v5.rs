@@ -1,0 +1,167 @@
+//! SOCKS5 messages (RFC 1928).
+//!
+//! Greeting `05 | NMETHODS | METHODS`; choice `05 | METHOD`;
+//! request `05 | CMD | 00 | ATYP | DST.ADDR | DST.PORT`;
+//! reply `05 | REP | 00 | ATYP | BND.ADDR | BND.PORT`.
+
+use crate::addr::TargetAddr;
+use crate::error::ProtoError;
+use crate::parse::{need, Parsed};
+use crate::reply::ReplyCode;
+use crate::Command;
+
+pub const VERSION: u8 = 0x05;
+
+/// Authentication method codes (an open newtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Method(pub u8);
+
+impl Method {
+    pub const NONE: Method = Method(0x00);
+    pub const GSSAPI: Method = Method(0x01);
+    pub const USERPASS: Method = Method(0x02);
+    /// "No acceptable methods": the client must close.
+    pub const NO_ACCEPTABLE: Method = Method(0xFF);
+}
+
+/// The client's greeting: the methods it offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Greeting {
+    pub methods: Vec<Method>,
+}
+
+impl Greeting {
+    /// Parse. NMETHODS = 0 is an error ([`ProtoError::NoMethods`]).
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Greeting>, ProtoError> {
+        need!(buf, 1);
+        if buf[0] != VERSION {
+            return Err(ProtoError::UnknownVersion(buf[0]));
+        }
+        need!(buf, 2);
+        let n = buf[1] as usize;
+        if n == 0 {
+            return Err(ProtoError::NoMethods);
+        }
+        need!(buf, 2 + n);
+        Ok(Parsed::Complete {
+            value: Greeting {
+                methods: buf[2..2 + n].iter().map(|&m| Method(m)).collect(),
+            },
+            consumed: 2 + n,
+        })
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+        if self.methods.is_empty() || self.methods.len() > 255 {
+            return Err(ProtoError::TooLong(
+                "method list must hold 1 to 255 methods",
+            ));
+        }
+        let mut out = vec![VERSION, self.methods.len() as u8];
+        out.extend(self.methods.iter().map(|m| m.0));
+        Ok(out)
+    }
+
+    pub fn offers(&self, m: Method) -> bool {
+        self.methods.contains(&m)
+    }
+}
+
+/// The server's method choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodChoice(pub Method);
+
+impl MethodChoice {
+    pub fn encode(&self) -> [u8; 2] {
+        [VERSION, self.0 .0]
+    }
+    pub fn parse(buf: &[u8]) -> Result<Parsed<MethodChoice>, ProtoError> {
+        need!(buf, 2);
+        if buf[0] != VERSION {
+            return Err(ProtoError::BadReplyVersion(buf[0]));
+        }
+        Ok(Parsed::Complete {
+            value: MethodChoice(Method(buf[1])),
+            consumed: 2,
+        })
+    }
+}
+
+/// A SOCKS5 request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub command: Command,
+    pub target: TargetAddr,
+}
+
+impl Request {
+    /// Parse. RSV is ignored (Tor and most servers do the same).
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Request>, ProtoError> {
+        need!(buf, 1);
+        if buf[0] != VERSION {
+            return Err(ProtoError::UnknownVersion(buf[0]));
+        }
+        need!(buf, 4);
+        let command = Command(buf[1]);
+        Ok(TargetAddr::parse_v5(&buf[3..])?
+            .map(|target| Request { command, target })
+            .map_consumed(3))
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+        let mut out = Vec::with_capacity(3 + self.target.v5_len());
+        out.extend_from_slice(&[VERSION, self.command.0, 0x00]);
+        self.target.encode_v5(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// A SOCKS5 reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub rep: u8,
+    pub bound: TargetAddr,
+}
+
+impl Reply {
+    pub fn code(&self) -> ReplyCode {
+        ReplyCode::from_v5(self.rep)
+    }
+
+    /// Encode. A bound domain too long for the wire is replaced by zeros
+    /// rather than truncated.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.bound.v5_len());
+        out.extend_from_slice(&[VERSION, self.rep, 0x00]);
+        if self.bound.encode_v5(&mut out).is_err() {
+            out.truncate(3);
+            let _ = TargetAddr::unspecified().encode_v5(&mut out);
+        }
+        out
+    }
+
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, ProtoError> {
+        need!(buf, 1);
+        if buf[0] != VERSION {
+            return Err(ProtoError::BadReplyVersion(buf[0]));
+        }
+        need!(buf, 4);
+        let rep = buf[1];
+        Ok(TargetAddr::parse_v5(&buf[3..])?
+            .map(|bound| Reply { rep, bound })
+            .map_consumed(3))
+    }
+}
+
+impl<T> Parsed<T> {
+    /// Add a fixed header length to a complete parse's `consumed`.
+    pub(crate) fn map_consumed(self, header: usize) -> Parsed<T> {
+        match self {
+            Parsed::Complete { value, consumed } => Parsed::Complete {
+                value,
+                consumed: consumed + header,
+            },
+            p => p,
+        }
+    }
+}
