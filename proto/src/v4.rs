@@ -96,6 +96,15 @@ impl Request {
         out.extend_from_slice(&self.target.port.to_be_bytes());
         match &self.target.host {
             Host::Ip(IpAddr::V4(ip)) => {
+                // 0.0.0.x (x != 0) is SOCKS4a's marker: a peer would wait
+                // for a hostname that never comes.
+                if let [0, 0, 0, x] = ip.octets() {
+                    if x != 0 {
+                        return Err(ProtoError::TooLong(
+                            "SOCKS4 cannot express a 0.0.0.x target (it means SOCKS4a)",
+                        ));
+                    }
+                }
                 out.extend_from_slice(&ip.octets());
                 out.extend_from_slice(&self.userid);
                 out.push(0);
