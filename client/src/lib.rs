@@ -1,1 +1,40 @@
+//! `sixsocks_client`: a tokio SOCKS4/4a/5 client.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sixsocks_client::{connect, Proxy};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! let proxy: Proxy = "socks5h://alice:s3cret@127.0.0.1:1080".parse()?;
+//! let mut stream = connect(&proxy, ("example.com", 80)).await?;
+//! stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! * [`Proxy`] / [`Scheme`]: the proxy, parsed from a URL (`socks4://`,
+//!   `socks4a://`, `socks5://`, `socks5h://`) or built by hand.
+//! * [`connect`], [`connect_with_data`] (optimistic data), [`resolve`] and
+//!   [`resolve_ptr`] (Tor's RESOLVE extensions).
+//! * [`handshake`]: the handshake alone, on any stream already open to a proxy.
+//! * [`SocksStream`]: the resulting stream; bytes the proxy sent right behind
+//!   its reply are read first.
+//!
+//! The protocol itself is `sixsocks_proto::client::ClientHandshake`, a
+//! sans-IO state machine; this crate only does the IO, with a deadline on
+//! every wait.
 
+mod connect;
+mod error;
+mod proxy;
+mod stream;
+mod target;
+
+pub use connect::{
+    connect, connect_to_proxy, connect_with_data, handshake, prepare_target, resolve, resolve_ptr,
+};
+pub use error::{describe_refusal, ClientError, Stage};
+pub use proxy::{Proxy, Scheme, UrlError, DEFAULT_PORT, DEFAULT_TIMEOUT};
+pub use stream::SocksStream;
+pub use target::IntoTargetAddr;
+
+pub use sixsocks_proto::{Command, Host, Password, ReplyCode, TargetAddr, Version};
