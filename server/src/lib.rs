@@ -1,1 +1,25 @@
+//! The sixsocks server runtime (tokio).
+//!
+//! * [`config`]: the configuration (TOML file, embedded defaults, validation).
+//! * [`listener`]: listening sockets, the accept loop, the client limit and
+//!   graceful shutdown.
+//! * [`session`]: one task per client: drives the `proto` handshake state
+//!   machine, dispatches the command, writes the per-session log line.
+//! * [`connect`]: outbound connections (happy eyeballs, timeouts).
+//! * [`resolve`]: name resolution through the system resolver (forward and
+//!   reverse), off the async threads.
+//! * [`relay`]: moving bytes both ways once a connection is up.
+//! * [`auth`]: the users file and password verification (argon2id).
+//! * [`error`]: request errors and the one place mapping them to reply codes.
 
+pub mod auth;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod listener;
+pub mod relay;
+pub mod resolve;
+pub mod session;
+
+pub use config::Config;
+pub use listener::Server;

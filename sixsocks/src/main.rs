@@ -1,1 +1,59 @@
-fn main() {}
+//! The `sixsocks` command: a SOCKS4/4a/5 proxy server (`serve`) and its tools.
+
+mod passwd;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// sixsocks: a SOCKS4, SOCKS4a and SOCKS5 proxy (with Tor's extensions).
+#[derive(Parser, Debug)]
+#[command(name = "sixsocks", version, about, long_about = None)]
+struct Cli {
+    /// More logging: -v for debug, -vv for trace. RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the proxy server (the default when no subcommand is given).
+    Serve(serve::ServeArgs),
+    /// Add a user to a users file, or change a user's password.
+    Passwd(passwd::PasswdArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        None => serve::run(serve::ServeArgs::default()),
+        Some(Cmd::Serve(args)) => serve::run(args),
+        Some(Cmd::Passwd(args)) => passwd::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sixsocks: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

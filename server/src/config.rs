@@ -1,0 +1,173 @@
+//! Configuration: the embedded defaults, the TOML file, validation.
+//!
+//! Every field has a command-line twin in `sixsocks serve` (same name with
+//! dashes); the command line overrides the file, the file overrides the
+//! defaults. Durations are whole seconds unless the name says otherwise.
+//! `sixsocks.example.toml` at the repository root documents every field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole server configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to listen on (IPv4 and IPv6). Default `127.0.0.1:1080`.
+    pub listen: Vec<SocketAddr>,
+    /// Users file (`name:$argon2id$...` lines). When set, SOCKS5 clients
+    /// must authenticate with username/password and SOCKS4 is refused.
+    pub users_file: Option<PathBuf>,
+    /// Tor's leniency: accept an RFC 1929 message after method 00 was
+    /// chosen, and accept empty username/password fields.
+    pub lenient_auth: bool,
+    /// Send Tor's extended error codes (F0–F7) in SOCKS5 replies.
+    pub extended_errors: bool,
+    /// Seconds a client has to complete its handshake (greeting,
+    /// authentication and request).
+    pub handshake_timeout: u64,
+    /// Seconds to establish an outbound connection (all addresses together).
+    pub connect_timeout: u64,
+    /// Seconds a name resolution may take.
+    pub resolve_timeout: u64,
+    /// RFC 8305 "connection attempt delay": milliseconds to wait for one
+    /// address before also trying the next.
+    pub happy_eyeballs_delay_ms: u64,
+    /// Seconds without traffic in either direction after which a relayed
+    /// connection is closed; 0 disables.
+    pub idle_timeout: u64,
+    /// Maximum concurrent client connections; more are closed at once.
+    pub max_clients: usize,
+    /// Seconds live sessions get to finish after SIGINT/SIGTERM.
+    pub shutdown_grace: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1080))],
+            users_file: None,
+            lenient_auth: false,
+            extended_errors: false,
+            handshake_timeout: 10,
+            connect_timeout: 30,
+            resolve_timeout: 10,
+            happy_eyeballs_delay_ms: 250,
+            idle_timeout: 3600,
+            max_clients: 4096,
+            shutdown_grace: 10,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parse a TOML document (no validation).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.listen.is_empty() {
+            return bad("`listen` must name at least one address");
+        }
+        if self.max_clients == 0 {
+            return bad("`max_clients` must be at least 1");
+        }
+        if self.handshake_timeout == 0 || self.connect_timeout == 0 || self.resolve_timeout == 0 {
+            return bad("handshake, connect and resolve timeouts must be at least 1 second");
+        }
+        Ok(())
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout)
+    }
+    pub fn resolve_timeout(&self) -> Duration {
+        Duration::from_secs(self.resolve_timeout)
+    }
+    pub fn happy_eyeballs_delay(&self) -> Duration {
+        Duration::from_millis(self.happy_eyeballs_delay_ms)
+    }
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults_where_commented_so() {
+        let text = include_str!("../../sixsocks.example.toml");
+        let cfg = Config::from_toml(text).expect("example config parses");
+        cfg.validate().expect("example config is valid");
+        assert_eq!(cfg.listen.len(), 2, "the example listens on IPv4 and IPv6");
+        assert_eq!(cfg.handshake_timeout, Config::default().handshake_timeout);
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        assert_eq!(
+            Config::default().listen,
+            vec!["127.0.0.1:1080".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::from_toml("listn = [\"127.0.0.1:1\"]").unwrap_err();
+        assert!(e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn validation_rejects_nonsense() {
+        let cfg = Config {
+            max_clients: 0,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+        let cfg = Config {
+            listen: vec![],
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

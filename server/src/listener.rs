@@ -1,0 +1,209 @@
+//! Listening sockets, the accept loop, the client limit and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::auth::{Authenticator, Users, UsersError};
+use crate::config::{Config, ConfigError};
+use crate::session::{self, Shared};
+
+/// Backlog of each listening socket.
+const BACKLOG: i32 = 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    max_clients: usize,
+}
+
+impl Server {
+    /// Validate the configuration, load the users file and bind every
+    /// listening address. Must be called inside a tokio runtime.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        config.validate()?;
+        let users = match &config.users_file {
+            Some(path) => {
+                let users = Users::load(path)?;
+                if users.is_empty() {
+                    tracing::warn!(path = %path.display(), "users file lists no users: every login will fail");
+                }
+                Some(users)
+            }
+            None => None,
+        };
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let l = listen(*addr).map_err(|source| StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            listeners.push(l);
+        }
+        let max_clients = config.max_clients;
+        Ok(Server {
+            listeners,
+            shared: Arc::new(Shared::new(config, Authenticator::new(users))),
+            slots: Arc::new(Semaphore::new(max_clients)),
+            max_clients,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Accept clients until `shutdown` completes; then stop accepting and
+    /// give live sessions the configured grace period to end.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut accept_tasks = Vec::new();
+        for listener in self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("listening on {addr}");
+            }
+            accept_tasks.push(tokio::spawn(accept_loop(
+                listener,
+                self.shared.clone(),
+                self.slots.clone(),
+                self.max_clients,
+                stop_rx.clone(),
+            )));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        for t in accept_tasks {
+            let _ = t.await;
+        }
+        let live = self.max_clients - self.slots.available_permits();
+        let grace = self.shared.config.shutdown_grace();
+        tracing::info!(
+            live,
+            grace_secs = grace.as_secs(),
+            "shutting down: no longer accepting"
+        );
+        let deadline = Instant::now() + grace;
+        while self.slots.available_permits() < self.max_clients && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.max_clients - self.slots.available_permits();
+        if left > 0 {
+            tracing::warn!(
+                sessions = left,
+                "grace period over: closing the remaining sessions"
+            );
+        } else {
+            tracing::info!("all sessions ended");
+        }
+    }
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    max_clients: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let over_limit = RateLimitedLog::default();
+    let accept_errors = RateLimitedLog::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        session::run(stream, peer, shared).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    drop(stream);
+                    over_limit.log(|suppressed| {
+                        tracing::warn!(
+                            client = %peer,
+                            max_clients,
+                            suppressed,
+                            "client limit reached: connection closed"
+                        )
+                    });
+                }
+            },
+            Err(e) => {
+                // EMFILE/ENFILE and friends: not fatal. Back off a little
+                // so that a full table does not spin the loop.
+                accept_errors.log(
+                    |suppressed| tracing::error!(error = %e, suppressed, "accept failed; retrying"),
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Logs at most once a second, counting what it held back.
+#[derive(Default)]
+struct RateLimitedLog {
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedLog {
+    fn log(&self, f: impl FnOnce(u64)) {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = ORIGIN
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1000;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000 {
+            self.last_ms.store(now, Ordering::Relaxed);
+            f(self.suppressed.swap(0, Ordering::Relaxed));
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

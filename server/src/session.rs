@@ -1,0 +1,372 @@
+//! One client session: handshake, command, relay, and the log line that
+//! says what happened.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sixsocks_proto::server::{HandshakeConfig, ServerHandshake, Step};
+use sixsocks_proto::{
+    http, Command, Credentials, Host, ProtoError, ReplyCode, Request, TargetAddr, Version,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::connect::happy_eyeballs;
+use crate::error::RequestError;
+use crate::relay::{relay, Counters, RelayEnd};
+use crate::resolve::Resolver;
+
+/// Most bytes buffered during a handshake: the largest message plus the
+/// optimistic data that may follow it. More stays in the kernel's buffer.
+const HANDSHAKE_BUF: usize = http::MAX_HTTP_HEAD;
+
+/// What every session needs, shared by all of them.
+pub struct Shared {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub resolver: Resolver,
+    pub handshake: HandshakeConfig,
+}
+
+impl Shared {
+    pub fn new(config: Config, auth: Authenticator) -> Self {
+        let handshake = HandshakeConfig {
+            require_auth: auth.required(),
+            lenient_auth: config.lenient_auth,
+        };
+        Shared {
+            resolver: Resolver::new(config.resolve_timeout()),
+            config,
+            auth,
+            handshake,
+        }
+    }
+}
+
+/// Everything the session's log line reports.
+#[derive(Default)]
+struct Record {
+    version: Option<Version>,
+    credentials: Credentials,
+    command: Option<Command>,
+    target: Option<TargetAddr>,
+    reply: Option<ReplyCode>,
+    counters: Counters,
+    outcome: Option<String>,
+}
+
+/// Why a handshake ended without a request.
+enum HandshakeEnd {
+    /// The protocol machine refused; the bytes were sent.
+    Refused(ProtoError),
+    /// The client closed (or reset) before finishing.
+    Eof,
+    Timeout,
+    Io(std::io::Error),
+}
+
+/// Run one client session to its end and log it.
+pub async fn run(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared>) {
+    let started = Instant::now();
+    let mut rec = Record::default();
+    serve(&mut stream, &shared, &mut rec).await;
+    let up = rec.counters.up.load(Ordering::Relaxed);
+    let down = rec.counters.down.load(Ordering::Relaxed);
+    let reply = rec.reply.map_or_else(|| "-".to_string(), |r| r.to_string());
+    let target = rec
+        .target
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |t| t.to_string());
+    tracing::info!(
+        target: "sixsocks::session",
+        client = %client,
+        user = %rec.credentials.user_display(),
+        version = %rec.version.map_or("-", Version::name),
+        command = %rec.command.map_or_else(|| "-".to_string(), |c| c.to_string()),
+        target = %target,
+        reply = %reply,
+        up,
+        down,
+        duration_ms = started.elapsed().as_millis() as u64,
+        outcome = %rec.outcome.as_deref().unwrap_or("ok"),
+        "session end"
+    );
+}
+
+async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
+    let _ = stream.set_nodelay(true);
+    let mut hs = ServerHandshake::new(shared.handshake.clone());
+    let deadline = shared.config.handshake_timeout();
+    let handshake = tokio::time::timeout(deadline, handshake(stream, &mut hs, shared)).await;
+    rec.version = hs.version();
+    let (request, leftover) = match handshake {
+        Ok(Ok(done)) => done,
+        Ok(Err(end)) => {
+            rec.credentials = hs.credentials().clone();
+            rec.outcome = Some(describe_end(&end));
+            if matches!(end, HandshakeEnd::Refused(_)) {
+                linger_close(stream).await;
+            }
+            return;
+        }
+        Err(_) => {
+            rec.outcome = Some(describe_end(&HandshakeEnd::Timeout));
+            return;
+        }
+    };
+    rec.version = Some(request.version);
+    rec.credentials = request.credentials.clone();
+    rec.command = Some(request.command);
+    rec.target = Some(request.target.clone());
+
+    let extended = shared.config.extended_errors;
+    match execute(stream, &request, leftover, shared, rec).await {
+        Ok(()) => {}
+        Err(e) => {
+            let code = e.reply_code();
+            rec.reply = Some(code);
+            rec.outcome = Some(e.to_string());
+            let bytes = request.reply(code, None, extended);
+            if stream.write_all(&bytes).await.is_ok() {
+                linger_close(stream).await;
+            }
+        }
+    }
+}
+
+fn describe_end(end: &HandshakeEnd) -> String {
+    match end {
+        HandshakeEnd::Refused(e) => format!("handshake refused: {e}"),
+        HandshakeEnd::Eof => "client closed during handshake".to_string(),
+        HandshakeEnd::Timeout => "handshake timed out".to_string(),
+        HandshakeEnd::Io(e) => format!("handshake i/o error: {e}"),
+    }
+}
+
+/// Drive the handshake state machine over the socket. Returns the request
+/// and any bytes the client sent after it (optimistic data).
+async fn handshake(
+    stream: &mut TcpStream,
+    hs: &mut ServerHandshake,
+    shared: &Shared,
+) -> Result<(Request, Vec<u8>), HandshakeEnd> {
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        match hs.step(&buf) {
+            Step::NeedMore(_) => {
+                let room = HANDSHAKE_BUF - buf.len();
+                if room == 0 {
+                    // Cannot happen with the machine's own caps; refuse anyway.
+                    return Err(HandshakeEnd::Refused(ProtoError::MessageTooLong(
+                        HANDSHAKE_BUF,
+                    )));
+                }
+                let want = room.min(chunk.len());
+                let n = stream
+                    .read(&mut chunk[..want])
+                    .await
+                    .map_err(HandshakeEnd::Io)?;
+                if n == 0 {
+                    return Err(HandshakeEnd::Eof);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Step::Reply { consumed, bytes } => {
+                buf.drain(..consumed);
+                stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
+            }
+            Step::Verify {
+                consumed,
+                username,
+                password,
+            } => {
+                buf.drain(..consumed);
+                let shown = String::from_utf8_lossy(&username)
+                    .escape_debug()
+                    .to_string();
+                let ok = shared.auth.verify(username, password).await;
+                let bytes = hs.auth_result(ok);
+                stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
+                if !ok {
+                    tracing::warn!(user = %shown, "authentication failed");
+                    return Err(HandshakeEnd::Refused(ProtoError::AuthFailed));
+                }
+            }
+            Step::Done { consumed, request } => {
+                buf.drain(..consumed);
+                return Ok((request, buf));
+            }
+            Step::Fail { bytes, error } => {
+                if !bytes.is_empty() {
+                    stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
+                }
+                return Err(HandshakeEnd::Refused(error));
+            }
+        }
+    }
+}
+
+/// Carry out a request. On error, nothing has been sent to the client yet;
+/// the caller sends the failure reply.
+async fn execute(
+    stream: &mut TcpStream,
+    request: &Request,
+    leftover: Vec<u8>,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), RequestError> {
+    if shared.auth.required() && matches!(request.version, Version::V4 | Version::V4a) {
+        return Err(RequestError::AuthRequired);
+    }
+    let extended = shared.config.extended_errors;
+    match request.command {
+        Command::CONNECT => {
+            let mut target = connect_target(&request.target, shared).await?;
+            let bound = target.local_addr().ok().map(TargetAddr::from);
+            let reply = request.reply(ReplyCode::Succeeded, bound.as_ref(), extended);
+            rec.reply = Some(ReplyCode::Succeeded);
+            if let Err(e) = stream.write_all(&reply).await {
+                rec.outcome = Some(format!("client gone before the reply: {e}"));
+                return Ok(());
+            }
+            let end = relay(
+                stream,
+                &mut target,
+                &leftover,
+                shared.config.idle_timeout(),
+                &rec.counters,
+            )
+            .await;
+            match end {
+                RelayEnd::Closed => {}
+                RelayEnd::Idle => rec.outcome = Some("idle timeout".into()),
+                RelayEnd::Error(e) => rec.outcome = Some(format!("relay ended: {e}")),
+            }
+            Ok(())
+        }
+        Command::RESOLVE => {
+            let addrs = lookup(&request.target.host, shared).await?;
+            let pick = match request.version {
+                // SOCKS4 can only carry an IPv4 answer.
+                Version::V4 | Version::V4a => addrs.iter().find(|a| a.is_ipv4()).copied(),
+                Version::V5 => addrs.first().copied(),
+            }
+            .ok_or(RequestError::AddressTypeNotSupported)?;
+            finish_with(stream, request, TargetAddr::ip(pick, 0), rec, extended).await
+        }
+        Command::RESOLVE_PTR if request.version == Version::V5 => {
+            let ip = match &request.target.host {
+                Host::Ip(ip) => *ip,
+                Host::Domain(d) => d
+                    .parse::<IpAddr>()
+                    .map_err(|_| RequestError::AddressTypeNotSupported)?,
+            };
+            let name = shared.resolver.reverse(ip).await?;
+            finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
+        }
+        other => Err(RequestError::CommandNotSupported(other)),
+    }
+}
+
+/// Send a success reply carrying `answer`, then close.
+async fn finish_with(
+    stream: &mut TcpStream,
+    request: &Request,
+    answer: TargetAddr,
+    rec: &mut Record,
+    extended: bool,
+) -> Result<(), RequestError> {
+    rec.reply = Some(ReplyCode::Succeeded);
+    rec.outcome = Some(format!("answer {answer}"));
+    let reply = request.reply(ReplyCode::Succeeded, Some(&answer), extended);
+    if stream.write_all(&reply).await.is_ok() {
+        linger_close(stream).await;
+    }
+    Ok(())
+}
+
+/// Resolve a host for CONNECT or RESOLVE. `.onion` names are never sent to
+/// DNS (RFC 7686): they fail with Tor's onion codes.
+async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, RequestError> {
+    match host {
+        Host::Ip(ip) => Ok(vec![*ip]),
+        Host::Domain(name) => {
+            if let Some(valid) = onion_address(name) {
+                return Err(if valid {
+                    RequestError::OnionUnreachable
+                } else {
+                    RequestError::OnionInvalid
+                });
+            }
+            shared.resolver.lookup(name).await
+        }
+    }
+}
+
+async fn connect_target(target: &TargetAddr, shared: &Shared) -> Result<TcpStream, RequestError> {
+    let addrs = lookup(&target.host, shared).await?;
+    happy_eyeballs(
+        &addrs,
+        target.port,
+        shared.config.happy_eyeballs_delay(),
+        shared.config.connect_timeout(),
+    )
+    .await
+}
+
+/// `None` if `name` is not under `.onion`; otherwise whether it is a
+/// well-formed v3 onion address (56 base32 characters before `.onion`).
+pub fn onion_address(name: &str) -> Option<bool> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let rest = name.strip_suffix(".onion")?;
+    let label = rest.rsplit('.').next().unwrap_or("");
+    Some(
+        label.len() == 56
+            && label
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7')),
+    )
+}
+
+/// Close after a refusal without losing the reply: shut our write side,
+/// then read and discard what the client still sends for a short while, so
+/// that unread input does not turn our close into a reset that could
+/// destroy the reply in flight.
+async fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0usize;
+        while total < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::onion_address;
+
+    #[test]
+    fn onion_names() {
+        assert_eq!(onion_address("example.com"), None);
+        assert_eq!(onion_address("foo.onion"), Some(false));
+        let v3 = format!("{}.onion", "a".repeat(56));
+        assert_eq!(onion_address(&v3), Some(true));
+        assert_eq!(onion_address(&format!("www.{v3}.")), Some(true));
+        assert_eq!(
+            onion_address(&format!("{}.onion", "1".repeat(56))),
+            Some(false)
+        );
+    }
+}

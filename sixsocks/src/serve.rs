@@ -1,0 +1,142 @@
+//! `sixsocks serve`: command-line options and the server's start and stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use sixsocks_server::{Config, Server};
+
+/// Options of `sixsocks serve`. Each has a twin key in the config file
+/// (dashes become underscores); the command line wins over the file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (see sixsocks.example.toml). Without it, the
+    /// embedded defaults apply: 127.0.0.1:1080, no authentication.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on, IPv4 or IPv6 ([::1]:1080); repeat for several.
+    /// Replaces the config file's `listen` list. Port 0 picks a free port.
+    #[arg(short, long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Users file (from `sixsocks passwd`): makes SOCKS5 username/password
+    /// authentication mandatory and refuses SOCKS4.
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// Tor's leniency: accept a username/password message after method 00
+    /// was chosen, and empty user names and passwords.
+    #[arg(long)]
+    pub lenient_auth: bool,
+
+    /// Send Tor's extended SOCKS5 error codes (F0-F7) instead of 04.
+    #[arg(long)]
+    pub extended_errors: bool,
+
+    /// Seconds a client has to finish its handshake [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Seconds to connect to a target, all its addresses together [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Seconds a name resolution may take [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub resolve_timeout: Option<u64>,
+
+    /// Happy eyeballs: milliseconds before trying the next address [default: 250].
+    #[arg(long, value_name = "MS")]
+    pub happy_eyeballs_delay_ms: Option<u64>,
+
+    /// Seconds of silence after which a relayed connection is closed; 0 never [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Maximum concurrent clients; more are closed at once [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+
+    /// Seconds live sessions get after SIGINT/SIGTERM [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The file (or embedded default) configuration with the command line applied.
+    pub fn config(&self) -> Result<Config, Box<dyn std::error::Error>> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if !self.listen.is_empty() {
+            c.listen = self.listen.clone();
+        }
+        if let Some(p) = &self.users_file {
+            c.users_file = Some(p.clone());
+        }
+        c.lenient_auth |= self.lenient_auth;
+        c.extended_errors |= self.extended_errors;
+        let set = |dst: &mut u64, v: Option<u64>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut c.handshake_timeout, self.handshake_timeout);
+        set(&mut c.connect_timeout, self.connect_timeout);
+        set(&mut c.resolve_timeout, self.resolve_timeout);
+        set(&mut c.happy_eyeballs_delay_ms, self.happy_eyeballs_delay_ms);
+        set(&mut c.idle_timeout, self.idle_timeout);
+        set(&mut c.shutdown_grace, self.shutdown_grace);
+        if let Some(n) = self.max_clients {
+            c.max_clients = n;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = args.config()?;
+    raise_fd_limit(config.max_clients);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = Server::bind(config)?;
+        server.run(shutdown_signal()).await;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
+    // Sessions still running after the grace period end with the runtime.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
+}
+
+/// Each client needs two descriptors (client and target); ask for enough.
+fn raise_fd_limit(max_clients: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < (max_clients as u64) * 2 + 64 => tracing::warn!(
+            limit,
+            max_clients,
+            "the open-file limit is too low for max_clients; clients may be refused"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
