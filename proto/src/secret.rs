@@ -5,7 +5,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 /// A password received from (or sent to) a peer.
-#[derive(Clone, Default, Hash)]
+#[derive(Clone, Default)]
 pub struct Password(Vec<u8>);
 
 impl Password {
@@ -30,6 +30,12 @@ impl PartialEq for Password {
     }
 }
 impl Eq for Password {}
+
+impl std::hash::Hash for Password {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
 
 impl Drop for Password {
     fn drop(&mut self) {
