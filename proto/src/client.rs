@@ -94,6 +94,14 @@ impl ClientHandshake {
                     target: req.target.clone(),
                 }
                 .encode()?;
+                // The same for credentials too long for RFC 1929.
+                if let Some(username) = &req.username {
+                    userpass::Request {
+                        username: username.clone(),
+                        password: req.password.clone().unwrap_or_default(),
+                    }
+                    .encode()?;
+                }
                 (State::V5Choice, v5::Greeting { methods }.encode()?)
             }
         };
