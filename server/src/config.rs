@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::relay::RelayMode;
+
 /// The whole server configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -42,6 +44,9 @@ pub struct Config {
     pub max_clients: usize,
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
+    /// How relayed bytes are moved: `copy` (through a pooled user-space
+    /// buffer) or `splice` (splice(2) through a pipe, Linux only).
+    pub relay_mode: RelayMode,
 }
 
 impl Default for Config {
@@ -58,6 +63,7 @@ impl Default for Config {
             idle_timeout: 3600,
             max_clients: 4096,
             shutdown_grace: 10,
+            relay_mode: RelayMode::default(),
         }
     }
 }

@@ -12,6 +12,8 @@
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
 
+#![deny(unsafe_code)]
+
 pub mod auth;
 pub mod config;
 pub mod connect;
@@ -20,6 +22,7 @@ pub mod listener;
 pub mod relay;
 pub mod resolve;
 pub mod session;
+mod sys;
 
 pub use config::Config;
 pub use listener::Server;

@@ -1,21 +1,65 @@
 //! Relaying bytes both ways between the client and the target.
 //!
-//! Two copy loops run in one task. When one side reaches EOF, the other
-//! side's write half is shut down (the half-close is passed on) and the
-//! other direction keeps going until it ends too. An error in either
-//! direction ends both. An optional idle timeout ends the relay when no
-//! byte moved in either direction for that long.
+//! Two pumps, one per direction, run in the session's task. When one side
+//! reaches EOF its pump shuts down the other side's write half (the
+//! half-close is passed on) and the other direction keeps going until it
+//! ends too. An error in either direction ends both. An optional idle
+//! timeout ends the relay when no byte moved either way for that long.
+//!
+//! Memory: an idle connection holds no buffer and no pipe. A pump waits for
+//! readiness with nothing in hand, takes a buffer (or a pipe) from a
+//! per-thread pool only when the socket is readable, and gives it back as
+//! soon as what it read has been written. Backpressure is exact: a pump
+//! does not read again until its last read is fully written, so a slow
+//! reader slows its writer through TCP flow control, and at most one
+//! buffer's worth of data is in flight per direction.
+//!
+//! Two engines move the bytes (see [`RelayMode`]): a copy through a user
+//! space buffer, and splice(2) through a pipe (Linux), which keeps the data
+//! in the kernel.
 
+use std::cell::RefCell;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::Deserialize;
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// Size of each direction's copy buffer.
-const BUF_SIZE: usize = 32 * 1024;
+use crate::sys::{self, Pipe};
+
+/// How bytes are moved. Chosen per direction by configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// read(2) into a pooled buffer, write(2) out of it.
+    #[default]
+    Copy,
+    /// splice(2) socket → pipe → socket; the bytes never reach user space.
+    Splice,
+}
+
+impl std::str::FromStr for RelayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "copy" => Ok(RelayMode::Copy),
+            "splice" => Ok(RelayMode::Splice),
+            other => Err(format!(
+                "unknown relay mode `{other}` (expected copy or splice)"
+            )),
+        }
+    }
+}
+
+/// Size of a pooled copy buffer, and of a pipe.
+pub const CHUNK: usize = 256 * 1024;
+/// Idle buffers (and pipes) a worker thread keeps for reuse.
+const POOL_KEEP: usize = 16;
 
 /// Bytes moved, counted as they are written (so they are right even when
 /// the relay ends with an error).
@@ -41,33 +85,28 @@ pub enum RelayEnd {
 /// Relay until both directions are done. `initial_up` (optimistic data read
 /// with the request) is written to the target first.
 pub async fn relay(
-    client: &mut TcpStream,
-    target: &mut TcpStream,
+    client: &TcpStream,
+    target: &TcpStream,
     initial_up: &[u8],
     idle: Option<Duration>,
+    mode: RelayMode,
     counters: &Counters,
 ) -> RelayEnd {
-    let origin = Instant::now();
-    let last = AtomicU64::new(0);
-    let (mut cr, mut cw) = client.split();
-    let (mut tr, mut tw) = target.split();
+    let activity = Activity::new();
     let up = async {
-        if !initial_up.is_empty() {
-            tw.write_all(initial_up).await?;
-            counters
-                .up
-                .fetch_add(initial_up.len() as u64, Ordering::Relaxed);
-        }
-        pump(&mut cr, &mut tw, &counters.up, &last, origin).await
+        write_all(target, initial_up).await?;
+        counters
+            .up
+            .fetch_add(initial_up.len() as u64, Ordering::Relaxed);
+        pump(client, target, mode, &counters.up, &activity).await
     };
-    let down = pump(&mut tr, &mut cw, &counters.down, &last, origin);
+    let down = pump(target, client, mode, &counters.down, &activity);
     let both = async { tokio::try_join!(up, down) };
     let watch = async {
         match idle {
             None => std::future::pending::<()>().await,
             Some(idle) => loop {
-                let since = Duration::from_millis(last.load(Ordering::Relaxed));
-                let deadline = origin + since + idle;
+                let deadline = activity.last() + idle;
                 if Instant::now() >= deadline {
                     return;
                 }
@@ -84,28 +123,232 @@ pub async fn relay(
     }
 }
 
-async fn pump<R, W>(
-    r: &mut R,
-    w: &mut W,
-    count: &AtomicU64,
-    last: &AtomicU64,
+/// The time of the last byte moved, shared by both pumps.
+struct Activity {
     origin: Instant,
-) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; BUF_SIZE];
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+    fn touch(&self) {
+        self.last_ms
+            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    mode: RelayMode,
+    count: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    let result = match mode {
+        RelayMode::Copy => pump_copy(src, dst, count, activity).await,
+        RelayMode::Splice => pump_splice(src, dst, count, activity).await,
+    };
+    if result.is_ok() {
+        // EOF from `src`: pass the half-close on. The peer may already be
+        // gone; that is not an error for the other direction.
+        let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+    }
+    result
+}
+
+async fn pump_copy(
+    src: &TcpStream,
+    dst: &TcpStream,
+    count: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
     loop {
-        let n = r.read(&mut buf).await?;
+        src.readable().await?;
+        let mut buf = BUFFERS.with(|p| p.take());
+        let n = match src.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                BUFFERS.with(|p| p.give(buf));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
-            // Pass the half-close on. The peer may already be gone; that
-            // is not an error for the other direction.
-            let _ = w.shutdown().await;
+            BUFFERS.with(|p| p.give(buf));
             return Ok(());
         }
-        w.write_all(&buf[..n]).await?;
+        activity.touch();
+        write_all(dst, &buf[..n]).await?;
+        BUFFERS.with(|p| p.give(buf));
         count.fetch_add(n as u64, Ordering::Relaxed);
-        last.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+        activity.touch();
+    }
+}
+
+async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match dst.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn pump_splice(
+    src: &TcpStream,
+    dst: &TcpStream,
+    count: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    loop {
+        src.readable().await?;
+        let pipe = match PIPES.with(|p| p.take()) {
+            Some(p) => p,
+            None => Pipe::new(CHUNK)?,
+        };
+        let n = match src.try_io(Interest::READABLE, || {
+            sys::splice(src.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
+        }) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                PIPES.with(|p| p.give(pipe));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            PIPES.with(|p| p.give(pipe));
+            return Ok(());
+        }
+        activity.touch();
+        let mut left = n;
+        while left > 0 {
+            match dst.try_io(Interest::WRITABLE, || {
+                sys::splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), left)
+            }) {
+                Ok(k) => left -= k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+                // The pipe may still hold data: drop it rather than reuse it.
+                Err(e) => return Err(e),
+            }
+        }
+        PIPES.with(|p| p.give(pipe));
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        activity.touch();
+    }
+}
+
+/// A per-thread stack of reusable objects, bounded by [`POOL_KEEP`].
+struct Pool<T>(RefCell<Vec<T>>);
+
+impl<T> Pool<T> {
+    fn give(&self, item: T) {
+        let mut v = self.0.borrow_mut();
+        if v.len() < POOL_KEEP {
+            v.push(item);
+        }
+    }
+}
+
+impl Pool<Box<[u8]>> {
+    fn take(&self) -> Box<[u8]> {
+        self.0
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice())
+    }
+}
+
+impl Pool<Pipe> {
+    fn take(&self) -> Option<Pipe> {
+        self.0.borrow_mut().pop()
+    }
+}
+
+thread_local! {
+    static BUFFERS: Pool<Box<[u8]>> = const { Pool(RefCell::new(Vec::new())) };
+    static PIPES: Pool<Pipe> = const { Pool(RefCell::new(Vec::new())) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback sockets.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    async fn relay_roundtrip(mode: RelayMode) {
+        // app <-> (client_side | relay | target_side) <-> server
+        let (mut app, client_side) = pair().await;
+        let (target_side, mut server) = pair().await;
+        let counters = Counters::default();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let relay_fut = relay(&client_side, &target_side, b"early", None, mode, &counters);
+        let app_side = async {
+            app.write_all(&data).await.unwrap();
+            app.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            app.read_to_end(&mut back).await.unwrap();
+            back
+        };
+        let server_side = async {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            // The client half-closed; the answer still flows back.
+            server.write_all(b"answer after half-close").await.unwrap();
+            server.shutdown().await.unwrap();
+            got
+        };
+        let (end, back, got) = tokio::join!(relay_fut, app_side, server_side);
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert_eq!(&got[..5], b"early");
+        assert!(got[5..] == data[..], "data relayed intact and in order");
+        assert_eq!(back, b"answer after half-close");
+        assert_eq!(counters.up.load(Ordering::Relaxed), data.len() as u64 + 5);
+        assert_eq!(counters.down.load(Ordering::Relaxed), 23);
+    }
+
+    #[tokio::test]
+    async fn copy_relays_everything_and_honours_half_close() {
+        relay_roundtrip(RelayMode::Copy).await;
+    }
+
+    #[tokio::test]
+    async fn splice_relays_everything_and_honours_half_close() {
+        relay_roundtrip(RelayMode::Splice).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_ends_a_silent_relay() {
+        let (_app, client_side) = pair().await;
+        let (target_side, _server) = pair().await;
+        let counters = Counters::default();
+        let end = relay(
+            &client_side,
+            &target_side,
+            b"",
+            Some(Duration::from_secs(5)),
+            RelayMode::Copy,
+            &counters,
+        )
+        .await;
+        assert!(matches!(end, RelayEnd::Idle), "{end:?}");
     }
 }

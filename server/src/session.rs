@@ -156,7 +156,6 @@ async fn handshake(
     shared: &Shared,
 ) -> Result<(Request, Vec<u8>), HandshakeEnd> {
     let mut buf: Vec<u8> = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
     loop {
         match hs.step(&buf) {
             Step::NeedMore(_) => {
@@ -167,15 +166,15 @@ async fn handshake(
                         HANDSHAKE_BUF,
                     )));
                 }
-                let want = room.min(chunk.len());
-                let n = stream
-                    .read(&mut chunk[..want])
+                buf.reserve(room.min(1024));
+                let n = (&mut *stream)
+                    .take(room as u64)
+                    .read_buf(&mut buf)
                     .await
                     .map_err(HandshakeEnd::Io)?;
                 if n == 0 {
                     return Err(HandshakeEnd::Eof);
                 }
-                buf.extend_from_slice(&chunk[..n]);
             }
             Step::Reply { consumed, bytes } => {
                 buf.drain(..consumed);
@@ -227,7 +226,7 @@ async fn execute(
     let extended = shared.config.extended_errors;
     match request.command {
         Command::CONNECT => {
-            let mut target = connect_target(&request.target, shared).await?;
+            let target = connect_target(&request.target, shared).await?;
             let bound = target.local_addr().ok().map(TargetAddr::from);
             let reply = request.reply(ReplyCode::Succeeded, bound.as_ref(), extended);
             rec.reply = Some(ReplyCode::Succeeded);
@@ -237,9 +236,10 @@ async fn execute(
             }
             let end = relay(
                 stream,
-                &mut target,
+                &target,
                 &leftover,
                 shared.config.idle_timeout(),
+                shared.config.relay_mode,
                 &rec.counters,
             )
             .await;

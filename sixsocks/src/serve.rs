@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use sixsocks_server::config::RelayMode;
 use sixsocks_server::{Config, Server};
 
 /// Options of `sixsocks serve`. Each has a twin key in the config file
@@ -61,6 +62,11 @@ pub struct ServeArgs {
     /// Seconds live sessions get after SIGINT/SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+
+    /// How relayed bytes move: `copy` (pooled buffer) or `splice`
+    /// (splice(2) through a pipe, Linux) [default: copy].
+    #[arg(long, value_name = "MODE")]
+    pub relay_mode: Option<RelayMode>,
 }
 
 impl ServeArgs {
@@ -89,6 +95,9 @@ impl ServeArgs {
         set(&mut c.happy_eyeballs_delay_ms, self.happy_eyeballs_delay_ms);
         set(&mut c.idle_timeout, self.idle_timeout);
         set(&mut c.shutdown_grace, self.shutdown_grace);
+        if let Some(m) = self.relay_mode {
+            c.relay_mode = m;
+        }
         if let Some(n) = self.max_clients {
             c.max_clients = n;
         }
