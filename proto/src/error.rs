@@ -43,6 +43,10 @@ pub enum ProtoError {
     TooLong(&'static str),
     #[error("message exceeds the {0}-byte cap")]
     MessageTooLong(usize),
+    #[error("datagram too short for its header")]
+    Truncated,
+    #[error("reserved field is not zero")]
+    BadReserved,
     #[error("handshake used after it finished or failed")]
     Finished,
 }

@@ -15,6 +15,7 @@
 //! * [`server`]: the server-side handshake state machine, which also
 //!   dispatches on the first byte (SOCKS4, SOCKS5, HTTP-resistance).
 //! * [`client`]: the client-side handshake state machine.
+//! * [`udp`]: the SOCKS5 UDP datagram header and fragment reassembly.
 //! * [`http`]: HTTP-resistance (the page sent to browsers that use the proxy
 //!   as an HTTP proxy).
 
@@ -26,6 +27,7 @@ pub mod parse;
 pub mod reply;
 pub mod secret;
 pub mod server;
+pub mod udp;
 pub mod userpass;
 pub mod v4;
 pub mod v5;
