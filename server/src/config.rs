@@ -5,7 +5,7 @@
 //! defaults. Durations are whole seconds unless the name says otherwise.
 //! `sixsocks.example.toml` at the repository root documents every field.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +47,32 @@ pub struct Config {
     /// How relayed bytes are moved: `copy` (through a pooled user-space
     /// buffer) or `splice` (splice(2) through a pipe, Linux only).
     pub relay_mode: RelayMode,
+    /// Carry out BIND requests (SOCKS4 and SOCKS5). When off they get `07` / `5B`.
+    pub allow_bind: bool,
+    /// IP address BIND listens on and reports. Default: the proxy's address
+    /// on the route to the expected host, else the one the client reached.
+    pub bind_address: Option<IpAddr>,
+    /// Seconds BIND waits for the inbound connection.
+    pub bind_timeout: u64,
+    /// Accept only the host named in the BIND request (when it names one);
+    /// other hosts that connect are closed and BIND keeps waiting.
+    pub bind_check_peer: bool,
+    /// Carry out UDP ASSOCIATE. When off it gets `07`.
+    pub allow_udp: bool,
+    /// IP address of the UDP relay sockets (and reported to clients).
+    /// Default: the address the client reached the proxy on.
+    pub udp_address: Option<IpAddr>,
+    /// Seconds without a datagram after which an association ends.
+    pub udp_idle_timeout: u64,
+    /// UDP associations at once, in all.
+    pub max_udp_associations: usize,
+    /// UDP associations at once from one client IP address.
+    pub max_udp_per_client: usize,
+    /// Largest datagram payload relayed (after reassembly); larger ones are
+    /// dropped and counted.
+    pub max_datagram: usize,
+    /// Seconds a fragment sequence may take to complete (at least 5, RFC 1928).
+    pub udp_reassembly_timeout: u64,
 }
 
 impl Default for Config {
@@ -64,6 +90,17 @@ impl Default for Config {
             max_clients: 4096,
             shutdown_grace: 10,
             relay_mode: RelayMode::default(),
+            allow_bind: true,
+            bind_address: None,
+            bind_timeout: 120,
+            bind_check_peer: true,
+            allow_udp: true,
+            udp_address: None,
+            udp_idle_timeout: 120,
+            max_udp_associations: 1024,
+            max_udp_per_client: 16,
+            max_datagram: sixsocks_proto::udp::MAX_UDP_PAYLOAD,
+            udp_reassembly_timeout: 5,
         }
     }
 }
@@ -109,6 +146,15 @@ impl Config {
         if self.max_clients == 0 {
             return bad("`max_clients` must be at least 1");
         }
+        if self.max_udp_associations == 0 || self.max_udp_per_client == 0 {
+            return bad("UDP association limits must be at least 1");
+        }
+        if self.max_datagram == 0 || self.max_datagram > sixsocks_proto::udp::MAX_UDP_PAYLOAD {
+            return bad("`max_datagram` must be between 1 and 65507");
+        }
+        if self.udp_reassembly_timeout < 5 {
+            return bad("`udp_reassembly_timeout` must be at least 5 seconds (RFC 1928)");
+        }
         if self.handshake_timeout == 0 || self.connect_timeout == 0 || self.resolve_timeout == 0 {
             return bad("handshake, connect and resolve timeouts must be at least 1 second");
         }
@@ -129,6 +175,12 @@ impl Config {
     }
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+    pub fn bind_timeout(&self) -> Duration {
+        Duration::from_secs(self.bind_timeout)
+    }
+    pub fn udp_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.udp_idle_timeout.max(1))
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)

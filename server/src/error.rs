@@ -30,6 +30,12 @@ pub enum RequestError {
     OnionInvalid,
     #[error("onion services are not reachable through this proxy")]
     OnionUnreachable,
+    #[error("nobody connected to the bound port in time")]
+    BindTimeout,
+    #[error("{0} is disabled by configuration")]
+    Disabled(&'static str),
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -48,7 +54,9 @@ impl RequestError {
             RequestError::HostUnreachable
             | RequestError::Resolve(_)
             | RequestError::ResolveTimeout => ReplyCode::HostUnreachable,
-            RequestError::ConnectTimeout => ReplyCode::TtlExpired,
+            RequestError::ConnectTimeout | RequestError::BindTimeout => ReplyCode::TtlExpired,
+            RequestError::Disabled(_) => ReplyCode::CommandNotSupported,
+            RequestError::Limit(_) => ReplyCode::GeneralFailure,
             RequestError::CommandNotSupported(_) => ReplyCode::CommandNotSupported,
             RequestError::AddressTypeNotSupported => ReplyCode::AddressTypeNotSupported,
             RequestError::AuthRequired => ReplyCode::NotAllowed,

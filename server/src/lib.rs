@@ -8,6 +8,8 @@
 //! * [`connect`]: outbound connections (happy eyeballs, timeouts).
 //! * [`resolve`]: name resolution through the system resolver (forward and
 //!   reverse), off the async threads.
+//! * [`bind`]: BIND, both replies and the relay after them.
+//! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed.
 //! * [`relay`]: moving bytes both ways once a connection is up.
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
@@ -15,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod bind;
 pub mod config;
 pub mod connect;
 pub mod error;
@@ -23,6 +26,7 @@ pub mod relay;
 pub mod resolve;
 pub mod session;
 mod sys;
+pub mod udp_relay;
 
 pub use config::Config;
 pub use listener::Server;

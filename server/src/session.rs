@@ -31,6 +31,7 @@ pub struct Shared {
     pub auth: Authenticator,
     pub resolver: Resolver,
     pub handshake: HandshakeConfig,
+    pub udp_limits: crate::udp_relay::AssociationLimits,
 }
 
 impl Shared {
@@ -44,20 +45,21 @@ impl Shared {
             config,
             auth,
             handshake,
+            udp_limits: Default::default(),
         }
     }
 }
 
 /// Everything the session's log line reports.
 #[derive(Default)]
-struct Record {
-    version: Option<Version>,
-    credentials: Credentials,
-    command: Option<Command>,
-    target: Option<TargetAddr>,
-    reply: Option<ReplyCode>,
-    counters: Counters,
-    outcome: Option<String>,
+pub(crate) struct Record {
+    pub(crate) version: Option<Version>,
+    pub(crate) credentials: Credentials,
+    pub(crate) command: Option<Command>,
+    pub(crate) target: Option<TargetAddr>,
+    pub(crate) reply: Option<ReplyCode>,
+    pub(crate) counters: Counters,
+    pub(crate) outcome: Option<String>,
 }
 
 /// Why a handshake ended without a request.
@@ -270,6 +272,15 @@ async fn execute(
             let name = shared.resolver.reverse(ip).await?;
             finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
         }
+        Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
+        Command::BIND => crate::bind::run(stream, request, leftover, shared, rec).await,
+        Command::UDP_ASSOCIATE if request.version != Version::V5 => {
+            Err(RequestError::CommandNotSupported(request.command))
+        }
+        Command::UDP_ASSOCIATE if !shared.config.allow_udp => {
+            Err(RequestError::Disabled("UDP ASSOCIATE"))
+        }
+        Command::UDP_ASSOCIATE => crate::udp_relay::run(stream, request, shared, rec).await,
         other => Err(RequestError::CommandNotSupported(other)),
     }
 }

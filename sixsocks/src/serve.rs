@@ -1,6 +1,6 @@
 //! `sixsocks serve`: command-line options and the server's start and stop.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -67,6 +67,51 @@ pub struct ServeArgs {
     /// (splice(2) through a pipe, Linux) [default: copy].
     #[arg(long, value_name = "MODE")]
     pub relay_mode: Option<RelayMode>,
+
+    /// Carry out BIND requests (true or false) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub allow_bind: Option<bool>,
+
+    /// IP address BIND listens on and reports [default: the proxy's address
+    /// on the route to the expected host, else the one the client reached].
+    #[arg(long, value_name = "IP")]
+    pub bind_address: Option<IpAddr>,
+
+    /// Seconds BIND waits for the inbound connection [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub bind_timeout: Option<u64>,
+
+    /// BIND accepts only the host the request names, when it names one [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub bind_check_peer: Option<bool>,
+
+    /// Carry out UDP ASSOCIATE (true or false) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub allow_udp: Option<bool>,
+
+    /// IP address of UDP relay sockets [default: the address the client reached].
+    #[arg(long, value_name = "IP")]
+    pub udp_address: Option<IpAddr>,
+
+    /// Seconds without a datagram after which a UDP association ends [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub udp_idle_timeout: Option<u64>,
+
+    /// UDP associations at once, in all [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_udp_associations: Option<usize>,
+
+    /// UDP associations at once from one client IP [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_udp_per_client: Option<usize>,
+
+    /// Largest UDP payload relayed; larger datagrams are dropped [default: 65507].
+    #[arg(long, value_name = "BYTES")]
+    pub max_datagram: Option<usize>,
+
+    /// Seconds a UDP fragment sequence may take to complete, at least 5 [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub udp_reassembly_timeout: Option<u64>,
 }
 
 impl ServeArgs {
@@ -95,6 +140,33 @@ impl ServeArgs {
         set(&mut c.happy_eyeballs_delay_ms, self.happy_eyeballs_delay_ms);
         set(&mut c.idle_timeout, self.idle_timeout);
         set(&mut c.shutdown_grace, self.shutdown_grace);
+        set(&mut c.bind_timeout, self.bind_timeout);
+        set(&mut c.udp_idle_timeout, self.udp_idle_timeout);
+        set(&mut c.udp_reassembly_timeout, self.udp_reassembly_timeout);
+        if let Some(b) = self.allow_bind {
+            c.allow_bind = b;
+        }
+        if let Some(b) = self.bind_check_peer {
+            c.bind_check_peer = b;
+        }
+        if let Some(b) = self.allow_udp {
+            c.allow_udp = b;
+        }
+        if self.bind_address.is_some() {
+            c.bind_address = self.bind_address;
+        }
+        if self.udp_address.is_some() {
+            c.udp_address = self.udp_address;
+        }
+        for (dst, v) in [
+            (&mut c.max_udp_associations, self.max_udp_associations),
+            (&mut c.max_udp_per_client, self.max_udp_per_client),
+            (&mut c.max_datagram, self.max_datagram),
+        ] {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        }
         if let Some(m) = self.relay_mode {
             c.relay_mode = m;
         }

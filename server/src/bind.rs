@@ -1,0 +1,136 @@
+//! BIND (SOCKS4 and SOCKS5): listen for one inbound connection on the
+//! client's behalf, report where (first reply), report who connected
+//! (second reply), then relay.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sixsocks_proto::{Host, ReplyCode, Request, TargetAddr};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::error::RequestError;
+use crate::relay::{relay, RelayEnd};
+use crate::session::{Record, Shared};
+
+/// Most bytes a client may send before the second reply; they are kept and
+/// forwarded once the inbound connection is there.
+const EARLY_DATA_CAP: usize = 64 * 1024;
+
+pub(crate) async fn run(
+    client: &mut TcpStream,
+    request: &Request,
+    mut early: Vec<u8>,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), RequestError> {
+    let config = &shared.config;
+    let extended = config.extended_errors;
+    // The host expected to connect (RFC 1928: "evaluate DST.ADDR").
+    let expected: Option<IpAddr> = match &request.target.host {
+        Host::Ip(ip) if ip.is_unspecified() => None,
+        Host::Ip(ip) => Some(*ip),
+        Host::Domain(name) => shared.resolver.lookup(name).await?.first().copied(),
+    };
+    let client_side = client.local_addr()?.ip();
+    let listen_ip = config
+        .bind_address
+        .or_else(|| expected.and_then(route_source))
+        .unwrap_or(client_side);
+    let listener = listen_once(SocketAddr::new(listen_ip, 0))?;
+    let bound = listener.local_addr()?;
+    client
+        .write_all(&request.reply(ReplyCode::Succeeded, Some(&bound.into()), extended))
+        .await?;
+    rec.outcome = Some(format!("bind listening on {bound}"));
+
+    let accept = async {
+        loop {
+            tokio::select! {
+                r = listener.accept() => {
+                    let (stream, peer) = r?;
+                    match expected {
+                        Some(ip) if config.bind_check_peer && !same_ip(ip, peer.ip()) => {
+                            tracing::info!(%peer, expected = %ip, "bind: unexpected host connected; closed");
+                            drop(stream);
+                        }
+                        _ => return Ok::<_, RequestError>(Some((stream, peer))),
+                    }
+                }
+                r = client.readable() => {
+                    r?;
+                    // The client may speak early (kept) or give up (EOF).
+                    let mut buf = [0u8; 4096];
+                    match client.try_read(&mut buf) {
+                        Ok(0) => return Ok(None),
+                        Ok(n) if early.len() + n <= EARLY_DATA_CAP => early.extend_from_slice(&buf[..n]),
+                        Ok(_) => return Err(RequestError::Io(std::io::Error::other("too much data before the bind completed"))),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    };
+    let accepted = tokio::time::timeout(config.bind_timeout(), accept)
+        .await
+        .map_err(|_| RequestError::BindTimeout)??;
+    drop(listener);
+    let Some((inbound, peer)) = accepted else {
+        rec.outcome = Some("client closed while waiting for the bind".into());
+        return Ok(());
+    };
+    let _ = inbound.set_nodelay(true);
+    client
+        .write_all(&request.reply(
+            ReplyCode::Succeeded,
+            Some(&TargetAddr::from(peer)),
+            extended,
+        ))
+        .await?;
+    rec.reply = Some(ReplyCode::Succeeded);
+    rec.outcome = Some(format!("bind on {bound} accepted {peer}"));
+    let end = relay(
+        client,
+        &inbound,
+        &early,
+        config.idle_timeout(),
+        config.relay_mode,
+        &rec.counters,
+    )
+    .await;
+    match end {
+        RelayEnd::Closed => {}
+        RelayEnd::Idle => rec.outcome = Some(format!("bind from {peer}: idle timeout")),
+        RelayEnd::Error(e) => rec.outcome = Some(format!("bind from {peer}: relay ended: {e}")),
+    }
+    Ok(())
+}
+
+fn listen_once(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(8)?;
+    TcpListener::from_std(s.into())
+}
+
+/// The local address the kernel would use to reach `dst` (a routing table
+/// lookup through a connected UDP socket: no packet is sent).
+pub(crate) fn route_source(dst: IpAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match dst {
+        IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect((dst, 9)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// IP equality that treats `::ffff:a.b.c.d` as `a.b.c.d`.
+pub(crate) fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
