@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the proxy server (the default when no subcommand is given).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Add a user to a users file, or change a user's password.
     Passwd(passwd::PasswdArgs),
 }
@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         None => serve::run(serve::ServeArgs::default()),
-        Some(Cmd::Serve(args)) => serve::run(args),
+        Some(Cmd::Serve(args)) => serve::run(*args),
         Some(Cmd::Passwd(args)) => passwd::run(args),
     };
     match result {
