@@ -1,5 +1,7 @@
-//! The `sixsocks` command: a SOCKS4/4a/5 proxy server (`serve`) and its tools.
+//! The `sixsocks` command: a SOCKS4/4a/5 proxy server (`serve`) and its tools
+//! (`passwd`, `connect`, `resolve`).
 
+mod connect;
 mod passwd;
 mod serve;
 
@@ -23,6 +25,10 @@ enum Cmd {
     Serve(Box<serve::ServeArgs>),
     /// Add a user to a users file, or change a user's password.
     Passwd(passwd::PasswdArgs),
+    /// Connect to HOST:PORT through a proxy; stdin goes to it, its answer to stdout (like nc).
+    Connect(connect::ConnectArgs),
+    /// Resolve a name (or, with -x, an address) through a proxy (Tor's RESOLVE / RESOLVE_PTR).
+    Resolve(connect::ResolveArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +38,8 @@ fn main() -> std::process::ExitCode {
         None => serve::run(serve::ServeArgs::default()),
         Some(Cmd::Serve(args)) => serve::run(*args),
         Some(Cmd::Passwd(args)) => passwd::run(args),
+        Some(Cmd::Connect(args)) => connect::run_connect(args),
+        Some(Cmd::Resolve(args)) => connect::run_resolve(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
