@@ -1,0 +1,420 @@
+//! `sixsocks-bench`: one benchmark case per run, one JSON line on stdout.
+//! `bench/run.sh` drives it; `sixsocks-bench report` makes the tables.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+use sixsocks_bench::socks::Route;
+use sixsocks_bench::throughput::Direction;
+use sixsocks_bench::{connrate, idle, pingpong, procfs, report, throughput};
+
+#[derive(Parser)]
+#[command(
+    name = "sixsocks-bench",
+    about = "Load generator for SOCKS5 proxies",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bulk transfer on N streams for a fixed time: Gbit/s, stalls, proxy CPU per GB.
+    Throughput {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum)]
+        direction: Direction,
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Seconds before the measured window.
+        #[arg(long, default_value_t = 0.5)]
+        warmup: f64,
+        /// Seconds of the measured window.
+        #[arg(long, default_value_t = 3.0)]
+        duration: f64,
+    },
+    /// W workers looping connect + handshake + 64-byte echo + close: conn/s, latency, CPU per connection.
+    Connrate {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value_t = 0.5)]
+        warmup: f64,
+        #[arg(long, default_value_t = 3.0)]
+        duration: f64,
+    },
+    /// Round trips of SIZE bytes on one connection: p50/p99.
+    Pingpong {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 20000)]
+        count: usize,
+    },
+    /// Open K relayed connections, hold them idle, measure the proxy's memory per connection.
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000)]
+        conns: usize,
+        #[arg(long, default_value_t = 8)]
+        openers: usize,
+        /// Seconds between the last connection opened and the measurement.
+        #[arg(long, default_value_t = 1.0)]
+        settle: f64,
+        /// Write this file when all connections are open; hold them until it is removed.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Longest hold with --ready-file, seconds.
+        #[arg(long, default_value_t = 300.0)]
+        hold_max: f64,
+        /// Give up opening connections after this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        open_timeout: f64,
+    },
+    /// Markdown tables (median and spread of repetitions, ratios) from JSON lines.
+    Report {
+        /// Files of JSON lines written by the other subcommands.
+        files: Vec<PathBuf>,
+        /// The label of the proxy under test.
+        #[arg(long, default_value = "sixsocks")]
+        subject: String,
+        /// The label of the direct (no proxy) runs.
+        #[arg(long, default_value = "direct")]
+        baseline: String,
+        /// Exit with status 1 if any run of these labels (comma-separated) failed or stalled.
+        #[arg(long, value_delimiter = ',')]
+        require_ok: Vec<String>,
+    },
+    /// CPU ticks, RSS and PSS of a process tree, as JSON.
+    ProcStats { pid: u32 },
+    /// Wait until ADDR accepts TCP connections.
+    WaitPort {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// SOCKS5 proxy to measure (no authentication).
+    #[arg(long, conflicts_with = "direct", required_unless_present = "direct")]
+    proxy: Option<SocketAddr>,
+    /// Connect straight to the target: the machine's limit.
+    #[arg(long)]
+    direct: bool,
+    /// Address the built-in target servers listen on (the proxy connects there).
+    #[arg(long, default_value = "127.0.0.1")]
+    target: IpAddr,
+    /// PID of the proxy: its process tree's CPU time (and memory) is measured.
+    #[arg(long)]
+    proxy_pid: Option<u32>,
+    /// No progress for this many milliseconds is a stall.
+    #[arg(long, default_value_t = 1000)]
+    stall_ms: u64,
+    /// Label of the peer measured (copied into the output).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Repetition number (copied into the output).
+    #[arg(long, default_value_t = 0)]
+    rep: u32,
+}
+
+impl Common {
+    fn route(&self) -> Route {
+        match self.proxy {
+            Some(p) if !self.direct => Route::Socks5(p),
+            _ => Route::Direct,
+        }
+    }
+    fn stall(&self) -> Duration {
+        Duration::from_millis(self.stall_ms.max(1))
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Report {
+            files,
+            subject,
+            baseline,
+            require_ok,
+        } => {
+            let mut records = Vec::new();
+            for f in &files {
+                match std::fs::read_to_string(f) {
+                    Ok(s) => records.extend(report::parse_lines(&s)),
+                    Err(e) => {
+                        eprintln!("sixsocks-bench: {}: {e}", f.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            print!("{}", report::render(&records, &subject, &baseline));
+            let bad = report::failures(&records, &require_ok);
+            if !bad.is_empty() {
+                eprintln!("sixsocks-bench: runs that must not fail did:");
+                for b in bad {
+                    eprintln!("  {b}");
+                }
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::ProcStats { pid } => match procfs::snapshot(pid) {
+            Ok(u) => {
+                println!(
+                    "{}",
+                    json!({"pid": pid, "procs": u.procs, "cpu_ticks": u.cpu_ticks,
+                           "cpu_s": u.cpu_secs(), "rss_kib": u.rss_kib, "pss_kib": u.pss_kib})
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sixsocks-bench: pid {pid}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::WaitPort { addr, timeout } => {
+            let until = std::time::Instant::now() + secs(timeout);
+            loop {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return ExitCode::SUCCESS;
+                }
+                if std::time::Instant::now() >= until {
+                    eprintln!("sixsocks-bench: {addr} does not accept connections");
+                    return ExitCode::FAILURE;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Cmd::Throughput {
+            common,
+            direction,
+            streams,
+            warmup,
+            duration,
+        } => {
+            let o = throughput::Opts {
+                direction,
+                streams,
+                warmup: secs(warmup),
+                duration: secs(duration),
+                stall: common.stall(),
+            };
+            let case = format!(
+                "{}, {streams} stream{}",
+                serde_json::to_value(direction)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                if streams == 1 { "" } else { "s" }
+            );
+            measure(&common, "throughput", &case, |route, ip| {
+                let r = throughput::run(route, ip, &o)?;
+                let mut problems = Vec::new();
+                if r.stalled_streams > 0 {
+                    problems.push(format!(
+                        "{}/{} streams stalled (longest gap {} ms)",
+                        r.stalled_streams, r.streams, r.max_gap_ms
+                    ));
+                }
+                if r.failed_streams > 0 {
+                    problems.push(format!("{}/{} streams failed", r.failed_streams, r.streams));
+                }
+                Ok(Measured {
+                    stalled: r.stalled_streams > 0,
+                    problem: (!problems.is_empty()).then(|| problems.join("; ")),
+                    per_gb: Some(r.relayed_bytes as f64 / 1e9),
+                    per_conn: None,
+                    value: to_value(&r),
+                })
+            })
+        }
+        Cmd::Connrate {
+            common,
+            workers,
+            warmup,
+            duration,
+        } => {
+            let o = connrate::Opts {
+                workers,
+                warmup: secs(warmup),
+                duration: secs(duration),
+                stall: common.stall(),
+            };
+            let case = format!("{workers} worker{}", if workers == 1 { "" } else { "s" });
+            measure(&common, "connrate", &case, |route, ip| {
+                let r = connrate::run(route, ip, &o)?;
+                let problem = (r.errors > 0 || r.stalled > 0 || r.conns_window == 0).then(|| {
+                    format!(
+                        "{} completed, {} failed, {} stalled; first: {}",
+                        r.conns_window,
+                        r.errors,
+                        r.stalled,
+                        r.first_error.as_deref().unwrap_or("-")
+                    )
+                });
+                Ok(Measured {
+                    stalled: r.stalled > 0,
+                    problem,
+                    per_gb: None,
+                    per_conn: Some(r.conns_total as f64),
+                    value: to_value(&r),
+                })
+            })
+        }
+        Cmd::Pingpong {
+            common,
+            size,
+            count,
+        } => {
+            let stall = common.stall();
+            measure(&common, "pingpong", &format!("{size} B"), |route, ip| {
+                let r = pingpong::run(route, ip, size, count, stall)?;
+                Ok(Measured {
+                    stalled: r.stalled,
+                    problem: r.error.clone(),
+                    per_gb: None,
+                    per_conn: None,
+                    value: to_value(&r),
+                })
+            })
+        }
+        Cmd::Idle {
+            common,
+            conns,
+            openers,
+            settle,
+            ready_file,
+            hold_max,
+            open_timeout,
+        } => {
+            let o = idle::Opts {
+                conns,
+                openers,
+                settle: secs(settle),
+                proxy_pid: common.proxy_pid,
+                ready_file,
+                hold_max: secs(hold_max),
+                open_timeout: secs(open_timeout),
+            };
+            let case = format!("{} conns", report::thousands(conns as f64));
+            measure(&common, "idle", &case, |route, ip| {
+                let r = idle::run(route, ip, &o)?;
+                let problem = (r.conns_open < r.conns_requested || r.errors > 0).then(|| {
+                    format!(
+                        "{} of {} opened; first error: {}",
+                        r.conns_open,
+                        r.conns_requested,
+                        r.first_error.as_deref().unwrap_or("-")
+                    )
+                });
+                Ok(Measured {
+                    stalled: false,
+                    problem,
+                    per_gb: None,
+                    per_conn: None,
+                    value: to_value(&r),
+                })
+            })
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// What a case reports to [`measure`].
+struct Measured {
+    stalled: bool,
+    problem: Option<String>,
+    /// Gigabytes the proxy relayed (to divide its CPU time by).
+    per_gb: Option<f64>,
+    /// Connections it carried (to divide its CPU time by).
+    per_conn: Option<f64>,
+    value: Value,
+}
+
+/// Runs one case with the proxy's CPU time read around it and prints the
+/// JSON line. Exit status 0 whenever a line was printed (even for a stall:
+/// the report shows it), 1 if the case could not run at all.
+fn measure(
+    common: &Common,
+    mode: &str,
+    case: &str,
+    f: impl FnOnce(Route, IpAddr) -> std::io::Result<Measured>,
+) -> ExitCode {
+    let mut rec = Map::new();
+    rec.insert("mode".into(), json!(mode));
+    rec.insert("case".into(), json!(case));
+    rec.insert("label".into(), json!(common.label));
+    rec.insert("rep".into(), json!(common.rep));
+    let route = common.route();
+    rec.insert(
+        "route".into(),
+        json!(match route {
+            Route::Direct => "direct".to_string(),
+            Route::Socks5(p) => format!("socks5://{p}"),
+        }),
+    );
+    let before = common.proxy_pid.map(procfs::snapshot);
+    let result = f(route, common.target);
+    let after = common.proxy_pid.map(procfs::snapshot);
+    let mut problems = Vec::new();
+    let mut stalled = false;
+    let mut code = ExitCode::SUCCESS;
+    match result {
+        Ok(m) => {
+            if let Value::Object(o) = m.value {
+                rec.extend(o);
+            }
+            stalled = m.stalled;
+            problems.extend(m.problem);
+            match (before, after) {
+                (Some(Ok(b)), Some(Ok(a))) => {
+                    let cpu = a.cpu_secs() - b.cpu_secs();
+                    rec.insert("proxy_cpu_s".into(), json!(cpu));
+                    rec.insert("proxy_procs".into(), json!(a.procs));
+                    if let Some(gb) = m.per_gb.filter(|g| *g > 0.0) {
+                        rec.insert("cpu_s_per_gb".into(), json!(cpu / gb));
+                    }
+                    if let Some(n) = m.per_conn.filter(|n| *n > 0.0) {
+                        rec.insert("cpu_us_per_conn".into(), json!(cpu * 1e6 / n));
+                    }
+                }
+                (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                    problems.push(format!("proxy process: {e}"));
+                }
+                _ => {}
+            }
+        }
+        Err(e) => {
+            problems.push(format!("could not run: {e}"));
+            code = ExitCode::FAILURE;
+        }
+    }
+    rec.insert("ok".into(), json!(problems.is_empty()));
+    rec.insert("stalled".into(), json!(stalled));
+    if !problems.is_empty() {
+        rec.insert("problem".into(), json!(problems.join("; ")));
+    }
+    println!("{}", Value::Object(rec));
+    code
+}

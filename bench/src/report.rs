@@ -1,0 +1,482 @@
+//! Markdown tables from the JSON lines of many runs: one table per metric,
+//! a row per case, a column per peer holding the median of the repetitions
+//! and their spread (min–max), then the subject's ratio against the direct
+//! baseline and against the best peer. A run that stalled or failed is
+//! never averaged in: its cell says so.
+
+use serde_json::Value;
+
+use crate::stats::median;
+
+/// One table of the report.
+struct Metric {
+    mode: &'static str,
+    title: &'static str,
+    /// JSON pointer to the value in a record.
+    pointer: &'static str,
+    higher_better: bool,
+    /// Whether the direct baseline has this figure (CPU and memory of a
+    /// proxy do not exist without one).
+    with_baseline: bool,
+    /// Latency: also show what the subject and the best peer add to direct.
+    added: bool,
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        mode: "throughput",
+        title: "Throughput, Gbit/s (higher is better)",
+        pointer: "/gbps",
+        higher_better: true,
+        with_baseline: true,
+        added: false,
+    },
+    Metric {
+        mode: "throughput",
+        title: "Proxy CPU-seconds per GB relayed (lower is better)",
+        pointer: "/cpu_s_per_gb",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
+    Metric {
+        mode: "connrate",
+        title: "Connections per second: connect + greeting + CONNECT + 64-byte echo + close (higher is better)",
+        pointer: "/conns_per_s",
+        higher_better: true,
+        with_baseline: true,
+        added: false,
+    },
+    Metric {
+        mode: "connrate",
+        title: "Connection latency p50, µs (lower is better)",
+        pointer: "/latency/p50_us",
+        higher_better: false,
+        with_baseline: true,
+        added: false,
+    },
+    Metric {
+        mode: "connrate",
+        title: "Connection latency p99, µs (lower is better)",
+        pointer: "/latency/p99_us",
+        higher_better: false,
+        with_baseline: true,
+        added: false,
+    },
+    Metric {
+        mode: "connrate",
+        title: "Connection latency p99.9, µs (lower is better)",
+        pointer: "/latency/p999_us",
+        higher_better: false,
+        with_baseline: true,
+        added: false,
+    },
+    Metric {
+        mode: "connrate",
+        title: "Proxy CPU-µs per connection (lower is better)",
+        pointer: "/cpu_us_per_conn",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
+    Metric {
+        mode: "pingpong",
+        title: "Ping-pong round trip p50, µs (lower is better)",
+        pointer: "/rtt/p50_us",
+        higher_better: false,
+        with_baseline: true,
+        added: true,
+    },
+    Metric {
+        mode: "pingpong",
+        title: "Ping-pong round trip p99, µs (lower is better)",
+        pointer: "/rtt/p99_us",
+        higher_better: false,
+        with_baseline: true,
+        added: true,
+    },
+    Metric {
+        mode: "idle",
+        title: "Memory per idle relayed connection, RSS KiB (lower is better)",
+        pointer: "/rss_kib_per_conn",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
+    Metric {
+        mode: "idle",
+        title: "Memory per idle relayed connection, PSS KiB (lower is better)",
+        pointer: "/pss_kib_per_conn",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
+];
+
+/// The JSON objects among `s`'s lines (other lines are skipped).
+pub fn parse_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(Value::is_object)
+        .collect()
+}
+
+fn str_of<'a>(r: &'a Value, key: &str) -> &'a str {
+    r.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn ok(r: &Value) -> bool {
+    r.get("ok").and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn stalled(r: &Value) -> bool {
+    r.get("stalled").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// An integer with thousands separators: 20305 → "20,305".
+pub fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 && s != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// A figure with as many digits as are meaningful.
+pub fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        "–".into()
+    } else if a >= 1000.0 {
+        thousands(v)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The statistics of one cell.
+struct Cell {
+    runs: usize,
+    bad: usize,
+    any_stall: bool,
+    values: Vec<f64>,
+}
+
+impl Cell {
+    fn median(&self) -> Option<f64> {
+        median(&self.values)
+    }
+
+    fn render(&self) -> String {
+        if self.runs == 0 {
+            return "–".into();
+        }
+        let what = if self.any_stall { "STALL" } else { "FAIL" };
+        let Some(m) = self.median() else {
+            return format!("**{what}** ({}/{})", self.bad, self.runs);
+        };
+        let mut s = fmt_num(m);
+        if self.values.len() > 1 {
+            let lo = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = self
+                .values
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max);
+            s.push_str(&format!(" ({}–{})", fmt_num(lo), fmt_num(hi)));
+        }
+        if self.bad > 0 {
+            s.push_str(&format!(" **{what} {}/{}**", self.bad, self.runs));
+        }
+        s
+    }
+}
+
+fn cell(records: &[&Value], case: &str, label: &str, pointer: &str) -> Cell {
+    let mut c = Cell {
+        runs: 0,
+        bad: 0,
+        any_stall: false,
+        values: Vec::new(),
+    };
+    for r in records
+        .iter()
+        .filter(|r| str_of(r, "case") == case && str_of(r, "label") == label)
+    {
+        c.runs += 1;
+        if !ok(r) {
+            c.bad += 1;
+            c.any_stall |= stalled(r);
+            continue;
+        }
+        if let Some(v) = r.pointer(pointer).and_then(Value::as_f64) {
+            if v.is_finite() {
+                c.values.push(v);
+            }
+        }
+    }
+    c
+}
+
+fn first_seen<'a>(records: &[&'a Value], key: &str) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in records {
+        let v = str_of(r, key);
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 || !a.is_finite() || !b.is_finite() {
+        "–".into()
+    } else {
+        format!("{:.2}×", a / b)
+    }
+}
+
+/// The whole report: a table per metric, then the runs that went wrong.
+pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
+    let mut out = String::new();
+    for m in METRICS {
+        let recs: Vec<&Value> = records
+            .iter()
+            .filter(|r| str_of(r, "mode") == m.mode)
+            .collect();
+        if recs.is_empty() {
+            continue;
+        }
+        let seen = first_seen(&recs, "label");
+        let mut labels: Vec<&str> = Vec::new();
+        if m.with_baseline && seen.contains(&baseline) {
+            labels.push(baseline);
+        }
+        if seen.contains(&subject) {
+            labels.push(subject);
+        }
+        labels.extend(seen.iter().filter(|l| **l != baseline && **l != subject));
+        let peers: Vec<&str> = labels
+            .iter()
+            .copied()
+            .filter(|l| *l != baseline && *l != subject)
+            .collect();
+        let has_subject = labels.contains(&subject);
+        let has_base = labels.contains(&baseline);
+
+        out.push_str(&format!("### {}\n\n| case |", m.title));
+        for l in &labels {
+            out.push_str(&format!(" {l} |"));
+        }
+        if has_subject && has_base {
+            out.push_str(&format!(" {subject} ÷ {baseline} |"));
+        }
+        if has_subject && !peers.is_empty() {
+            out.push_str(&format!(" {subject} ÷ best peer |"));
+        }
+        if m.added && has_subject && has_base {
+            out.push_str(&format!(" added over {baseline}: {subject} / best peer |"));
+        }
+        out.push_str("\n|---|");
+        let extra = usize::from(has_subject && has_base)
+            + usize::from(has_subject && !peers.is_empty())
+            + usize::from(m.added && has_subject && has_base);
+        for _ in 0..labels.len() + extra {
+            out.push_str("---|");
+        }
+        out.push('\n');
+
+        for case in first_seen(&recs, "case") {
+            out.push_str(&format!("| {case} |"));
+            let cells: Vec<Cell> = labels
+                .iter()
+                .map(|l| cell(&recs, case, l, m.pointer))
+                .collect();
+            for c in &cells {
+                out.push_str(&format!(" {} |", c.render()));
+            }
+            let med = |label: &str| {
+                labels
+                    .iter()
+                    .position(|l| *l == label)
+                    .and_then(|i| cells[i].median())
+            };
+            let best = peers
+                .iter()
+                .filter_map(|p| med(p).map(|v| (*p, v)))
+                .reduce(|a, b| {
+                    let better = if m.higher_better {
+                        b.1 > a.1
+                    } else {
+                        b.1 < a.1
+                    };
+                    if better {
+                        b
+                    } else {
+                        a
+                    }
+                });
+            let s = med(subject);
+            let b = med(baseline);
+            if has_subject && has_base {
+                let r = match (s, b) {
+                    (Some(s), Some(b)) => ratio(s, b),
+                    _ => "–".into(),
+                };
+                out.push_str(&format!(" {r} |"));
+            }
+            if has_subject && !peers.is_empty() {
+                let r = match (s, best) {
+                    (Some(s), Some((p, v))) => format!("{} ({p})", ratio(s, v)),
+                    _ => "–".into(),
+                };
+                out.push_str(&format!(" {r} |"));
+            }
+            if m.added && has_subject && has_base {
+                let r = match (s, b) {
+                    (Some(s), Some(b)) => {
+                        let peer = best
+                            .map(|(p, v)| format!("{} ({p})", fmt_num(v - b)))
+                            .unwrap_or_else(|| "–".into());
+                        format!("{} / {peer}", fmt_num(s - b))
+                    }
+                    _ => "–".into(),
+                };
+                out.push_str(&format!(" {r} |"));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let bad: Vec<String> = failures(records, &[]);
+    if !bad.is_empty() {
+        out.push_str("### Runs that stalled or failed\n\n");
+        for b in bad {
+            out.push_str(&format!("- {b}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The runs that failed or stalled, as lines; only those of `labels`
+/// unless it is empty.
+pub fn failures(records: &[Value], labels: &[String]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| !ok(r))
+        .filter(|r| labels.is_empty() || labels.iter().any(|l| l == str_of(r, "label")))
+        .map(|r| {
+            format!(
+                "{} {}, {}, rep {}: {}",
+                str_of(r, "mode"),
+                str_of(r, "case"),
+                str_of(r, "label"),
+                r.get("rep").and_then(Value::as_u64).unwrap_or(0),
+                r.get("problem").and_then(Value::as_str).unwrap_or("failed")
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tp(label: &str, rep: u32, gbps: f64, cpu: Option<f64>, ok: bool) -> Value {
+        let mut v = json!({"mode": "throughput", "case": "upload, 1 stream", "label": label,
+                           "rep": rep, "gbps": gbps, "ok": ok, "stalled": !ok});
+        if let Some(c) = cpu {
+            v["cpu_s_per_gb"] = json!(c);
+        }
+        if !ok {
+            v["problem"] = json!("1/1 streams stalled (longest gap 1500 ms)");
+        }
+        v
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(thousands(20305.4), "20,305");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(-1234567.0), "-1,234,567");
+        assert_eq!(fmt_num(19.74), "19.7");
+        assert_eq!(fmt_num(7.7), "7.70");
+        assert_eq!(fmt_num(0.634), "0.634");
+        assert_eq!(fmt_num(123.4), "123");
+        assert_eq!(fmt_num(f64::NAN), "–");
+    }
+
+    #[test]
+    fn parse_skips_noise() {
+        let r = parse_lines("hello\n{\"mode\":\"x\"}\n[1]\n\n{\"mode\":\"y\"}\n");
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn table_medians_ratios_and_stalls() {
+        let recs = vec![
+            tp("direct", 0, 20.0, None, true),
+            tp("direct", 1, 18.0, None, true),
+            tp("direct", 2, 22.0, None, true),
+            tp("sixsocks", 0, 10.0, Some(0.2), true),
+            tp("sixsocks", 1, 12.0, Some(0.1), true),
+            tp("sixsocks", 2, 11.0, Some(0.3), true),
+            tp("danted", 0, 5.0, Some(0.8), true),
+            tp("danted", 1, 4.0, Some(0.9), true),
+            tp("danted", 2, 6.0, Some(0.7), true),
+            tp("microsocks", 0, 9.0, Some(2.0), false),
+            tp("microsocks", 1, 9.0, Some(2.0), false),
+            tp("microsocks", 2, 9.0, Some(2.0), false),
+        ];
+        let out = render(&recs, "sixsocks", "direct");
+        assert!(out.contains("| case | direct | sixsocks | danted | microsocks | sixsocks ÷ direct | sixsocks ÷ best peer |"), "{out}");
+        // medians with spread; the stalled peer is not a number and not the best peer
+        assert!(
+            out.contains("| upload, 1 stream | 20.0 (18.0–22.0) | 11.0 (10.0–12.0) | 5.00 (4.00–6.00) | **STALL** (3/3) | 0.55× | 2.20× (danted) |"),
+            "{out}"
+        );
+        // CPU table: no direct column, lower is better
+        assert!(
+            out.contains("| upload, 1 stream | 0.200 (0.100–0.300) | 0.800 (0.700–0.900) | **STALL** (3/3) | 0.25× (danted) |"),
+            "{out}"
+        );
+        assert!(out.contains("Runs that stalled or failed"));
+        assert_eq!(failures(&recs, &["microsocks".into()]).len(), 3);
+        assert!(failures(&recs, &["sixsocks".into(), "direct".into()]).is_empty());
+    }
+
+    #[test]
+    fn partial_stall_is_flagged_and_added_latency() {
+        let pp = |label: &str, rep: u32, p50: f64, ok: bool| {
+            json!({"mode": "pingpong", "case": "1 B", "label": label, "rep": rep, "ok": ok,
+                   "stalled": !ok, "rtt": {"p50_us": p50, "p99_us": p50 * 2.0}})
+        };
+        let recs = vec![
+            pp("direct", 0, 10.0, true),
+            pp("sixsocks", 0, 15.0, true),
+            pp("danted", 0, 30.0, true),
+            pp("danted", 1, 32.0, false),
+        ];
+        let out = render(&recs, "sixsocks", "direct");
+        assert!(out.contains("| 1 B | 10.0 | 15.0 | 30.0 **STALL 1/2** | 1.50× | 0.50× (danted) | 5.00 / 20.0 (danted) |"), "{out}");
+    }
+}
