@@ -60,7 +60,7 @@ pub(crate) async fn run(
                 r = client.readable() => {
                     r?;
                     // The client may speak early (kept) or give up (EOF).
-                    let mut buf = [0u8; 4096];
+                    let mut buf = vec![0u8; 4096];
                     match client.try_read(&mut buf) {
                         Ok(0) => return Ok(None),
                         Ok(n) if early.len() + n <= EARLY_DATA_CAP => early.extend_from_slice(&buf[..n]),

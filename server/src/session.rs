@@ -273,14 +273,18 @@ async fn execute(
             finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
         }
         Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
-        Command::BIND => crate::bind::run(stream, request, leftover, shared, rec).await,
+        // BIND and UDP are boxed: their futures are large and rare, and an
+        // unboxed await would size every session's future to fit them.
+        Command::BIND => Box::pin(crate::bind::run(stream, request, leftover, shared, rec)).await,
         Command::UDP_ASSOCIATE if request.version != Version::V5 => {
             Err(RequestError::CommandNotSupported(request.command))
         }
         Command::UDP_ASSOCIATE if !shared.config.allow_udp => {
             Err(RequestError::Disabled("UDP ASSOCIATE"))
         }
-        Command::UDP_ASSOCIATE => crate::udp_relay::run(stream, request, shared, rec).await,
+        Command::UDP_ASSOCIATE => {
+            Box::pin(crate::udp_relay::run(stream, request, shared, rec)).await
+        }
         other => Err(RequestError::CommandNotSupported(other)),
     }
 }
@@ -351,7 +355,7 @@ pub fn onion_address(name: &str) -> Option<bool> {
 /// destroy the reply in flight.
 async fn linger_close(stream: &mut TcpStream) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    let mut sink = vec![0u8; 4096];
     let drain = async {
         let mut total = 0usize;
         while total < 64 * 1024 {
@@ -379,5 +383,22 @@ mod tests {
             onion_address(&format!("{}.onion", "1".repeat(56))),
             Some(false)
         );
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every idle connection holds its session future; keep it small.
+    #[tokio::test]
+    async fn session_future_is_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let shared = Arc::new(Shared::new(Config::default(), Authenticator::new(None)));
+        let fut = run(c, "127.0.0.1:1".parse().unwrap(), shared);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("session future: {size} bytes");
+        assert!(size < 2048, "session future is {size} bytes");
     }
 }
