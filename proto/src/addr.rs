@@ -93,6 +93,10 @@ impl TargetAddr {
                 if d.is_empty() {
                     return Err(ProtoError::EmptyDomain);
                 }
+                if d.as_bytes().contains(&0) {
+                    // The parser refuses it too: never send what we would refuse.
+                    return Err(ProtoError::BadDomain);
+                }
                 out.push(atyp::DOMAIN);
                 out.push(d.len() as u8);
                 out.extend_from_slice(d.as_bytes());

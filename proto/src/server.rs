@@ -75,7 +75,11 @@ enum State {
         /// Tor's leniency: an RFC 1929 message may still come.
         late_auth_ok: bool,
     },
-    Http,
+    /// Reading an HTTP request head; `scanned` bytes were already searched
+    /// for its end (so a head trickled byte by byte costs linear time).
+    Http {
+        scanned: usize,
+    },
     Finished,
 }
 
@@ -161,7 +165,7 @@ impl ServerHandshake {
                         self.version = Some(Version::V5);
                         self.state = State::V5Greeting;
                     }
-                    b if http::looks_like_http(b) => self.state = State::Http,
+                    b if http::looks_like_http(b) => self.state = State::Http { scanned: 0 },
                     b => return Err((Vec::new(), ProtoError::UnknownVersion(b))),
                 }
                 self.step_inner(input)
@@ -244,10 +248,14 @@ impl ServerHandshake {
                     }
                 }
             }
-            State::Http => {
-                if http::head_complete(input) || input.len() >= http::MAX_HTTP_HEAD {
+            State::Http { scanned } => {
+                let from = scanned.saturating_sub(3);
+                if http::head_complete(&input[from..]) || input.len() >= http::MAX_HTTP_HEAD {
                     Err((http::response(), ProtoError::HttpRequest))
                 } else {
+                    self.state = State::Http {
+                        scanned: input.len(),
+                    };
                     Ok(Step::NeedMore(1))
                 }
             }

@@ -51,10 +51,13 @@ impl UdpHeader {
         }
     }
 
-    /// Append the header.
+    /// Append the header (nothing is appended on error).
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        let start = out.len();
         out.extend_from_slice(&[0, 0, self.frag]);
-        self.target.encode_v5(out)
+        self.target
+            .encode_v5(out)
+            .inspect_err(|_| out.truncate(start))
     }
 
     /// A whole datagram: header then payload.

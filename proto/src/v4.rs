@@ -165,7 +165,10 @@ impl Reply {
             Some(TargetAddr {
                 host: Host::Ip(IpAddr::V6(ip)),
                 port,
-            }) => (ip.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED), *port),
+            }) => match ip.to_ipv4_mapped() {
+                Some(v4) => (v4, *port),
+                None => (Ipv4Addr::UNSPECIFIED, 0),
+            },
             _ => (Ipv4Addr::UNSPECIFIED, 0),
         };
         Reply {
