@@ -243,6 +243,7 @@ fn main() -> ExitCode {
                     per_gb: Some(r.relayed_bytes as f64 / 1e9),
                     per_conn: None,
                     value: to_value(&r),
+                    summary: format!("{:.2} Gbit/s", r.gbps),
                 })
             })
         }
@@ -276,6 +277,10 @@ fn main() -> ExitCode {
                     per_gb: None,
                     per_conn: Some(r.conns_total as f64),
                     value: to_value(&r),
+                    summary: format!(
+                        "{:.0} conn/s, p50 {:.0} µs, p99 {:.0} µs",
+                        r.conns_per_s, r.latency.p50_us, r.latency.p99_us
+                    ),
                 })
             })
         }
@@ -293,6 +298,7 @@ fn main() -> ExitCode {
                     per_gb: None,
                     per_conn: None,
                     value: to_value(&r),
+                    summary: format!("p50 {:.1} µs, p99 {:.1} µs", r.rtt.p50_us, r.rtt.p99_us),
                 })
             })
         }
@@ -331,6 +337,13 @@ fn main() -> ExitCode {
                     per_gb: None,
                     per_conn: None,
                     value: to_value(&r),
+                    summary: format!(
+                        "{} open in {:.1} s, RSS {:.1} KiB/conn, PSS {:.1} KiB/conn",
+                        r.conns_open,
+                        r.open_s,
+                        r.rss_kib_per_conn.unwrap_or(f64::NAN),
+                        r.pss_kib_per_conn.unwrap_or(f64::NAN)
+                    ),
                 })
             })
         }
@@ -350,6 +363,8 @@ struct Measured {
     /// Connections it carried (to divide its CPU time by).
     per_conn: Option<f64>,
     value: Value,
+    /// A few words for the progress log on stderr.
+    summary: String,
 }
 
 /// Runs one case with the proxy's CPU time read around it and prints the
@@ -380,8 +395,10 @@ fn measure(
     let mut problems = Vec::new();
     let mut stalled = false;
     let mut code = ExitCode::SUCCESS;
+    let mut summary = String::new();
     match result {
         Ok(m) => {
+            summary = m.summary;
             if let Value::Object(o) = m.value {
                 rec.extend(o);
             }
@@ -392,11 +409,14 @@ fn measure(
                     let cpu = a.cpu_secs() - b.cpu_secs();
                     rec.insert("proxy_cpu_s".into(), json!(cpu));
                     rec.insert("proxy_procs".into(), json!(a.procs));
+                    summary.push_str(&format!(", proxy CPU {cpu:.2} s"));
                     if let Some(gb) = m.per_gb.filter(|g| *g > 0.0) {
                         rec.insert("cpu_s_per_gb".into(), json!(cpu / gb));
+                        summary.push_str(&format!(" ({:.3} s/GB)", cpu / gb));
                     }
                     if let Some(n) = m.per_conn.filter(|n| *n > 0.0) {
                         rec.insert("cpu_us_per_conn".into(), json!(cpu * 1e6 / n));
+                        summary.push_str(&format!(" ({:.0} µs/conn)", cpu * 1e6 / n));
                     }
                 }
                 (Some(Err(e)), _) | (_, Some(Err(e))) => {
@@ -415,6 +435,15 @@ fn measure(
     if !problems.is_empty() {
         rec.insert("problem".into(), json!(problems.join("; ")));
     }
+    eprintln!(
+        "    {mode} {case}, {}: {summary}{}",
+        common.label,
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(" -- PROBLEM: {}", problems.join("; "))
+        }
+    );
     println!("{}", Value::Object(rec));
     code
 }

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# bench/run.sh: sixsocks against a direct connection, danted and microsocks,
+# interleaved, each run in a network namespace of its own. See bench/README.md.
+#
+#   bench/run.sh              full run (about 15 minutes on 2 cores)
+#   bench/run.sh --smoke      every mode once, very briefly (a harness check for CI)
+#
+# Options:
+#   --reps N            repetitions of the round robin (default 3; --smoke: 1)
+#   --peers "LIST"      subset of: direct sixsocks danted microsocks
+#   --modes "LIST"      subset of: throughput connrate pingpong idle
+#   --out DIR           where results go (default target/bench/DATE)
+#   --debug | --release cargo profile (default: release; --smoke: debug)
+#   --no-netns          do not make network namespaces (not root, or no unshare)
+#   --no-build          use the binaries already built
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$ROOT/bench/run.sh"
+PORT=10800
+
+say() { printf '%s\n' "$*" >&2; }
+loud() { printf '\n*** %s\n\n' "$*" >&2; }
+
+# ---------------------------------------------------------------------------
+# Inner part: runs inside the namespace. Starts one peer, runs one case of the
+# load generator against it, stops the peer by its PID. The JSON line of the
+# load generator goes to stdout.
+# ---------------------------------------------------------------------------
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "pid $pid still alive 5 s after SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+inner() {
+    local peer=$1
+    shift
+    if [ "${BENCH_NETNS:-1}" = 1 ]; then
+        ip link set lo up
+    fi
+    # 10,000 relayed connections need 20,000 descriptors in the proxy and as
+    # many in the load generator (its client ends and its target ends).
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    local pid
+    case "$peer" in
+    direct)
+        exec "$BENCH_BIN" "$@" --direct --label direct
+        ;;
+    sixsocks)
+        "$SIXSOCKS_BIN" serve --listen "127.0.0.1:$PORT" --idle-timeout 0 --max-clients 30000 \
+            >"$BENCH_WORK/sixsocks.log" 2>&1 &
+        pid=$!
+        ;;
+    danted)
+        cat >"$BENCH_WORK/danted.conf" <<EOF
+logoutput: $BENCH_WORK/danted.log
+internal: 127.0.0.1 port = $PORT
+external: 127.0.0.2
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+timeout.negotiate: 30
+timeout.io: 0
+client pass {
+    from: 127.0.0.0/8 to: 0.0.0.0/0
+    log: error
+}
+socks pass {
+    from: 127.0.0.0/8 to: 0.0.0.0/0
+    command: connect
+    log: error
+}
+EOF
+        # Not -D: the PID we hold is the mother, whose children follow it.
+        danted -f "$BENCH_WORK/danted.conf" -p "$BENCH_WORK/danted.pid" \
+            >>"$BENCH_WORK/danted.out" 2>&1 &
+        pid=$!
+        ;;
+    microsocks)
+        # It logs every connection and cannot be silenced.
+        microsocks -i 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
+        pid=$!
+        ;;
+    *)
+        say "unknown peer $peer"
+        return 2
+        ;;
+    esac
+    if ! "$BENCH_BIN" wait-port "127.0.0.1:$PORT" --timeout 10; then
+        say "$peer did not start listening on 127.0.0.1:$PORT (logs in $BENCH_WORK)"
+    fi
+    local rc=0
+    "$BENCH_BIN" "$@" --proxy "127.0.0.1:$PORT" --proxy-pid "$pid" --label "$peer" || rc=$?
+    stop_pid "$pid"
+    return $rc
+}
+
+if [ "${1:-}" = "--inner" ]; then
+    shift
+    inner "$@"
+    exit $?
+fi
+
+# ---------------------------------------------------------------------------
+# Outer part: options, build, peers, the interleaved loop, the report.
+# ---------------------------------------------------------------------------
+SMOKE=0
+REPS=
+PEERS="direct sixsocks danted microsocks"
+MODES="throughput connrate pingpong idle"
+OUT=
+PROFILE=
+NETNS=1
+BUILD=1
+ARGS_SEEN="$*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --smoke) SMOKE=1 ;;
+    --reps) REPS=$2; shift ;;
+    --peers) PEERS=$2; shift ;;
+    --modes) MODES=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --debug) PROFILE=debug ;;
+    --release) PROFILE=release ;;
+    --no-netns) NETNS=0 ;;
+    --no-build) BUILD=0 ;;
+    -h | --help)
+        sed -n '2,17p' "$SELF" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        say "unknown option $1 (see --help)"
+        exit 2
+        ;;
+    esac
+    shift
+done
+if [ "$SMOKE" = 1 ]; then
+    REPS=${REPS:-1}
+    PROFILE=${PROFILE:-debug}
+else
+    REPS=${REPS:-3}
+    PROFILE=${PROFILE:-release}
+fi
+OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%d-%H%M%S)$([ "$SMOKE" = 1 ] && echo -smoke)}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+
+cd "$ROOT"
+if [ "$BUILD" = 1 ]; then
+    if [ "$PROFILE" = release ]; then
+        cargo build --release -p sixsocks -p sixsocks-bench >&2
+    else
+        cargo build -p sixsocks -p sixsocks-bench >&2
+    fi
+fi
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+TARGET_DIR=${TARGET_DIR:-$ROOT/target}
+export BENCH_BIN="$TARGET_DIR/$PROFILE/sixsocks-bench"
+export SIXSOCKS_BIN="$TARGET_DIR/$PROFILE/sixsocks"
+for b in "$BENCH_BIN" "$SIXSOCKS_BIN"; do
+    [ -x "$b" ] || { say "missing $b: build it (or drop --no-build)"; exit 1; }
+done
+
+# The peers come from Debian's packages.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+need_pkgs=()
+case " $PEERS " in *" danted "*) have danted || need_pkgs+=(dante-server) ;; esac
+case " $PEERS " in *" microsocks "*) have microsocks || need_pkgs+=(microsocks) ;; esac
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing ${need_pkgs[*]} (Debian packages)"
+        apt-get update -qq >&2
+        # The package's own service may fail to start without systemd: harmless here.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >&2 || true
+    fi
+    PATH="$PATH:/usr/sbin"
+    missing=()
+    have danted || case " $PEERS " in *" danted "*) missing+=(danted) ;; esac
+    have microsocks || case " $PEERS " in *" microsocks "*) missing+=(microsocks) ;; esac
+    if [ ${#missing[@]} -gt 0 ]; then
+        loud "peers missing: ${missing[*]}. Install them with (as root): apt-get install dante-server microsocks"
+        if [ -n "${CI:-}" ]; then
+            exit 1
+        fi
+        for m in "${missing[@]}"; do PEERS=$(echo " $PEERS " | sed "s/ $m / /"); done
+        loud "going on without them: $PEERS"
+    fi
+fi
+PATH="$PATH:/usr/sbin"
+
+if [ "$NETNS" = 1 ] && ! unshare -n true 2>/dev/null; then
+    loud "cannot make a network namespace (unshare -n needs root): running without (TIME_WAIT sockets of one run will slow the next)"
+    NETNS=0
+fi
+export BENCH_NETNS=$NETNS
+
+# The cases, as load-generator arguments.
+if [ "$SMOKE" = 1 ]; then
+    T="--warmup 0.05 --duration 0.15"
+    STREAMS="1 8"
+    WORKERS="1 32"
+    PINGS=300
+    IDLE="100"
+else
+    T="--warmup 0.5 --duration 3"
+    STREAMS="1 8 64"
+    WORKERS="1 32"
+    PINGS=20000
+    IDLE="1000 10000"
+fi
+cases=()
+for m in $MODES; do
+    case $m in
+    throughput)
+        for d in upload download echo; do
+            for n in $STREAMS; do cases+=("throughput --direction $d --streams $n $T"); done
+        done
+        ;;
+    connrate) for w in $WORKERS; do cases+=("connrate --workers $w $T"); done ;;
+    pingpong) for s in 1 64; do cases+=("pingpong --size $s --count $PINGS"); done ;;
+    idle) for k in $IDLE; do cases+=("idle --conns $k"); done ;;
+    *) say "unknown mode $m"; exit 2 ;;
+    esac
+done
+
+read -r -a peers <<<"$PEERS"
+np=${#peers[@]}
+total=$((${#cases[@]} * REPS * np))
+{
+    echo "# sixsocks benchmark"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- command: \`bench/run.sh $ARGS_SEEN\` ($PROFILE build, $REPS repetition(s), peers interleaved)"
+    echo "- sixsocks: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "- machine: $(uname -srm), $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+    echo "- peers: $(dpkg-query -W -f '${Package} ${Version}, ' dante-server microsocks 2>/dev/null | sed 's/, $//')"
+    echo "- network namespaces: $([ "$NETNS" = 1 ] && echo 'yes, one per run' || echo no)"
+    echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/header.md"
+
+say "results in $OUT ($total runs)"
+i=0
+for c in "${cases[@]}"; do
+    for rep in $(seq 1 "$REPS"); do
+        for k in $(seq 0 $((np - 1))); do
+            # Rotate the order each repetition so that no peer always runs
+            # first (or right after the heaviest one).
+            peer=${peers[$(((k + rep - 1) % np))]}
+            i=$((i + 1))
+            if [ "$peer" = direct ] && [ "${c%% *}" = idle ]; then
+                continue # a direct connection has no proxy memory to measure
+            fi
+            say "[$i/$total] $peer rep $rep: $c"
+            WORK=$(mktemp -d "$OUT/run.XXXXXX")
+            # shellcheck disable=SC2086 # $c is a list of arguments
+            if [ "$NETNS" = 1 ]; then
+                BENCH_WORK=$WORK unshare -n -- bash "$SELF" --inner "$peer" $c --rep "$rep" >>"$RESULTS" || true
+            else
+                BENCH_WORK=$WORK bash "$SELF" --inner "$peer" $c --rep "$rep" >>"$RESULTS" || true
+            fi
+            # Keep the logs of runs that left any; drop empty work dirs.
+            rmdir "$WORK" 2>/dev/null || true
+        done
+    done
+done
+
+echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/header.md"
+req=()
+if [ "$SMOKE" = 1 ]; then
+    # The harness works if the direct runs and sixsocks's all succeeded.
+    req=(--require-ok direct,sixsocks)
+fi
+rc=0
+{
+    cat "$OUT/header.md"
+    echo
+    "$BENCH_BIN" report "$RESULTS" "${req[@]}"
+} >"$OUT/report.md" || rc=$?
+cat "$OUT/report.md"
+say "report: $OUT/report.md, raw results: $RESULTS"
+exit $rc
