@@ -122,7 +122,7 @@ OUT=
 PROFILE=
 NETNS=1
 BUILD=1
-ARGS_SEEN="$*"
+ARGS_SEEN=$(printf "%s " "$@")
 while [ $# -gt 0 ]; do
     case "$1" in
     --smoke) SMOKE=1 ;;
@@ -221,6 +221,27 @@ else
     PINGS=20000
     IDLE="1000 10000"
 fi
+# A single-process proxy holds two descriptors per relayed connection. Where
+# the hard RLIMIT_NOFILE is too low for 10,000 and cannot be raised (a
+# container without CAP_SYS_RESOURCE), measure as many as fit.
+IDLE_NOTE=
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 65536 ]; then
+    ulimit -n 65536 2>/dev/null || true
+    hard=$(ulimit -Hn)
+fi
+if [ "$hard" != unlimited ]; then
+    fit=$(((hard - 64) / 2 / 100 * 100))
+    new_idle=
+    for k in $IDLE; do
+        if [ "$k" -gt "$fit" ]; then
+            IDLE_NOTE="idle: $fit connections instead of $k, the most that fit in the hard RLIMIT_NOFILE of $hard (a proxy needs 2 descriptors per connection; raising it needs CAP_SYS_RESOURCE)"
+            k=$fit
+        fi
+        new_idle="$new_idle $k"
+    done
+    IDLE=$new_idle
+fi
 cases=()
 for m in $MODES; do
     case $m in
@@ -244,10 +265,15 @@ total=$((${#cases[@]} * REPS * np))
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- command: \`bench/run.sh $ARGS_SEEN\` ($PROFILE build, $REPS repetition(s), peers interleaved)"
-    echo "- sixsocks: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    if [ -n "${BENCH_COMMIT:-}" ]; then
+        echo "- sixsocks: $BENCH_COMMIT"
+    else
+        echo "- sixsocks: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    fi
     echo "- machine: $(uname -srm), $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
     echo "- peers: $(dpkg-query -W -f '${Package} ${Version}, ' dante-server microsocks 2>/dev/null | sed 's/, $//')"
     echo "- network namespaces: $([ "$NETNS" = 1 ] && echo 'yes, one per run' || echo no)"
+    [ -z "$IDLE_NOTE" ] || echo "- $IDLE_NOTE"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/header.md"
 

@@ -7,9 +7,10 @@
 //! and settled, and they are held until the file is removed (or
 //! `hold_max` passes): an outside script can read the proxy's memory then.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpStream};
-use std::path::PathBuf;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::procfs::{self, Usage};
@@ -29,6 +30,11 @@ pub struct Opts {
     pub hold_max: Duration,
     /// Give up opening after this long.
     pub open_timeout: Duration,
+    /// Run the target (hold server) as `EXE hold-target` in a process of
+    /// its own, so that each process needs one descriptor per connection,
+    /// not two: 10,000 connections then fit in a hard RLIMIT_NOFILE of
+    /// 20,000. `None`: in this process (tests).
+    pub target_exe: Option<PathBuf>,
 }
 
 /// Memory of the proxy's process tree, KiB.
@@ -83,15 +89,19 @@ pub fn ensure_nofile(needed: u64) -> io::Result<u64> {
 
 /// Runs the idle-memory case along `route`, target on `ip`.
 pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
-    // Our side holds both ends of a direct connection, and the client end
-    // plus the target end of a relayed one.
-    ensure_nofile(2 * o.conns as u64 + 256)?;
+    // The client end of each connection, and its target end too if the
+    // target runs in this process.
+    let per_conn = if o.target_exe.is_some() { 1 } else { 2 };
+    ensure_nofile(per_conn * o.conns as u64 + 256)?;
     let before = match o.proxy_pid {
         Some(p) => Some(procfs::snapshot(p)?),
         None => None,
     };
-    let server = HoldServer::start(ip)?;
-    let target = server.addr;
+    let server = match &o.target_exe {
+        Some(exe) => Target::Child(ChildTarget::start(exe, ip)?),
+        None => Target::Here(HoldServer::start(ip)?),
+    };
+    let target = server.addr();
     let started = Instant::now();
     let deadline = started + o.open_timeout;
     let openers = o.openers.clamp(1, o.conns.max(1));
@@ -136,11 +146,12 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
     }
     out.open_s = started.elapsed().as_secs_f64();
     out.conns_open = conns.len();
-    let wait = Instant::now() + Duration::from_secs(5);
-    while server.held() < conns.len() && Instant::now() < wait {
-        std::thread::sleep(Duration::from_millis(10));
+    if let Target::Here(h) = &server {
+        let wait = Instant::now() + Duration::from_secs(5);
+        while h.held() < conns.len() && Instant::now() < wait {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
-    out.held_by_target = server.held();
     std::thread::sleep(o.settle);
     if let (Some(p), Some(b)) = (o.proxy_pid, before) {
         let a = procfs::snapshot(p)?;
@@ -160,11 +171,108 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
         }
     }
     drop(conns);
-    server.release();
+    out.held_by_target = server.finish()?;
     Ok(out)
 }
 
-fn open_one(route: Route, target: std::net::SocketAddr) -> io::Result<TcpStream> {
+enum Target {
+    Here(HoldServer),
+    Child(ChildTarget),
+}
+
+impl Target {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Here(h) => h.addr,
+            Target::Child(c) => c.addr,
+        }
+    }
+
+    /// Closes the held connections; returns how many there were.
+    fn finish(self) -> io::Result<usize> {
+        match self {
+            Target::Here(h) => {
+                let n = h.held();
+                h.release();
+                Ok(n)
+            }
+            Target::Child(c) => c.finish(),
+        }
+    }
+}
+
+/// `EXE hold-target --ip IP` in a child process: prints its address, holds
+/// what it accepts, and on EOF on its stdin prints how many it held.
+struct ChildTarget {
+    addr: SocketAddr,
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ChildTarget {
+    fn start(exe: &Path, ip: IpAddr) -> io::Result<ChildTarget> {
+        let mut child = Command::new(exe)
+            .arg("hold-target")
+            .arg("--ip")
+            .arg(ip.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("hold-target: no stdout"))?,
+        );
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let Ok(addr) = line.trim().parse() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "hold-target printed {line:?}, not an address"
+            )));
+        };
+        Ok(ChildTarget {
+            addr,
+            child,
+            stdout,
+        })
+    }
+
+    fn finish(mut self) -> io::Result<usize> {
+        drop(self.child.stdin.take());
+        let mut line = String::new();
+        let read = self.stdout.read_line(&mut line);
+        let status = self.child.wait()?;
+        read?;
+        if !status.success() {
+            return Err(io::Error::other(format!("hold-target: {status}")));
+        }
+        line.trim()
+            .strip_prefix("held ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("hold-target printed {line:?}")))
+    }
+}
+
+/// The body of `sixsocks-bench hold-target`: a [`HoldServer`] on `ip`;
+/// prints its address, then on EOF on stdin `held N`.
+pub fn hold_target(ip: IpAddr) -> io::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let h = HoldServer::start(ip)?;
+    let mut out = io::stdout();
+    writeln!(out, "{}", h.addr)?;
+    out.flush()?;
+    let mut sink = Vec::new();
+    io::stdin().read_to_end(&mut sink)?;
+    writeln!(out, "held {}", h.held())?;
+    out.flush()?;
+    h.release();
+    Ok(())
+}
+
+fn open_one(route: Route, target: SocketAddr) -> io::Result<TcpStream> {
     let mut s = connect_blocking(route, target, Duration::from_secs(10))?;
     s.write_all(b"i")?;
     let mut b = [0u8; 1];

@@ -95,6 +95,12 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         require_ok: Vec<String>,
     },
+    /// The target of `idle`, run by it in a process of its own.
+    #[command(hide = true)]
+    HoldTarget {
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+    },
     /// CPU ticks, RSS and PSS of a process tree, as JSON.
     ProcStats { pid: u32 },
     /// Wait until ADDR accepts TCP connections.
@@ -176,6 +182,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::HoldTarget { ip } => match idle::hold_target(ip) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sixsocks-bench hold-target: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::ProcStats { pid } => match procfs::snapshot(pid) {
             Ok(u) => {
                 println!(
@@ -319,6 +332,7 @@ fn main() -> ExitCode {
                 ready_file,
                 hold_max: secs(hold_max),
                 open_timeout: secs(open_timeout),
+                target_exe: std::env::current_exe().ok(),
             };
             let case = format!("{} conns", report::thousands(conns as f64));
             measure(&common, "idle", &case, |route, ip| {

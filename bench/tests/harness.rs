@@ -136,11 +136,22 @@ fn connrate_pingpong_and_idle_through_a_relay() {
         ready_file: None,
         hold_max: Duration::ZERO,
         open_timeout: Duration::from_secs(60),
+        target_exe: None,
     };
     let r = idle::run(Route::Socks5(proxy), LO, &o).unwrap();
     assert_eq!(r.conns_open, 40, "{r:?}");
     assert_eq!(r.held_by_target, 40, "{r:?}");
     assert!(r.rss_kib_per_conn.is_some() && r.pss_kib_per_conn.is_some());
+
+    // The same with the target in a process of its own (as the CLI runs it).
+    let o = idle::Opts {
+        proxy_pid: None,
+        target_exe: Some(env!("CARGO_BIN_EXE_sixsocks-bench").into()),
+        ..o
+    };
+    let r = idle::run(Route::Socks5(proxy), LO, &o).unwrap();
+    assert_eq!(r.conns_open, 40, "{r:?}");
+    assert_eq!(r.held_by_target, 40, "{r:?}");
 }
 
 #[test]
