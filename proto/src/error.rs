@@ -49,6 +49,25 @@ pub enum ProtoError {
     BadReserved,
     #[error("handshake used after it finished or failed")]
     Finished,
+    // ---- SOCKS 6
+    #[error("the peer speaks another SOCKS 6 revision (version mismatch)")]
+    VersionMismatch,
+    #[error("malformed SOCKS 6 option: {0}")]
+    BadOption(&'static str),
+    #[error("more than {0} SOCKS 6 options")]
+    TooManyOptions(usize),
+    #[error("SOCKS 6 options exceed the {0}-byte cap")]
+    OptionsTooLong(usize),
+    #[error("initial data of {0} bytes exceeds the cap")]
+    InitialDataTooLong(usize),
+    #[error("token window size {0} is not in 1..2^31")]
+    BadTokenWindow(u32),
+    #[error("unexpected SOCKS 6 authentication reply type 0x{0:02x}")]
+    BadAuthReplyType(u8),
+    #[error("unexpected SOCKS 6 message: {0}")]
+    Unexpected(&'static str),
+    #[error("connection closed in the middle of a message")]
+    UnexpectedEof,
 }
 
 impl ProtoError {

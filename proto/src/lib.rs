@@ -12,6 +12,8 @@
 //!   them onto each version's wire value.
 //! * [`v4`], [`v5`], [`userpass`]: the SOCKS4/4a, SOCKS5 (RFC 1928) and
 //!   username/password (RFC 1929) messages.
+//! * [`v6`]: SOCKS 6 (draft-olteanu-intarea-socks-6-05): messages, options,
+//!   idempotence tokens, and the server and client state machines.
 //! * [`server`]: the server-side handshake state machine, which also
 //!   dispatches on the first byte (SOCKS4, SOCKS5, HTTP-resistance).
 //! * [`client`]: the client-side handshake state machine.
@@ -31,6 +33,7 @@ pub mod udp;
 pub mod userpass;
 pub mod v4;
 pub mod v5;
+pub mod v6;
 
 pub use addr::{Host, TargetAddr};
 pub use error::ProtoError;
@@ -55,6 +58,8 @@ pub const MAX_MESSAGE: usize = 1024;
 pub struct Command(pub u8);
 
 impl Command {
+    /// SOCKS 6: authenticate and do nothing else.
+    pub const NOOP: Command = Command(0x00);
     pub const CONNECT: Command = Command(0x01);
     pub const BIND: Command = Command(0x02);
     pub const UDP_ASSOCIATE: Command = Command(0x03);
@@ -66,6 +71,7 @@ impl Command {
     /// A short lowercase name for logs.
     pub fn name(self) -> &'static str {
         match self {
+            Command::NOOP => "noop",
             Command::CONNECT => "connect",
             Command::BIND => "bind",
             Command::UDP_ASSOCIATE => "udp-associate",

@@ -68,6 +68,28 @@ impl ReplyCode {
         }
     }
 
+    /// The SOCKS 6 (draft -05) REP value. `TtlExpired` is what sixsocks
+    /// reports for a connect attempt that timed out, which SOCKS 6 names
+    /// `09` "connection attempt timed out"; Tor's extended codes do not
+    /// exist in SOCKS 6 and fall back to `04` host unreachable.
+    pub fn to_v6(self) -> u8 {
+        match self {
+            ReplyCode::TtlExpired => 0x09,
+            ReplyCode::TorExtended(_) => 0x04,
+            other => other.to_v5(false),
+        }
+    }
+
+    /// Read a SOCKS 6 REP value (`06` and `09` both read as `TtlExpired`;
+    /// keep the raw value to tell them apart).
+    pub fn from_v6(rep: u8) -> Self {
+        match rep {
+            0x09 => ReplyCode::TtlExpired,
+            0xF0..=0xF7 => ReplyCode::Other(rep),
+            r => ReplyCode::from_v5(r),
+        }
+    }
+
     /// The SOCKS4 CD value: `5A` granted, `5B` for every failure (SOCKS4 has
     /// no finer codes; `5C`/`5D` are about identd, which we do not use).
     pub fn to_v4(self) -> u8 {

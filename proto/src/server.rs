@@ -17,13 +17,25 @@
 //! Errors are sticky: after `Fail`, or after a failed `auth_result`, the
 //! machine never yields anything but `Fail` again, so a request pipelined
 //! behind a rejected password is never read, let alone carried out.
+//!
+//! # SOCKS 6 on the same port
+//!
+//! SOCKS 6 is opt-in and leaves [`Step`], [`Request`] and [`Version`]
+//! untouched: build the machine with [`ServerHandshake::with_socks6`] and
+//! drive it with [`ServerHandshake::dispatch`] instead of `step`. `dispatch`
+//! returns [`Dispatch::Step`] (exactly what `step` would have returned) for
+//! every first byte but `06`; on `06` it returns [`Dispatch::Socks6`] with a
+//! fresh [`v6::server::Socks6Handshake`], having consumed nothing: feed that
+//! machine the same unconsumed input from then on (see [`v6::server`] for
+//! its convention). `step` itself never hands over, so without
+//! `with_socks6` (or when calling `step`), `06` stays an unknown version.
 
 use crate::error::ProtoError;
 use crate::http;
 use crate::parse::Parsed;
 use crate::reply::ReplyCode;
 use crate::v5::{Method, MethodChoice};
-use crate::{userpass, v4, v5, Credentials, Password, Request, TargetAddr, Version};
+use crate::{userpass, v4, v5, v6, Credentials, Password, Request, TargetAddr, Version};
 
 /// Policy the state machine needs to answer a client.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +47,16 @@ pub struct HandshakeConfig {
     /// Tor's leniency: accept an RFC 1929 message even after method 00 was
     /// chosen, and accept empty username or password fields.
     pub lenient_auth: bool,
+}
+
+/// What [`ServerHandshake::dispatch`] returns.
+#[derive(Debug)]
+pub enum Dispatch {
+    /// A SOCKS4/4a/5 (or HTTP, or unknown) instruction, as from `step`.
+    Step(Step),
+    /// The first byte is `06`: the rest of the handshake belongs to this
+    /// machine (nothing has been consumed).
+    Socks6(Box<v6::server::Socks6Handshake>),
 }
 
 /// One instruction for the caller.
@@ -91,6 +113,8 @@ pub struct ServerHandshake {
     credentials: Credentials,
     /// Version detected from the first byte (for logs), once known.
     version: Option<Version>,
+    /// SOCKS 6 policy, when enabled.
+    socks6: Option<v6::server::ServerConfig>,
 }
 
 impl ServerHandshake {
@@ -100,7 +124,39 @@ impl ServerHandshake {
             state: State::Start,
             credentials: Credentials::None,
             version: None,
+            socks6: None,
         }
+    }
+
+    /// Serve SOCKS 6 (draft -05) too, through [`ServerHandshake::dispatch`].
+    /// The SOCKS 6 machine takes `require_auth` and `lenient_auth` from this
+    /// machine's [`HandshakeConfig`].
+    pub fn with_socks6(mut self, limits: v6::Socks6Limits) -> Self {
+        self.socks6 = Some(v6::server::ServerConfig {
+            require_auth: self.config.require_auth,
+            lenient_auth: self.config.lenient_auth,
+            limits,
+        });
+        self
+    }
+
+    /// Whether [`ServerHandshake::with_socks6`] enabled SOCKS 6.
+    pub fn socks6_enabled(&self) -> bool {
+        self.socks6.is_some()
+    }
+
+    /// Like [`ServerHandshake::step`], but with SOCKS 6 enabled a first
+    /// byte `06` hands the connection over to a SOCKS 6 machine (this
+    /// machine is then finished). See the module documentation.
+    pub fn dispatch(&mut self, input: &[u8]) -> Dispatch {
+        if let (State::Start, Some(&v6::VERSION), Some(config)) =
+            (&self.state, input.first(), self.socks6.as_ref())
+        {
+            let machine = v6::server::Socks6Handshake::new(config.clone());
+            self.state = State::Finished;
+            return Dispatch::Socks6(Box::new(machine));
+        }
+        Dispatch::Step(self.step(input))
     }
 
     /// The protocol detected so far (`None` before the first byte or for

@@ -1,0 +1,782 @@
+//! The draft -05 wire format.
+//!
+//! ```text
+//! request          06 00 | CMD | PORT(2) | ATYP | ADDR | NOPTS | OPTIONS
+//! version mismatch 06 00
+//! auth reply       06 00 | TYPE | METHOD | NOPTS | OPTIONS
+//! operation reply  REP | PORT(2) | ATYP | ADDR | NOPTS | OPTIONS
+//! UDP assoc init   ASSOCIATION ID(4)
+//! UDP confirmation 00
+//! datagram header  06 00 | ASSOCIATION ID(4) | PORT(2) | ATYP | ADDR
+//! option           KIND | LENGTH | DATA      (LENGTH counts all three)
+//!   stack          01 | LEN | LEG(2 bits) LEVEL(6 bits) | CODE | DATA
+//!   auth method    02 | LEN | INITIAL DATA LENGTH(2) | METHODS...
+//!   auth data      03 | LEN | METHOD | DATA
+//!   idempotence    04 | LEN | TYPE | DATA
+//!   vendor         C0..FF | LEN | DATA
+//! ```
+//!
+//! Addresses: ATYP `01` IPv4 (4 bytes), `03` domain (length byte, then the
+//! name, no NUL), `04` IPv6 (16 bytes). Note the port comes *before* the
+//! address type, unlike SOCKS5.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::addr::{atyp, domain_from_bytes, MAX_DOMAIN};
+use crate::parse::{need, Parsed};
+use crate::secret::Password;
+use crate::v5::Method;
+use crate::{Command, Host, ProtoError, TargetAddr};
+
+use super::messages::{
+    AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request,
+};
+use super::options::{
+    level, AuthDataOption, AuthMethodOption, ExpenditureCode, IdempotenceOption, Leg,
+    MptcpScheduler, Options, Socks6Option, StackOption, StackValue,
+};
+use super::{Codec, Profile, Socks6Limits, MAX_INITIAL_DATA, REF_VERSION, VERSION};
+
+/// The minor version byte of -05.
+pub const MINOR: u8 = 0x00;
+
+/// Longest request header before the options: version (2), command,
+/// port (2), ATYP, a 255-byte domain with its length byte, NOPTS.
+pub const MAX_REQUEST_HEADER: usize = 2 + 1 + 2 + 1 + 1 + MAX_DOMAIN + 1;
+
+/// Option kinds.
+pub mod kind {
+    pub const STACK: u8 = 0x01;
+    pub const AUTH_METHOD: u8 = 0x02;
+    pub const AUTH_DATA: u8 = 0x03;
+    pub const IDEMPOTENCE: u8 = 0x04;
+    /// First kind of the vendor-specific range `C0`–`FF`.
+    pub const VENDOR_FIRST: u8 = 0xC0;
+}
+
+/// Idempotence option types.
+pub mod idem {
+    pub const TOKEN_REQUEST: u8 = 0x00;
+    pub const WINDOW_ADVERTISEMENT: u8 = 0x01;
+    pub const EXPENDITURE: u8 = 0x02;
+    pub const EXPENDITURE_REPLY: u8 = 0x03;
+}
+
+/// Authentication reply types.
+pub mod auth_type {
+    pub const SUCCESS: u8 = 0x00;
+    pub const FURTHER_AUTH: u8 = 0x01;
+}
+
+/// The -05 codec (a unit type; see [`Codec`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Draft05;
+
+// ------------------------------------------------------------ addresses
+
+/// Parse `PORT(2) | ATYP | ADDR` from the start of `buf`.
+pub fn parse_port_addr(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
+    need!(buf, 3);
+    let port = u16::from_be_bytes([buf[0], buf[1]]);
+    let (host, used) = match buf[2] {
+        atyp::IPV4 => {
+            need!(buf, 3 + 4);
+            let o: [u8; 4] = [buf[3], buf[4], buf[5], buf[6]];
+            (Host::Ip(IpAddr::V4(Ipv4Addr::from(o))), 7)
+        }
+        atyp::IPV6 => {
+            need!(buf, 3 + 16);
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&buf[3..19]);
+            (Host::Ip(IpAddr::V6(Ipv6Addr::from(o))), 19)
+        }
+        atyp::DOMAIN => {
+            need!(buf, 4);
+            let len = buf[3] as usize;
+            if len == 0 {
+                return Err(ProtoError::EmptyDomain);
+            }
+            need!(buf, 4 + len);
+            (Host::Domain(domain_from_bytes(&buf[4..4 + len])?), 4 + len)
+        }
+        other => return Err(ProtoError::UnknownAddressType(other)),
+    };
+    Ok(Parsed::Complete {
+        value: TargetAddr { host, port },
+        consumed: used,
+    })
+}
+
+/// Append `PORT(2) | ATYP | ADDR`.
+pub fn encode_port_addr(t: &TargetAddr, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    out.extend_from_slice(&t.port.to_be_bytes());
+    match &t.host {
+        Host::Ip(IpAddr::V4(ip)) => {
+            out.push(atyp::IPV4);
+            out.extend_from_slice(&ip.octets());
+        }
+        Host::Ip(IpAddr::V6(ip)) => {
+            out.push(atyp::IPV6);
+            out.extend_from_slice(&ip.octets());
+        }
+        Host::Domain(d) => {
+            if d.len() > MAX_DOMAIN {
+                return Err(ProtoError::TooLong("domain name"));
+            }
+            if d.is_empty() {
+                return Err(ProtoError::EmptyDomain);
+            }
+            if d.as_bytes().contains(&0) {
+                return Err(ProtoError::BadDomain);
+            }
+            out.push(atyp::DOMAIN);
+            out.push(d.len() as u8);
+            out.extend_from_slice(d.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ options
+
+/// Parse `nopts` options from the start of `buf` (a stream: running out of
+/// input is `Incomplete`). Enforces the limits before asking for bytes: the
+/// count against `max_options`, each option's end against
+/// `max_options_bytes`.
+pub fn parse_options(
+    buf: &[u8],
+    nopts: usize,
+    limits: &Socks6Limits,
+) -> Result<Parsed<Options>, ProtoError> {
+    if nopts > limits.max_options {
+        return Err(ProtoError::TooManyOptions(limits.max_options));
+    }
+    let mut out = Vec::with_capacity(nopts);
+    let mut off = 0usize;
+    for _ in 0..nopts {
+        need!(buf, off + 2);
+        let len = buf[off + 1] as usize;
+        if len < 2 {
+            return Err(ProtoError::BadOption("length below 2"));
+        }
+        if off + len > limits.max_options_bytes {
+            return Err(ProtoError::OptionsTooLong(limits.max_options_bytes));
+        }
+        need!(buf, off + len);
+        out.push(decode_option(buf[off], &buf[off + 2..off + len])?);
+        off += len;
+    }
+    Ok(Parsed::Complete {
+        value: Options(out),
+        consumed: off,
+    })
+}
+
+/// Parse exactly `nopts` options that must fill `area` (an options area of
+/// known size, as later profiles have): an option running past the area, or
+/// bytes left over, is an error.
+pub fn parse_options_area(
+    area: &[u8],
+    nopts: usize,
+    limits: &Socks6Limits,
+) -> Result<Options, ProtoError> {
+    if area.len() > limits.max_options_bytes {
+        return Err(ProtoError::OptionsTooLong(limits.max_options_bytes));
+    }
+    match parse_options(area, nopts, limits)? {
+        Parsed::Complete { value, consumed } if consumed == area.len() => Ok(value),
+        Parsed::Complete { .. } => Err(ProtoError::BadOption(
+            "bytes left over after the last option",
+        )),
+        Parsed::Incomplete { .. } => Err(ProtoError::BadOption(
+            "option length runs past the options area",
+        )),
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Decode one option's data (after KIND and LENGTH).
+pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, ProtoError> {
+    Ok(match kind {
+        kind::STACK => {
+            if data.len() < 2 {
+                // Not even a leg/level and a code: ignore it.
+                return Ok(Socks6Option::Unknown {
+                    kind: kind as u16,
+                    data: data.to_vec(),
+                });
+            }
+            let leg = Leg(data[0] >> 6);
+            let lvl = data[0] & 0x3F;
+            let code = data[1];
+            let rest = &data[2..];
+            let value = match (lvl, code, rest.len()) {
+                (level::IP, 0x01, 1) => StackValue::Tos(rest[0]),
+                (level::TCP, 0x01, 2) => StackValue::TcpFastOpen {
+                    payload_size: u16::from_be_bytes([rest[0], rest[1]]),
+                },
+                (level::TCP, 0x02, 0) => StackValue::Mptcp,
+                (level::TCP, 0x03, 1) => StackValue::MptcpScheduler(MptcpScheduler(rest[0])),
+                (level::TCP, 0x04, 2) => {
+                    StackValue::ListenBacklog(u16::from_be_bytes([rest[0], rest[1]]))
+                }
+                _ => StackValue::Unknown {
+                    level: lvl,
+                    code,
+                    data: rest.to_vec(),
+                },
+            };
+            Socks6Option::Stack(StackOption { leg, value })
+        }
+        kind::AUTH_METHOD => {
+            if data.len() < 2 {
+                return Err(ProtoError::BadOption(
+                    "authentication method option without initial data length",
+                ));
+            }
+            let initial_data_len = u16::from_be_bytes([data[0], data[1]]);
+            if initial_data_len as usize > MAX_INITIAL_DATA {
+                return Err(ProtoError::InitialDataTooLong(initial_data_len as usize));
+            }
+            Socks6Option::AuthMethod(AuthMethodOption {
+                initial_data_len,
+                methods: data[2..].iter().map(|&m| Method(m)).collect(),
+            })
+        }
+        kind::AUTH_DATA => {
+            let Some((&method, rest)) = data.split_first() else {
+                return Err(ProtoError::BadOption(
+                    "authentication data option without a method",
+                ));
+            };
+            Socks6Option::AuthData(AuthDataOption {
+                method: Method(method),
+                data: Password::new(rest),
+            })
+        }
+        kind::IDEMPOTENCE => {
+            let Some((&ty, rest)) = data.split_first() else {
+                return Err(ProtoError::BadOption("idempotence option without a type"));
+            };
+            let want = match ty {
+                idem::TOKEN_REQUEST | idem::EXPENDITURE => Some(4),
+                idem::WINDOW_ADVERTISEMENT => Some(8),
+                idem::EXPENDITURE_REPLY => Some(1),
+                _ => None,
+            };
+            if let Some(w) = want {
+                if rest.len() != w {
+                    return Err(ProtoError::BadOption(
+                        "idempotence option of the wrong length for its type",
+                    ));
+                }
+            }
+            Socks6Option::Idempotence(match ty {
+                idem::TOKEN_REQUEST => IdempotenceOption::TokenRequest {
+                    window_size: be32(rest),
+                },
+                idem::WINDOW_ADVERTISEMENT => IdempotenceOption::WindowAdvertisement {
+                    base: be32(rest),
+                    size: be32(&rest[4..]),
+                },
+                idem::EXPENDITURE => IdempotenceOption::Expenditure { token: be32(rest) },
+                idem::EXPENDITURE_REPLY => {
+                    IdempotenceOption::ExpenditureReply(ExpenditureCode(rest[0]))
+                }
+                t => IdempotenceOption::Unknown {
+                    kind: t,
+                    data: rest.to_vec(),
+                },
+            })
+        }
+        k if k >= kind::VENDOR_FIRST => Socks6Option::Vendor {
+            kind: k as u16,
+            data: data.to_vec(),
+        },
+        k => Socks6Option::Unknown {
+            kind: k as u16,
+            data: data.to_vec(),
+        },
+    })
+}
+
+/// Append one option (`KIND | LENGTH | DATA`). An option longer than 255
+/// bytes, a kind above `FF`, a vendor kind outside `C0`–`FF`, a leg above 3
+/// or a level above 63 cannot be encoded.
+pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let kind = match o {
+        Socks6Option::Stack(s) => {
+            let (lvl, code) = s.level_code();
+            if s.leg.0 > 3 {
+                out.truncate(start);
+                return Err(ProtoError::TooLong("stack option leg above 3"));
+            }
+            if lvl > 0x3F {
+                out.truncate(start);
+                return Err(ProtoError::TooLong("stack option level above 63"));
+            }
+            out.push((s.leg.0 << 6) | lvl);
+            out.push(code);
+            match &s.value {
+                StackValue::Tos(t) => out.push(*t),
+                StackValue::TcpFastOpen { payload_size } => {
+                    out.extend_from_slice(&payload_size.to_be_bytes())
+                }
+                StackValue::Mptcp => {}
+                StackValue::MptcpScheduler(m) => out.push(m.0),
+                StackValue::ListenBacklog(b) => out.extend_from_slice(&b.to_be_bytes()),
+                StackValue::Unknown { data, .. } => out.extend_from_slice(data),
+            }
+            kind::STACK
+        }
+        Socks6Option::AuthMethod(a) => {
+            if a.initial_data_len as usize > MAX_INITIAL_DATA {
+                out.truncate(start);
+                return Err(ProtoError::InitialDataTooLong(a.initial_data_len as usize));
+            }
+            out.extend_from_slice(&a.initial_data_len.to_be_bytes());
+            out.extend(a.methods.iter().map(|m| m.0));
+            kind::AUTH_METHOD
+        }
+        Socks6Option::AuthData(d) => {
+            out.push(d.method.0);
+            out.extend_from_slice(d.data.expose());
+            kind::AUTH_DATA
+        }
+        Socks6Option::Idempotence(i) => {
+            match i {
+                IdempotenceOption::TokenRequest { window_size } => {
+                    out.push(idem::TOKEN_REQUEST);
+                    out.extend_from_slice(&window_size.to_be_bytes());
+                }
+                IdempotenceOption::WindowAdvertisement { base, size } => {
+                    out.push(idem::WINDOW_ADVERTISEMENT);
+                    out.extend_from_slice(&base.to_be_bytes());
+                    out.extend_from_slice(&size.to_be_bytes());
+                }
+                IdempotenceOption::Expenditure { token } => {
+                    out.push(idem::EXPENDITURE);
+                    out.extend_from_slice(&token.to_be_bytes());
+                }
+                IdempotenceOption::ExpenditureReply(c) => {
+                    out.push(idem::EXPENDITURE_REPLY);
+                    out.push(c.0);
+                }
+                IdempotenceOption::Unknown { kind, data } => {
+                    out.push(*kind);
+                    out.extend_from_slice(data);
+                }
+            }
+            kind::IDEMPOTENCE
+        }
+        Socks6Option::Vendor { kind, data } => {
+            let Ok(k) = u8::try_from(*kind) else {
+                out.truncate(start);
+                return Err(ProtoError::TooLong("option kind above 0xff"));
+            };
+            if k < kind::VENDOR_FIRST {
+                out.truncate(start);
+                return Err(ProtoError::BadOption("vendor kind outside C0-FF"));
+            }
+            out.extend_from_slice(data);
+            k
+        }
+        Socks6Option::Unknown { kind, data } => {
+            let Ok(k) = u8::try_from(*kind) else {
+                out.truncate(start);
+                return Err(ProtoError::TooLong("option kind above 0xff"));
+            };
+            out.extend_from_slice(data);
+            k
+        }
+    };
+    let len = out.len() - start;
+    let Ok(len8) = u8::try_from(len) else {
+        out.truncate(start);
+        return Err(ProtoError::TooLong("option longer than 255 bytes"));
+    };
+    out[start] = kind;
+    out[start + 1] = len8;
+    Ok(())
+}
+
+/// Append `NOPTS | OPTIONS`.
+pub fn encode_options(opts: &Options, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    let Ok(n) = u8::try_from(opts.len()) else {
+        return Err(ProtoError::TooLong("more than 255 options"));
+    };
+    out.push(n);
+    for o in opts {
+        encode_option(o, out)?;
+    }
+    Ok(())
+}
+
+/// The username/password authentication data option (the RFC 1929 request
+/// inside, at most 252 bytes so that the option fits its length byte).
+pub fn userpass_auth_data(
+    username: &[u8],
+    password: &Password,
+) -> Result<AuthDataOption, ProtoError> {
+    let msg = crate::userpass::Request {
+        username: username.to_vec(),
+        password: password.clone(),
+    }
+    .encode()?;
+    if msg.len() > 252 {
+        return Err(ProtoError::TooLong(
+            "username/password over 252 bytes for an authentication data option",
+        ));
+    }
+    Ok(AuthDataOption {
+        method: Method::USERPASS,
+        data: Password::new(msg),
+    })
+}
+
+// ------------------------------------------------------------ messages
+
+fn check_version(buf: &[u8]) -> Result<Option<Parsed<()>>, ProtoError> {
+    if buf.is_empty() {
+        return Ok(Some(Parsed::Incomplete { needed: 2 }));
+    }
+    match buf[0] {
+        VERSION => {}
+        REF_VERSION => return Err(ProtoError::VersionMismatch),
+        b => return Err(ProtoError::UnknownVersion(b)),
+    }
+    if buf.len() < 2 {
+        return Ok(Some(Parsed::Incomplete { needed: 1 }));
+    }
+    if buf[1] != MINOR {
+        return Err(ProtoError::VersionMismatch);
+    }
+    Ok(None)
+}
+
+impl Codec for Draft05 {
+    fn profile(&self) -> Profile {
+        Profile::Draft05
+    }
+
+    fn parse_request(
+        &self,
+        buf: &[u8],
+        limits: &Socks6Limits,
+    ) -> Result<Parsed<Request>, ProtoError> {
+        if let Some(Parsed::Incomplete { needed }) = check_version(buf)? {
+            return Ok(Parsed::Incomplete { needed });
+        }
+        need!(buf, 3);
+        let command = Command(buf[2]);
+        let (target, alen) = match parse_port_addr(&buf[3..])? {
+            Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
+            Parsed::Complete { value, consumed } => (value, consumed),
+        };
+        let off = 3 + alen;
+        need!(buf, off + 1);
+        let nopts = buf[off] as usize;
+        match parse_options(&buf[off + 1..], nopts, limits)? {
+            Parsed::Incomplete { needed } => Ok(Parsed::Incomplete { needed }),
+            Parsed::Complete { value, consumed } => Ok(Parsed::Complete {
+                value: Request {
+                    command,
+                    target,
+                    options: value,
+                },
+                consumed: off + 1 + consumed,
+            }),
+        }
+    }
+
+    fn encode_request(&self, req: &Request) -> Result<Vec<u8>, ProtoError> {
+        let mut out = vec![VERSION, MINOR, req.command.0];
+        encode_port_addr(&req.target, &mut out)?;
+        encode_options(&req.options, &mut out)?;
+        Ok(out)
+    }
+
+    fn version_mismatch_reply(&self) -> Vec<u8> {
+        vec![VERSION, MINOR]
+    }
+
+    fn is_version_mismatch(&self, buf: &[u8], eof: bool) -> bool {
+        match buf {
+            [REF_VERSION, ..] => true,
+            [VERSION, b, ..] if *b != MINOR => true,
+            [VERSION] | [VERSION, MINOR] => eof,
+            _ => false,
+        }
+    }
+
+    fn parse_auth_reply(
+        &self,
+        buf: &[u8],
+        limits: &Socks6Limits,
+    ) -> Result<Parsed<AuthReply>, ProtoError> {
+        if !buf.is_empty() && buf[0] != VERSION && buf[0] != REF_VERSION {
+            return Err(ProtoError::BadReplyVersion(buf[0]));
+        }
+        if let Some(Parsed::Incomplete { needed }) = check_version(buf)? {
+            return Ok(Parsed::Incomplete { needed: needed + 3 });
+        }
+        need!(buf, 5);
+        let outcome = match (buf[2], Method(buf[3])) {
+            (auth_type::SUCCESS, m) => AuthOutcome::Success(m),
+            (auth_type::FURTHER_AUTH, Method::NO_ACCEPTABLE) => AuthOutcome::Failure,
+            (auth_type::FURTHER_AUTH, m) => AuthOutcome::Continue(m),
+            (t, _) => return Err(ProtoError::BadAuthReplyType(t)),
+        };
+        let nopts = buf[4] as usize;
+        Ok(parse_options(&buf[5..], nopts, limits)?
+            .map(|options| AuthReply { outcome, options })
+            .map_consumed(5))
+    }
+
+    fn encode_auth_reply(&self, reply: &AuthReply) -> Result<Vec<u8>, ProtoError> {
+        let (ty, method) = match reply.outcome {
+            AuthOutcome::Success(m) => (auth_type::SUCCESS, m),
+            AuthOutcome::Continue(m) => (auth_type::FURTHER_AUTH, m),
+            AuthOutcome::Failure => (auth_type::FURTHER_AUTH, Method::NO_ACCEPTABLE),
+        };
+        let mut out = vec![VERSION, MINOR, ty, method.0];
+        encode_options(&reply.options, &mut out)?;
+        Ok(out)
+    }
+
+    fn parse_operation_reply(
+        &self,
+        buf: &[u8],
+        limits: &Socks6Limits,
+    ) -> Result<Parsed<OperationReply>, ProtoError> {
+        need!(buf, 1);
+        let rep = buf[0];
+        let (bound, alen) = match parse_port_addr(&buf[1..])? {
+            Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
+            Parsed::Complete { value, consumed } => (value, consumed),
+        };
+        let off = 1 + alen;
+        need!(buf, off + 1);
+        let nopts = buf[off] as usize;
+        Ok(parse_options(&buf[off + 1..], nopts, limits)?
+            .map(|options| OperationReply {
+                rep,
+                bound,
+                options,
+            })
+            .map_consumed(off + 1))
+    }
+
+    fn encode_operation_reply(&self, reply: &OperationReply) -> Result<Vec<u8>, ProtoError> {
+        let mut out = vec![reply.rep];
+        encode_port_addr(&reply.bound, &mut out)?;
+        encode_options(&reply.options, &mut out)?;
+        Ok(out)
+    }
+
+    fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, ProtoError> {
+        need!(buf, 4);
+        Ok(Parsed::Complete {
+            value: AssociationId(be32(buf) as u64),
+            consumed: 4,
+        })
+    }
+
+    fn encode_association_id(&self, id: AssociationId) -> Result<Vec<u8>, ProtoError> {
+        let Ok(id) = u32::try_from(id.0) else {
+            return Err(ProtoError::TooLong("association id above 2^32 - 1"));
+        };
+        Ok(id.to_be_bytes().to_vec())
+    }
+
+    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, ProtoError> {
+        need!(buf, 1);
+        if buf[0] != 0 {
+            return Err(ProtoError::Unexpected(
+                "UDP association confirmation status is not 00",
+            ));
+        }
+        Ok(Parsed::Complete {
+            value: (),
+            consumed: 1,
+        })
+    }
+
+    fn encode_confirmation(&self) -> Vec<u8> {
+        vec![0x00]
+    }
+
+    fn parse_datagram_header(
+        &self,
+        datagram: &[u8],
+    ) -> Result<(DatagramHeader, usize), ProtoError> {
+        if datagram.len() < 2 {
+            return Err(ProtoError::Truncated);
+        }
+        if datagram[0] != VERSION {
+            return Err(ProtoError::UnknownVersion(datagram[0]));
+        }
+        if datagram[1] != MINOR {
+            return Err(ProtoError::VersionMismatch);
+        }
+        if datagram.len() < 6 {
+            return Err(ProtoError::Truncated);
+        }
+        let association = AssociationId(be32(&datagram[2..]) as u64);
+        match parse_port_addr(&datagram[6..])? {
+            Parsed::Complete { value, consumed } => Ok((
+                DatagramHeader {
+                    association,
+                    target: value,
+                },
+                6 + consumed,
+            )),
+            Parsed::Incomplete { .. } => Err(ProtoError::Truncated),
+        }
+    }
+
+    fn encode_datagram_header(
+        &self,
+        header: &DatagramHeader,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtoError> {
+        let id = self.encode_association_id(header.association)?;
+        let start = out.len();
+        out.extend_from_slice(&[VERSION, MINOR]);
+        out.extend_from_slice(&id);
+        if let Err(e) = encode_port_addr(&header.target, out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Socks6Limits {
+        Socks6Limits::default()
+    }
+
+    #[test]
+    fn stack_option_lengths_are_computed_from_the_fields() {
+        let cases: &[(StackValue, u8)] = &[
+            (StackValue::Tos(0x10), 5),
+            (StackValue::TcpFastOpen { payload_size: 1400 }, 6),
+            (StackValue::Mptcp, 4),
+            (StackValue::MptcpScheduler(MptcpScheduler::REDUNDANT), 5),
+            (StackValue::ListenBacklog(16), 6),
+        ];
+        for (v, len) in cases {
+            let mut out = Vec::new();
+            encode_option(
+                &Socks6Option::Stack(StackOption::new(Leg::PROXY_REMOTE, v.clone())),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out[1], *len, "{v:?}");
+            assert_eq!(out.len(), *len as usize);
+        }
+    }
+
+    #[test]
+    fn tos_is_at_level_ip_and_leg_in_the_high_bits() {
+        let mut out = Vec::new();
+        encode_option(
+            &StackOption::new(Leg::BOTH, StackValue::Tos(0xB8)).into(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [0x01, 5, 0b11 << 6 | level::IP, 0x01, 0xB8]);
+    }
+
+    #[test]
+    fn port_comes_before_the_address_type() {
+        let mut out = Vec::new();
+        encode_port_addr(&TargetAddr::domain("ab", 0x1234), &mut out).unwrap();
+        assert_eq!(out, [0x12, 0x34, 0x03, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn option_length_zero_or_one_is_an_error() {
+        for len in [0u8, 1] {
+            let buf = [0x01, len, 0, 0, 0, 0];
+            assert_eq!(
+                parse_options(&buf, 1, &limits()),
+                Err(ProtoError::BadOption("length below 2"))
+            );
+        }
+    }
+
+    #[test]
+    fn option_area_overrun_is_an_error() {
+        // An option of length 9 in an area of 6 bytes.
+        let area = [0xC5, 9, 1, 2, 3, 4];
+        assert!(matches!(
+            parse_options_area(&area, 1, &limits()),
+            Err(ProtoError::BadOption(_))
+        ));
+        // Left-over bytes.
+        let area = [0xC5, 2, 0xAA];
+        assert!(parse_options_area(&area, 1, &limits()).is_err());
+        // Exact.
+        let area = [0xC5, 3, 0xAA];
+        assert_eq!(parse_options_area(&area, 1, &limits()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn encode_refuses_what_cannot_be_framed() {
+        let mut out = vec![0xEE];
+        let big = Socks6Option::Vendor {
+            kind: 0xC0,
+            data: vec![0; 254],
+        };
+        assert!(encode_option(&big, &mut out).is_err());
+        assert_eq!(out, [0xEE], "nothing half-written");
+        let low_vendor = Socks6Option::Vendor {
+            kind: 0x10,
+            data: vec![],
+        };
+        assert!(encode_option(&low_vendor, &mut out).is_err());
+        let wide = Socks6Option::Unknown {
+            kind: 0x100,
+            data: vec![],
+        };
+        assert!(encode_option(&wide, &mut out).is_err());
+        let leg = Socks6Option::Stack(StackOption::new(Leg(4), StackValue::Mptcp));
+        assert!(encode_option(&leg, &mut out).is_err());
+        assert_eq!(out, [0xEE]);
+    }
+
+    #[test]
+    fn userpass_auth_data_is_capped_at_252_bytes() {
+        // 3 + 124 + 125 = 252: fits.
+        let ok = userpass_auth_data(&[b'u'; 124], &Password::new(vec![b'p'; 125])).unwrap();
+        let mut out = Vec::new();
+        encode_option(&ok.into(), &mut out).unwrap();
+        assert_eq!(out.len(), 255);
+        // One more byte does not.
+        assert!(userpass_auth_data(&[b'u'; 125], &Password::new(vec![b'p'; 125])).is_err());
+    }
+
+    #[test]
+    fn version_mismatch_is_recognised_leniently() {
+        let c = Draft05;
+        assert!(c.is_version_mismatch(&[6], true));
+        assert!(c.is_version_mismatch(&[6, 0], true));
+        assert!(!c.is_version_mismatch(&[6, 0], false));
+        assert!(!c.is_version_mismatch(&[6], false));
+        assert!(c.is_version_mismatch(&[6, 1], false));
+        assert!(c.is_version_mismatch(&[0xCF], false));
+        assert!(!c.is_version_mismatch(&[6, 0, 0], true));
+        assert!(!c.is_version_mismatch(&[5, 0], true));
+        assert!(!c.is_version_mismatch(&[], true));
+    }
+}

@@ -1,0 +1,154 @@
+//! SOCKS 6 messages as typed values, independent of any wire profile.
+
+use crate::v5::Method;
+use crate::{Command, Credentials, ProtoError, ReplyCode, TargetAddr};
+
+use super::options::Options;
+use super::Profile;
+
+/// A request (the message itself; the server machine hands over a
+/// [`Socks6Request`], which adds what came with it).
+///
+/// For NOOP the target has no meaning (clients send `0.0.0.0:0`); for BIND
+/// and UDP ASSOCIATE it is the desired bind address (zeros: any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub command: Command,
+    pub target: TargetAddr,
+    pub options: Options,
+}
+
+/// What an authentication reply says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthOutcome {
+    /// Authenticated with this method (`00` none, `02` username/password).
+    Success(Method),
+    /// Further authentication needed: the method-specific exchange that
+    /// follows (for `02`, RFC 1929).
+    Continue(Method),
+    /// No acceptable method, or the credentials were refused: the client
+    /// must close. (-05 wire form: type `01`, method `FF`.)
+    Failure,
+}
+
+/// An authentication reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthReply {
+    pub outcome: AuthOutcome,
+    /// Options: token window advertisements and expenditure replies go in a
+    /// successful reply.
+    pub options: Options,
+}
+
+/// An operation reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationReply {
+    /// The raw REP value (see [`OperationReply::code`]).
+    pub rep: u8,
+    /// Bound address (CONNECT, first BIND reply, UDP ASSOCIATE) or the
+    /// address of the host that connected (second BIND reply).
+    pub bound: TargetAddr,
+    /// Stack options the proxy applied (and any others).
+    pub options: Options,
+}
+
+impl OperationReply {
+    pub fn new(code: ReplyCode, bound: TargetAddr, options: Options) -> Self {
+        OperationReply {
+            rep: code.to_v6(),
+            bound,
+            options,
+        }
+    }
+    pub fn code(&self) -> ReplyCode {
+        ReplyCode::from_v6(self.rep)
+    }
+}
+
+/// A UDP association id. -05 ids are 4 bytes; the type is wider so that
+/// later profiles (8-byte ids in -11) share it. The -05 codec refuses to
+/// encode an id above `u32::MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssociationId(pub u64);
+
+/// The header of a SOCKS 6 UDP datagram (both directions).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DatagramHeader {
+    pub association: AssociationId,
+    /// Client → proxy: the destination. Proxy → client: the source. An
+    /// empty datagram to `0.0.0.0:0` (or `[::]:0`) only asks for the
+    /// association confirmation.
+    pub target: TargetAddr,
+}
+
+impl DatagramHeader {
+    /// Whether this is the "confirm my association" datagram the draft
+    /// describes: an IP address and port of zeros (the payload must be
+    /// empty too; the caller checks that).
+    pub fn is_confirmation_request(&self) -> bool {
+        match &self.target.host {
+            crate::Host::Ip(ip) => ip.is_unspecified() && self.target.port == 0,
+            crate::Host::Domain(_) => false,
+        }
+    }
+}
+
+/// A complete SOCKS 6 request as the server machine hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Socks6Request {
+    /// The wire profile the client spoke; every reply must use it.
+    pub profile: Profile,
+    pub command: Command,
+    pub target: TargetAddr,
+    /// Every option of the request, in order (unknown ones included).
+    pub options: Options,
+    /// CONNECT's initial data: exactly the number of bytes the
+    /// authentication method option declared (send it with the connect,
+    /// in the SYN when TFO is on). Empty otherwise.
+    pub initial_data: Vec<u8>,
+    /// Verified credentials (username/password), or `None`.
+    pub credentials: Credentials,
+    /// The method the client authenticated with (`00` or `02`); the
+    /// successful authentication reply names it.
+    pub auth_method: Method,
+}
+
+impl Socks6Request {
+    /// The successful authentication reply (with, e.g., idempotence
+    /// options from [`serve_tokens`](super::idempotence::serve_tokens)).
+    pub fn auth_reply(&self, options: Options) -> Result<Vec<u8>, ProtoError> {
+        self.profile.codec().encode_auth_reply(&AuthReply {
+            outcome: AuthOutcome::Success(self.auth_method),
+            options,
+        })
+    }
+
+    /// An operation reply. `bound: None` sends `0.0.0.0:0`. `options` are
+    /// the stack options the proxy actually applied.
+    pub fn operation_reply(
+        &self,
+        code: ReplyCode,
+        bound: Option<&TargetAddr>,
+        options: Options,
+    ) -> Result<Vec<u8>, ProtoError> {
+        self.profile
+            .codec()
+            .encode_operation_reply(&OperationReply::new(
+                code,
+                bound.cloned().unwrap_or_else(TargetAddr::unspecified),
+                options,
+            ))
+    }
+
+    /// The UDP association initialisation message (sent right after a
+    /// successful UDP ASSOCIATE operation reply).
+    pub fn association_init(&self, id: AssociationId) -> Result<Vec<u8>, ProtoError> {
+        self.profile.codec().encode_association_id(id)
+    }
+
+    /// The UDP association confirmation message (sent once the first
+    /// datagram of the association arrived).
+    pub fn association_confirmation(&self) -> Vec<u8> {
+        self.profile.codec().encode_confirmation()
+    }
+}

@@ -1,0 +1,416 @@
+//! SOCKS 6 options as typed values, independent of any wire profile.
+//!
+//! These are the *semantic* options: what a stack option asks for, which
+//! authentication methods a client offers, what a token request says. How
+//! they are framed (`KIND(1) LEN(1)` in draft -05, `KIND(2) LEN(2)` padded
+//! to 4 bytes in -11) is the business of a [`Codec`](super::Codec).
+//!
+//! Options a codec does not understand survive as [`Socks6Option::Unknown`]
+//! (and vendor options as [`Socks6Option::Vendor`]) with their raw data, so
+//! they can be ignored — as the draft requires — or re-encoded unchanged.
+
+use crate::secret::Password;
+use crate::v5::Method;
+
+/// Which connection a stack option applies to (2 bits on the wire).
+///
+/// An open newtype: bit 0 is the client–proxy leg, bit 1 the proxy–remote
+/// leg. `0` applies to no leg (the draft does not define it); it survives
+/// parsing and is simply never applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Leg(pub u8);
+
+impl Leg {
+    pub const CLIENT_PROXY: Leg = Leg(1);
+    pub const PROXY_REMOTE: Leg = Leg(2);
+    pub const BOTH: Leg = Leg(3);
+
+    /// Whether an option with this leg applies to `other` (a single leg).
+    pub fn covers(self, other: Leg) -> bool {
+        self.0 & other.0 & 0b11 != 0
+    }
+    pub fn client_proxy(self) -> bool {
+        self.covers(Leg::CLIENT_PROXY)
+    }
+    pub fn proxy_remote(self) -> bool {
+        self.covers(Leg::PROXY_REMOTE)
+    }
+}
+
+/// Stack option levels (6 bits on the wire).
+pub mod level {
+    pub const IP: u8 = 0x01;
+    pub const IPV4: u8 = 0x02;
+    pub const IPV6: u8 = 0x03;
+    pub const TCP: u8 = 0x04;
+    pub const UDP: u8 = 0x05;
+}
+
+/// MPTCP scheduler values (an open newtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MptcpScheduler(pub u8);
+
+impl MptcpScheduler {
+    pub const DEFAULT: MptcpScheduler = MptcpScheduler(0x01);
+    pub const ROUND_ROBIN: MptcpScheduler = MptcpScheduler(0x02);
+    pub const REDUNDANT: MptcpScheduler = MptcpScheduler(0x03);
+}
+
+/// What a stack option says.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StackValue {
+    /// IP TOS (level IP, code 01): the TOS byte to use (or in use).
+    Tos(u8),
+    /// TCP Fast Open (level TCP, code 01): the desired SYN payload size
+    /// (0 for BIND).
+    TcpFastOpen { payload_size: u16 },
+    /// Multipath TCP (level TCP, code 02): the proxy–remote connection is
+    /// (or should be) MPTCP.
+    Mptcp,
+    /// MPTCP scheduler (level TCP, code 03).
+    MptcpScheduler(MptcpScheduler),
+    /// TCP listen backlog (level TCP, code 04), for BIND.
+    ListenBacklog(u16),
+    /// A level/code pair this crate does not know, or a known one whose
+    /// data does not have the size the draft gives it. Ignored by both
+    /// machines, re-encoded unchanged.
+    Unknown { level: u8, code: u8, data: Vec<u8> },
+}
+
+/// A stack option: a leg and a value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StackOption {
+    pub leg: Leg,
+    pub value: StackValue,
+}
+
+impl StackOption {
+    pub fn new(leg: Leg, value: StackValue) -> Self {
+        StackOption { leg, value }
+    }
+    /// The option's `(level, code)` pair.
+    pub fn level_code(&self) -> (u8, u8) {
+        match &self.value {
+            StackValue::Tos(_) => (level::IP, 0x01),
+            StackValue::TcpFastOpen { .. } => (level::TCP, 0x01),
+            StackValue::Mptcp => (level::TCP, 0x02),
+            StackValue::MptcpScheduler(_) => (level::TCP, 0x03),
+            StackValue::ListenBacklog(_) => (level::TCP, 0x04),
+            StackValue::Unknown { level, code, .. } => (*level, *code),
+        }
+    }
+}
+
+/// Authentication method advertisement (-05 kind 02).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AuthMethodOption {
+    /// For CONNECT: the number of bytes of initial data that follow the
+    /// request (at most [`MAX_INITIAL_DATA`](super::MAX_INITIAL_DATA)).
+    pub initial_data_len: u16,
+    /// The methods offered (clients should not list `00`; it is always
+    /// acceptable).
+    pub methods: Vec<Method>,
+}
+
+/// Method-specific authentication data (-05 kind 03). The data is a secret
+/// (for username/password it holds the RFC 1929 request), so it is kept in
+/// a [`Password`]: zeroed on drop, never printed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AuthDataOption {
+    pub method: Method,
+    pub data: Password,
+}
+
+/// Expenditure reply codes (an open newtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExpenditureCode(pub u8);
+
+impl ExpenditureCode {
+    pub const SUCCESS: ExpenditureCode = ExpenditureCode(0x01);
+    pub const NO_WINDOW: ExpenditureCode = ExpenditureCode(0x02);
+    pub const OUT_OF_WINDOW: ExpenditureCode = ExpenditureCode(0x03);
+    pub const DUPLICATE: ExpenditureCode = ExpenditureCode(0x04);
+}
+
+/// Idempotence options (-05 kind 04).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IdempotenceOption {
+    /// Client: please grant me a window of this many tokens.
+    TokenRequest { window_size: u32 },
+    /// Proxy: your window is `[base, base + size)` (modulo 2^32).
+    WindowAdvertisement { base: u32, size: u32 },
+    /// Client: I spend this token on this request.
+    Expenditure { token: u32 },
+    /// Proxy: what became of the token.
+    ExpenditureReply(ExpenditureCode),
+    /// An idempotence type this crate does not know (ignored).
+    Unknown { kind: u8, data: Vec<u8> },
+}
+
+/// One SOCKS 6 option.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Socks6Option {
+    Stack(StackOption),
+    AuthMethod(AuthMethodOption),
+    AuthData(AuthDataOption),
+    Idempotence(IdempotenceOption),
+    /// Vendor-specific range (-05: kinds `C0`–`FF`), kept raw.
+    Vendor {
+        kind: u16,
+        data: Vec<u8>,
+    },
+    /// Any other kind, kept raw and otherwise ignored.
+    Unknown {
+        kind: u16,
+        data: Vec<u8>,
+    },
+}
+
+/// An ordered list of options, with accessors for what the machines and the
+/// runtime need.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Options(pub Vec<Socks6Option>);
+
+impl Options {
+    pub fn new() -> Self {
+        Options(Vec::new())
+    }
+    pub fn push(&mut self, o: Socks6Option) {
+        self.0.push(o);
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, Socks6Option> {
+        self.0.iter()
+    }
+
+    /// The authentication method options.
+    pub fn auth_method_options(&self) -> impl Iterator<Item = &AuthMethodOption> {
+        self.0.iter().filter_map(|o| match o {
+            Socks6Option::AuthMethod(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Whether any authentication method option is present (a client that
+    /// sends none may false-start: data right behind the request).
+    pub fn has_auth_method_option(&self) -> bool {
+        self.auth_method_options().next().is_some()
+    }
+
+    /// Every method offered, across all authentication method options.
+    pub fn offered_methods(&self) -> Vec<Method> {
+        let mut out: Vec<Method> = Vec::new();
+        for m in self.auth_method_options().flat_map(|o| o.methods.iter()) {
+            if !out.contains(m) {
+                out.push(*m);
+            }
+        }
+        out
+    }
+
+    /// The declared initial data length. Several authentication method
+    /// options must agree on it (a disagreement is ambiguous framing and
+    /// therefore an error); none means 0.
+    pub fn initial_data_len(&self) -> Result<usize, crate::ProtoError> {
+        let mut len: Option<u16> = None;
+        for o in self.auth_method_options() {
+            match len {
+                Some(l) if l != o.initial_data_len => {
+                    return Err(crate::ProtoError::BadOption(
+                        "authentication method options disagree on the initial data length",
+                    ))
+                }
+                _ => len = Some(o.initial_data_len),
+            }
+        }
+        Ok(len.map_or(0, usize::from))
+    }
+
+    /// The first authentication data option for `method` (the draft lets a
+    /// proxy ignore all others for the same method).
+    pub fn auth_data(&self, method: Method) -> Option<&AuthDataOption> {
+        self.0.iter().find_map(|o| match o {
+            Socks6Option::AuthData(d) if d.method == method => Some(d),
+            _ => None,
+        })
+    }
+
+    /// The stack options, in order.
+    pub fn stack(&self) -> impl Iterator<Item = &StackOption> {
+        self.0.iter().filter_map(|o| match o {
+            Socks6Option::Stack(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The stack options that apply to `leg` (one of
+    /// [`Leg::CLIENT_PROXY`], [`Leg::PROXY_REMOTE`]), unknown ones left out.
+    pub fn stack_for(&self, leg: Leg) -> impl Iterator<Item = &StackValue> {
+        self.stack()
+            .filter(move |s| s.leg.covers(leg))
+            .map(|s| &s.value)
+            .filter(|v| !matches!(v, StackValue::Unknown { .. }))
+    }
+
+    /// The idempotence options, in order.
+    pub fn idempotence(&self) -> impl Iterator<Item = &IdempotenceOption> {
+        self.0.iter().filter_map(|o| match o {
+            Socks6Option::Idempotence(i) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// The first token request's window size.
+    pub fn token_request(&self) -> Option<u32> {
+        self.idempotence().find_map(|i| match i {
+            IdempotenceOption::TokenRequest { window_size } => Some(*window_size),
+            _ => None,
+        })
+    }
+
+    /// The first token expenditure's token.
+    pub fn token_expenditure(&self) -> Option<u32> {
+        self.idempotence().find_map(|i| match i {
+            IdempotenceOption::Expenditure { token } => Some(*token),
+            _ => None,
+        })
+    }
+
+    /// The first window advertisement, as `(base, size)`.
+    pub fn window_advertisement(&self) -> Option<(u32, u32)> {
+        self.idempotence().find_map(|i| match i {
+            IdempotenceOption::WindowAdvertisement { base, size } => Some((*base, *size)),
+            _ => None,
+        })
+    }
+
+    /// The first expenditure reply.
+    pub fn expenditure_reply(&self) -> Option<ExpenditureCode> {
+        self.idempotence().find_map(|i| match i {
+            IdempotenceOption::ExpenditureReply(c) => Some(*c),
+            _ => None,
+        })
+    }
+}
+
+impl From<Vec<Socks6Option>> for Options {
+    fn from(v: Vec<Socks6Option>) -> Self {
+        Options(v)
+    }
+}
+
+impl FromIterator<Socks6Option> for Options {
+    fn from_iter<I: IntoIterator<Item = Socks6Option>>(iter: I) -> Self {
+        Options(iter.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Options {
+    type Item = &'a Socks6Option;
+    type IntoIter = std::slice::Iter<'a, Socks6Option>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<StackOption> for Socks6Option {
+    fn from(s: StackOption) -> Self {
+        Socks6Option::Stack(s)
+    }
+}
+impl From<IdempotenceOption> for Socks6Option {
+    fn from(i: IdempotenceOption) -> Self {
+        Socks6Option::Idempotence(i)
+    }
+}
+impl From<AuthMethodOption> for Socks6Option {
+    fn from(a: AuthMethodOption) -> Self {
+        Socks6Option::AuthMethod(a)
+    }
+}
+impl From<AuthDataOption> for Socks6Option {
+    fn from(a: AuthDataOption) -> Self {
+        Socks6Option::AuthData(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legs_cover_what_their_bits_say() {
+        assert!(Leg::BOTH.client_proxy() && Leg::BOTH.proxy_remote());
+        assert!(Leg::CLIENT_PROXY.client_proxy() && !Leg::CLIENT_PROXY.proxy_remote());
+        assert!(!Leg::PROXY_REMOTE.client_proxy() && Leg::PROXY_REMOTE.proxy_remote());
+        assert!(!Leg(0).client_proxy() && !Leg(0).proxy_remote());
+    }
+
+    #[test]
+    fn initial_data_len_must_agree() {
+        let a = |n| {
+            Socks6Option::AuthMethod(AuthMethodOption {
+                initial_data_len: n,
+                methods: vec![Method::USERPASS],
+            })
+        };
+        assert_eq!(Options::new().initial_data_len(), Ok(0));
+        assert_eq!(Options(vec![a(7), a(7)]).initial_data_len(), Ok(7));
+        assert!(Options(vec![a(7), a(8)]).initial_data_len().is_err());
+    }
+
+    #[test]
+    fn offered_methods_are_merged_without_duplicates() {
+        let o = Options(vec![
+            Socks6Option::AuthMethod(AuthMethodOption {
+                initial_data_len: 0,
+                methods: vec![Method::USERPASS, Method(0x80)],
+            }),
+            Socks6Option::AuthMethod(AuthMethodOption {
+                initial_data_len: 0,
+                methods: vec![Method(0x80), Method::GSSAPI],
+            }),
+        ]);
+        assert_eq!(
+            o.offered_methods(),
+            vec![Method::USERPASS, Method(0x80), Method::GSSAPI]
+        );
+    }
+
+    #[test]
+    fn stack_for_filters_by_leg_and_drops_unknown() {
+        let o = Options(vec![
+            StackOption::new(Leg::CLIENT_PROXY, StackValue::Tos(1)).into(),
+            StackOption::new(Leg::PROXY_REMOTE, StackValue::Mptcp).into(),
+            StackOption::new(Leg::BOTH, StackValue::Tos(2)).into(),
+            StackOption::new(
+                Leg::BOTH,
+                StackValue::Unknown {
+                    level: 9,
+                    code: 9,
+                    data: vec![],
+                },
+            )
+            .into(),
+        ]);
+        let remote: Vec<_> = o.stack_for(Leg::PROXY_REMOTE).cloned().collect();
+        assert_eq!(remote, vec![StackValue::Mptcp, StackValue::Tos(2)]);
+        let client: Vec<_> = o.stack_for(Leg::CLIENT_PROXY).cloned().collect();
+        assert_eq!(client, vec![StackValue::Tos(1), StackValue::Tos(2)]);
+    }
+
+    #[test]
+    fn auth_data_is_redacted_in_debug() {
+        let d = AuthDataOption {
+            method: Method::USERPASS,
+            data: Password::new(b"\x01\x05alice\x06s3cret".to_vec()),
+        };
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}
