@@ -460,7 +460,7 @@ fn passwords_never_logged() {
         "users file after replacing carol's password: {file:?}"
     );
 
-    for extra in [&["-v"][..], &["-v", "--lenient-auth"][..]] {
+    for extra in [&["-v"][..], &["-vv", "--lenient-auth"][..]] {
         let mut args = vec![USERS_FLAG, users.to_str().unwrap()];
         args.extend_from_slice(extra);
         let server = Server::start(&args);

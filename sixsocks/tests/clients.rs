@@ -418,3 +418,41 @@ fn pysocks_connect() {
         "refused clients never reach the target"
     );
 }
+
+#[test]
+fn curl_using_the_port_as_an_http_proxy_gets_501() {
+    if !require_tools(&["curl"]) {
+        return;
+    }
+    let http = http_server();
+    let server = Server::start(&[]);
+    let proxy = format!("http://{}", server.addr);
+    for url in [
+        format!("http://127.0.0.1:{}/", http.port()),
+        // HTTPS through an HTTP proxy starts with CONNECT.
+        format!("https://127.0.0.1:{}/", http.port()),
+    ] {
+        let out = run_tool(
+            Command::new("curl").args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-x",
+                &proxy,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_connect}\n",
+                &url,
+            ]),
+            TOOL_TIMEOUT,
+        );
+        // http_code for a proxied GET, http_connect for CONNECT (HTTPS).
+        let text = out.stdout_text();
+        assert!(
+            text.split_whitespace().any(|c| c == "501"),
+            "curl -x {proxy} {url}: {out:?}"
+        );
+    }
+    assert_eq!(http.accepted(), 0, "nothing was relayed");
+}

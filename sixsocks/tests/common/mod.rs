@@ -254,7 +254,13 @@ impl Server {
     /// `sixsocks serve ARGS`, adding `--listen 127.0.0.1:0` unless ARGS
     /// have a `--listen` (or a `--config`, which may set listeners itself).
     pub fn start(args: &[&str]) -> Server {
-        Server::spawn(Command::new(BIN), args, None)
+        Server::spawn(Command::new(BIN), args, None, None)
+    }
+
+    /// Like [`Server::start`], waiting for `listeners` `listening on` lines
+    /// (for a config file that lists several).
+    pub fn start_n(args: &[&str], listeners: usize) -> Server {
+        Server::spawn(Command::new(BIN), args, None, Some(listeners))
     }
 
     /// Like [`Server::start`], but the server runs in its own mount
@@ -277,18 +283,23 @@ impl Server {
             BIN,
         ])
         .env("SIXSOCKS_HOSTS", dir.join("hosts"));
-        Some(Server::spawn(cmd, args, Some(dir)))
+        Some(Server::spawn(cmd, args, Some(dir), None))
     }
 
     /// Start `cmd serve ARGS` (`cmd` execs into the binary, keeping its PID).
-    fn spawn(mut cmd: Command, args: &[&str], dir: Option<TempDir>) -> Server {
+    fn spawn(
+        mut cmd: Command,
+        args: &[&str],
+        dir: Option<TempDir>,
+        listeners: Option<usize>,
+    ) -> Server {
         let mut argv: Vec<String> = vec!["serve".into()];
         argv.extend(args.iter().map(|s| s.to_string()));
         let listens = args.iter().filter(|a| **a == "--listen").count();
         if listens == 0 && !args.contains(&"--config") {
             argv.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
-        let expected = listens.max(1);
+        let expected = listeners.unwrap_or(listens.max(1));
         let mut child = cmd
             .args(&argv)
             .env_remove("RUST_LOG")
