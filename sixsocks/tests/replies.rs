@@ -519,3 +519,102 @@ fn optimistic_data_is_forwarded() {
         "100 kB of optimistic data"
     );
 }
+
+#[test]
+fn slow_dns_does_not_block_other_sessions_netns() {
+    // In the namespace, a DNS server on 127.0.0.1:53 that never answers
+    // makes every lookup hang for the resolver's 5 s timeout.
+    if !in_netns_with(
+        "slow_dns_does_not_block_other_sessions_netns",
+        "options timeout:5 attempts:1",
+    ) {
+        return;
+    }
+    let _silent_dns = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
+    let echo = echo_server();
+    let server = Server::start(&[]);
+    // More pending lookups than the machine has cores.
+    let mut pending = Vec::new();
+    for i in 0..16 {
+        let mut s = connect(server.addr);
+        socks5_handshake(&mut s, None);
+        let name = format!("slow-{i}.invalid");
+        s.write_all(&v5_request(0x01, &v5_domain(name.as_bytes(), 80)))
+            .unwrap();
+        pending.push(s);
+    }
+    // Meanwhile a CONNECT by address goes through...
+    let mut s = socks5_tunnel(server.addr, echo.addr);
+    echo_roundtrip(&mut s, b"not blocked by DNS");
+    // ...while the lookups are still unanswered.
+    let mut still_pending = 0;
+    for p in &pending {
+        p.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        if matches!(std::io::Read::read(&mut &*p, &mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        {
+            still_pending += 1;
+        }
+        p.set_nonblocking(false).unwrap();
+    }
+    assert_eq!(
+        still_pending,
+        pending.len(),
+        "lookups were answered before a CONNECT by address went through: \
+         name resolution blocks the server's workers"
+    );
+    // And the lookups do fail eventually, with 04.
+    for mut p in pending {
+        let r = read_v5_reply(&mut p);
+        assert_eq!(r.rep, 0x04, "a lookup that timed out: {r:?}");
+    }
+}
+
+#[test]
+fn handshake_byte_by_byte() {
+    let echo = echo_server();
+    let dir = TempDir::new("bytewise");
+    let users = dir.join("users");
+    passwd(&users, "frank", "frank-pw");
+    let open = Server::start(&[]);
+    let auth = Server::start(&[USERS_FLAG, users.to_str().unwrap()]);
+    let trickle = |s: &mut std::net::TcpStream, bytes: &[u8]| {
+        for b in bytes {
+            s.write_all(&[*b]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+    };
+    // SOCKS5 with a password, every byte in its own segment.
+    let mut s = connect(auth.addr);
+    trickle(&mut s, &[0x05, 0x01, 0x02]);
+    assert_eq!(read_n(&mut s, 2), [0x05, 0x02]);
+    trickle(&mut s, &userpass_msg(b"frank", b"frank-pw"));
+    assert_eq!(read_n(&mut s, 2), [0x01, 0x00]);
+    trickle(
+        &mut s,
+        &v5_request(0x01, &v5_domain(b"localhost", echo.port())),
+    );
+    assert_eq!(read_v5_reply(&mut s).rep, 0x00);
+    echo_roundtrip(&mut s, b"bytewise socks5");
+    // SOCKS4a.
+    let mut s = connect(open.addr);
+    trickle(
+        &mut s,
+        &v4a_request(0x01, b"localhost", echo.port(), b"frank"),
+    );
+    assert_eq!(read_v4_reply(&mut s)[..2], [0x00, 0x5A]);
+    echo_roundtrip(&mut s, b"bytewise socks4a");
+    // SOCKS5 with IPv6 target address (::1 may be absent: accept 00 or 05).
+    let mut s = connect(open.addr);
+    trickle(&mut s, &[0x05, 0x01, 0x00]);
+    assert_eq!(read_n(&mut s, 2), [0x05, 0x00]);
+    trickle(
+        &mut s,
+        &v5_request(
+            0x01,
+            &v5_addr(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), echo.port())),
+        ),
+    );
+    let r = read_v5_reply(&mut s);
+    assert!(r.rep == 0x00 || r.rep == 0x05 || r.rep == 0x03, "{r:?}");
+}

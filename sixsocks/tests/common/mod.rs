@@ -1012,6 +1012,11 @@ pub const NETNS_NET_UNREACHABLE: &str = "10.1.2.3";
 /// in the outer run after asserting that the inner run passed (or after a
 /// skip warning when the tools are missing).
 pub fn in_netns(test_name: &str) -> bool {
+    in_netns_with(test_name, "options timeout:1 attempts:1")
+}
+
+/// [`in_netns`] with other resolv.conf options (e.g. a longer timeout).
+pub fn in_netns_with(test_name: &str, resolv_options: &str) -> bool {
     if std::env::var_os(NETNS_ENV).is_some() {
         return true;
     }
@@ -1022,7 +1027,7 @@ pub fn in_netns(test_name: &str) -> bool {
     std::fs::write(dir.join("hosts"), NETNS_HOSTS).unwrap();
     std::fs::write(
         dir.join("resolv.conf"),
-        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+        format!("nameserver 127.0.0.1\n{resolv_options}\n"),
     )
     .unwrap();
     let script = "set -e; ip link set lo up; \
