@@ -1158,6 +1158,11 @@ impl RunOutput {
 /// Run `cmd` (stdin closed, proxy variables removed from its environment),
 /// killing it (by its PID, through `Child::kill`) if it outlives `timeout`.
 pub fn run_tool(cmd: &mut Command, timeout: Duration) -> RunOutput {
+    run_tool_stdin(cmd, Stdio::null(), timeout)
+}
+
+/// [`run_tool`] with the given stdin.
+pub fn run_tool_stdin(cmd: &mut Command, stdin: Stdio, timeout: Duration) -> RunOutput {
     for var in [
         "http_proxy",
         "https_proxy",
@@ -1171,7 +1176,7 @@ pub fn run_tool(cmd: &mut Command, timeout: Duration) -> RunOutput {
         cmd.env_remove(var);
     }
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
