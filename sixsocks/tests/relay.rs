@@ -233,8 +233,17 @@ fn bulk_256_mib_each_way_in(mode: &str) {
 
 #[test]
 fn idle_timeout_closes_silent_sessions() {
+    idle_timeout_closes_silent_sessions_in("copy");
+}
+
+#[test]
+fn idle_timeout_closes_silent_sessions_splice() {
+    idle_timeout_closes_silent_sessions_in("splice");
+}
+
+fn idle_timeout_closes_silent_sessions_in(mode: &str) {
     let echo = echo_server();
-    let server = Server::start(&["--idle-timeout", "1"]);
+    let server = Server::start(&["--idle-timeout", "1", "--relay-mode", mode]);
     // A session with traffic every 200 ms stays up well past the timeout.
     let mut busy = socks5_tunnel(server.addr, echo.addr);
     for i in 0..10u8 {
