@@ -94,15 +94,15 @@ pub fn run_connect(args: ConnectArgs) -> Result<()> {
                 Ok::<(), std::io::Error>(())
             };
             tokio::pin!(upload);
+            tokio::pin!(download);
             // The session ends when the target is done sending; stdin may stay open.
             tokio::select! {
-                r = download => r?,
+                r = &mut download => r?,
                 r = &mut upload => {
                     r?;
-                    // stdin ended first: the download decides when we are done.
-                    let mut stdout = tokio::io::stdout();
-                    tokio::io::copy(&mut rd, &mut stdout).await?;
-                    stdout.flush().await?;
+                    // stdin ended first: the same download (with whatever it
+                    // holds) decides when we are done.
+                    (&mut download).await?;
                 }
             }
             Ok::<(), std::io::Error>(())

@@ -9,7 +9,7 @@ use sixsocks_proto::Password;
 #[derive(Args, Debug)]
 pub struct PasswdArgs {
     /// The users file to update (created if missing, mode 0600).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", visible_alias = "users")]
     pub users_file: PathBuf,
 
     /// The user name (1 to 255 bytes, no ':').

@@ -23,7 +23,7 @@ pub struct ServeArgs {
 
     /// Users file (from `sixsocks passwd`): makes SOCKS5 username/password
     /// authentication mandatory and refuses SOCKS4.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", visible_alias = "users")]
     pub users_file: Option<PathBuf>,
 
     /// Tor's leniency: accept a username/password message after method 00
@@ -185,8 +185,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(config)?;
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;
     // Sessions still running after the grace period end with the runtime.
@@ -207,17 +208,17 @@ fn raise_fd_limit(max_clients: usize) {
     }
 }
 
-async fn shutdown_signal() {
+/// Install the SIGINT and SIGTERM handlers now (before the listeners
+/// exist, so that no signal can arrive unhandled), and return a future that
+/// completes at the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            return std::future::pending().await;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+    })
 }

@@ -150,9 +150,6 @@ fn passwd_rejects_bad_user_names() {
 }
 
 #[test]
-#[ignore = "bug in `sixsocks connect` (sixsocks/src/connect.rs): when stdin ends first, the \
-            select! drops the running download future and the bytes in tokio::io::copy's buffer \
-            (8 KiB) are lost; await the same pinned download future instead"]
 fn client_connect_subcommand() {
     client_subcommands(true);
 }

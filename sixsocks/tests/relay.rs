@@ -326,8 +326,6 @@ fn sigint_exits_zero() {
 /// A supervisor may signal the server as soon as it announced its
 /// listeners: the signal must already be handled then.
 #[test]
-#[ignore = "server bug (rare race): SIGINT/SIGTERM handlers are installed only after \
-            `listening on` is logged, so an early signal can kill the process"]
 fn signal_right_after_listening_is_graceful() {
     for sig in ["INT", "TERM"] {
         for _ in 0..10 {
