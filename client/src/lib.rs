@@ -18,17 +18,25 @@
 //! * [`handshake`]: the handshake alone, on any stream already open to a proxy.
 //! * [`SocksStream`]: the resulting stream; bytes the proxy sent right behind
 //!   its reply are read first.
+//! * [`SocksListener`]: BIND (SOCKS4, SOCKS4a, SOCKS5), in the style of
+//!   tokio's `TcpListener`: where the proxy listens, then `accept`.
+//! * [`SocksDatagram`]: UDP ASSOCIATE (SOCKS5), in the style of tokio's
+//!   `UdpSocket`: `send_to` / `recv_from` through the proxy's relay, with
+//!   fragmentation on send when asked and reassembly on receipt.
 //!
 //! The protocol itself is `sixsocks_proto::client::ClientHandshake`, a
 //! sans-IO state machine; this crate only does the IO, with a deadline on
 //! every wait.
 
+mod bind;
 mod connect;
 mod error;
 mod proxy;
 mod stream;
 mod target;
+mod udp;
 
+pub use bind::SocksListener;
 pub use connect::{
     connect, connect_to_proxy, connect_with_data, handshake, prepare_target, resolve, resolve_ptr,
 };
@@ -36,5 +44,6 @@ pub use error::{describe_refusal, ClientError, Stage};
 pub use proxy::{Proxy, Scheme, UrlError, DEFAULT_PORT, DEFAULT_TIMEOUT};
 pub use stream::SocksStream;
 pub use target::IntoTargetAddr;
+pub use udp::SocksDatagram;
 
 pub use sixsocks_proto::{Command, Host, Password, ReplyCode, TargetAddr, Version};
