@@ -560,3 +560,27 @@ fn client_slow_path_consumes_rfc1929_reply_with_the_second_auth_reply() {
     // start of one (REP 01, half a port), so it asks for more.
     assert!(matches!(c.step(&[1, 0]), ClientStep::NeedMore(_)));
 }
+
+#[test]
+fn tfo_on_the_client_proxy_leg_follows_the_drafts_rules() {
+    let mk = |initial: &[u8], token: bool| {
+        let mut r = ClientRequest::new(Command::CONNECT, example());
+        r.initial_data = initial.to_vec();
+        if token {
+            r.options = vec![IdempotenceOption::Expenditure { token: 1 }.into()];
+        }
+        Socks6Client::new(r).unwrap().0
+    };
+    // No application data in the SYN: allowed.
+    assert!(mk(b"", false).tfo_allowed(false));
+    // Initial data without a token: only if the application tolerates replay.
+    assert!(!mk(b"GET /", false).tfo_allowed(false));
+    assert!(mk(b"GET /", false).tfo_allowed(true));
+    // Initial data with a token spent: replays are refused by the proxy.
+    assert!(mk(b"GET /", true).tfo_allowed(false));
+    // A token *request* alone does not protect anything.
+    let mut r = ClientRequest::new(Command::CONNECT, example());
+    r.initial_data = b"x".to_vec();
+    r.options = vec![IdempotenceOption::TokenRequest { window_size: 4 }.into()];
+    assert!(!Socks6Client::new(r).unwrap().0.tfo_allowed(false));
+}

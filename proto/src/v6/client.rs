@@ -34,7 +34,7 @@ use crate::{userpass, Command, Password, ProtoError, TargetAddr};
 
 use super::draft05::userpass_auth_data;
 use super::messages::{AssociationId, AuthOutcome, AuthReply, OperationReply, Request};
-use super::options::{AuthMethodOption, Options, Socks6Option, StackValue};
+use super::options::{AuthMethodOption, IdempotenceOption, Options, Socks6Option, StackValue};
 use super::{Profile, Socks6Limits, MAX_INITIAL_DATA};
 
 /// What the client asks for.
@@ -137,6 +137,8 @@ pub struct Socks6Client {
     zero_rtt: bool,
     false_start: bool,
     backlog_requested: bool,
+    carries_app_data: bool,
+    spends_token: bool,
     limits: Socks6Limits,
     state: State,
 }
@@ -198,6 +200,12 @@ impl Socks6Client {
         let backlog_requested = options.iter().any(|o| {
             matches!(o, Socks6Option::Stack(s) if matches!(s.value, StackValue::ListenBacklog(_)))
         });
+        let spends_token = options.iter().any(|o| {
+            matches!(
+                o,
+                Socks6Option::Idempotence(IdempotenceOption::Expenditure { .. })
+            )
+        });
         let mut first = profile.codec().encode_request(&Request {
             command: req.command,
             target,
@@ -212,6 +220,8 @@ impl Socks6Client {
                 zero_rtt,
                 false_start,
                 backlog_requested,
+                carries_app_data: !req.initial_data.is_empty(),
+                spends_token,
                 limits: req.limits,
                 state: State::AuthReply,
             },
@@ -223,6 +233,17 @@ impl Socks6Client {
     /// request carries no authentication method option).
     pub fn false_start_allowed(&self) -> bool {
         self.false_start
+    }
+
+    /// Whether the first flight may go in a TCP Fast Open SYN on the
+    /// client–proxy leg, by the draft's rules (§ "TCP Fast Open on the
+    /// Client-Proxy Leg"): a SYN can be replayed, so only when it carries no
+    /// application data (no initial data), or the request spends an
+    /// idempotence token, or the application tolerates replays (e.g. runs
+    /// TLS without early data on top). False-start data sent right behind the
+    /// first flight counts as application data: keep it out of the SYN.
+    pub fn tfo_allowed(&self, app_tolerates_replay: bool) -> bool {
+        app_tolerates_replay || !self.carries_app_data || self.spends_token
     }
 
     /// Whether the credentials went in the request (0-RTT authentication).

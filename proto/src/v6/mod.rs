@@ -64,7 +64,7 @@ pub use messages::{
 };
 pub use options::{
     AuthDataOption, AuthMethodOption, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
-    Options, Socks6Option, StackOption, StackValue,
+    Options, Socks6Option, StackOption, StackRequests, StackValue,
 };
 
 use crate::parse::Parsed;

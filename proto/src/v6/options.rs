@@ -101,6 +101,51 @@ impl StackOption {
     }
 }
 
+/// The typed stack options that apply to one leg, first occurrence of each
+/// kind (the draft forbids contradictory stack options in one message; when
+/// a client sends them anyway, the first one counts).
+///
+/// The proxy reads what a client asked for with [`Options::stack_requests`]
+/// and reports what it actually applied with [`StackRequests::to_options`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackRequests {
+    pub tos: Option<u8>,
+    /// TCP Fast Open, with the desired SYN payload size.
+    pub tfo: Option<u16>,
+    pub mptcp: bool,
+    pub mptcp_scheduler: Option<MptcpScheduler>,
+    pub listen_backlog: Option<u16>,
+}
+
+impl StackRequests {
+    /// Whether nothing is asked for.
+    pub fn is_empty(&self) -> bool {
+        *self == StackRequests::default()
+    }
+
+    /// These values as stack options on `leg` (for an operation reply).
+    pub fn to_options(&self, leg: Leg) -> Vec<Socks6Option> {
+        let mut out = Vec::new();
+        let mut push = |v| out.push(Socks6Option::Stack(StackOption::new(leg, v)));
+        if let Some(t) = self.tos {
+            push(StackValue::Tos(t));
+        }
+        if let Some(p) = self.tfo {
+            push(StackValue::TcpFastOpen { payload_size: p });
+        }
+        if self.mptcp {
+            push(StackValue::Mptcp);
+        }
+        if let Some(s) = self.mptcp_scheduler {
+            push(StackValue::MptcpScheduler(s));
+        }
+        if let Some(b) = self.listen_backlog {
+            push(StackValue::ListenBacklog(b));
+        }
+        out
+    }
+}
+
 /// Authentication method advertisement (-05 kind 02).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AuthMethodOption {
@@ -257,6 +302,32 @@ impl Options {
             .filter(|v| !matches!(v, StackValue::Unknown { .. }))
     }
 
+    /// What the stack options ask for on `leg` (one of
+    /// [`Leg::CLIENT_PROXY`], [`Leg::PROXY_REMOTE`]; options for both legs
+    /// count for each).
+    pub fn stack_requests(&self, leg: Leg) -> StackRequests {
+        let mut r = StackRequests::default();
+        for v in self.stack_for(leg) {
+            match v {
+                StackValue::Tos(t) => {
+                    r.tos.get_or_insert(*t);
+                }
+                StackValue::TcpFastOpen { payload_size } => {
+                    r.tfo.get_or_insert(*payload_size);
+                }
+                StackValue::Mptcp => r.mptcp = true,
+                StackValue::MptcpScheduler(s) => {
+                    r.mptcp_scheduler.get_or_insert(*s);
+                }
+                StackValue::ListenBacklog(b) => {
+                    r.listen_backlog.get_or_insert(*b);
+                }
+                StackValue::Unknown { .. } => {}
+            }
+        }
+        r
+    }
+
     /// The idempotence options, in order.
     pub fn idempotence(&self) -> impl Iterator<Item = &IdempotenceOption> {
         self.0.iter().filter_map(|o| match o {
@@ -402,6 +473,45 @@ mod tests {
         assert_eq!(remote, vec![StackValue::Mptcp, StackValue::Tos(2)]);
         let client: Vec<_> = o.stack_for(Leg::CLIENT_PROXY).cloned().collect();
         assert_eq!(client, vec![StackValue::Tos(1), StackValue::Tos(2)]);
+    }
+
+    #[test]
+    fn stack_requests_per_leg_first_one_counts() {
+        let o = Options(vec![
+            StackOption::new(Leg::BOTH, StackValue::Tos(1)).into(),
+            StackOption::new(Leg::PROXY_REMOTE, StackValue::Tos(2)).into(),
+            StackOption::new(
+                Leg::PROXY_REMOTE,
+                StackValue::TcpFastOpen { payload_size: 9 },
+            )
+            .into(),
+            StackOption::new(Leg::PROXY_REMOTE, StackValue::Mptcp).into(),
+            StackOption::new(
+                Leg::CLIENT_PROXY,
+                StackValue::MptcpScheduler(MptcpScheduler::REDUNDANT),
+            )
+            .into(),
+            StackOption::new(Leg::PROXY_REMOTE, StackValue::ListenBacklog(5)).into(),
+        ]);
+        let remote = o.stack_requests(Leg::PROXY_REMOTE);
+        assert_eq!(
+            remote,
+            StackRequests {
+                tos: Some(1),
+                tfo: Some(9),
+                mptcp: true,
+                mptcp_scheduler: None,
+                listen_backlog: Some(5),
+            }
+        );
+        let client = o.stack_requests(Leg::CLIENT_PROXY);
+        assert_eq!(client.tos, Some(1));
+        assert_eq!(client.mptcp_scheduler, Some(MptcpScheduler::REDUNDANT));
+        assert!(!client.mptcp && client.tfo.is_none());
+        // Reported back: the same values as options on the leg.
+        let back = Options(remote.to_options(Leg::PROXY_REMOTE));
+        assert_eq!(back.stack_requests(Leg::PROXY_REMOTE), remote);
+        assert!(back.stack_requests(Leg::CLIENT_PROXY).is_empty());
     }
 
     #[test]
