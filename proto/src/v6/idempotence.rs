@@ -233,7 +233,7 @@ pub fn serve_tokens(
     }
     TokenDecision {
         options,
-        proceed: code.is_none_or(|c| c == ExpenditureCode::SUCCESS),
+        proceed: matches!(code, None | Some(ExpenditureCode::SUCCESS)),
         spend: code,
     }
 }
