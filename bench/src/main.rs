@@ -403,9 +403,17 @@ fn measure(
             Route::Socks5(p) => format!("socks5://{p}"),
         }),
     );
+    let tcp_before = procfs::tcp_counters();
     let before = common.proxy_pid.map(procfs::snapshot);
     let result = f(route, common.target);
     let after = common.proxy_pid.map(procfs::snapshot);
+    let tcp: Map<String, Value> = procfs::tcp_counters()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(tcp_before.get(&k).copied().unwrap_or(0));
+            (d > 0).then(|| (k, json!(d)))
+        })
+        .collect();
     let mut problems = Vec::new();
     let mut stalled = false;
     let mut code = ExitCode::SUCCESS;
@@ -444,6 +452,21 @@ fn measure(
             code = ExitCode::FAILURE;
         }
     }
+    if stalled {
+        // Loopback does not lose packets, but a starved CPU delays ACKs and
+        // window updates past the retransmission timer, whose backoff then
+        // shows as a stall of a second or more even on a direct connection.
+        let rto = tcp
+            .get("TcpExt.TCPTimeouts")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if rto > 0 {
+            problems.push(format!(
+                "{rto} TCP retransmission timeouts in the namespace (CPU starvation delays ACKs)"
+            ));
+        }
+    }
+    rec.insert("tcp".into(), Value::Object(tcp));
     rec.insert("ok".into(), json!(problems.is_empty()));
     rec.insert("stalled".into(), json!(stalled));
     if !problems.is_empty() {

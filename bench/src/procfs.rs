@@ -123,6 +123,52 @@ pub fn clock_ticks() -> u64 {
     })
 }
 
+/// TCP counters of this process's network namespace that tell a stalled
+/// proxy from a starved kernel: retransmission timeouts and friends.
+pub const TCP_COUNTERS: &[&str] = &[
+    "Tcp.RetransSegs",
+    "TcpExt.TCPTimeouts",
+    "TcpExt.TCPLossProbes",
+    "TcpExt.TCPMemoryPressures",
+    "TcpExt.TCPRcvQDrop",
+    "TcpExt.TCPZeroWindowDrop",
+    "TcpExt.TCPBacklogDrop",
+    "TcpExt.ListenOverflows",
+];
+
+/// Parses the "Name: k1 k2\nName: v1 v2" pairs of /proc/net/snmp and
+/// /proc/net/netstat into "Name.key" → value.
+pub fn parse_net_counters(s: &str, out: &mut std::collections::BTreeMap<String, u64>) {
+    let lines: Vec<&str> = s.lines().collect();
+    for pair in lines.chunks(2) {
+        let [keys, values] = pair else { continue };
+        let (Some((kp, ks)), Some((vp, vs))) = (keys.split_once(':'), values.split_once(':'))
+        else {
+            continue;
+        };
+        if kp != vp {
+            continue;
+        }
+        for (k, v) in ks.split_whitespace().zip(vs.split_whitespace()) {
+            if let Ok(v) = v.parse::<i64>() {
+                out.insert(format!("{kp}.{k}"), v.max(0) as u64);
+            }
+        }
+    }
+}
+
+/// The [`TCP_COUNTERS`] now (missing ones are left out).
+pub fn tcp_counters() -> std::collections::BTreeMap<String, u64> {
+    let mut all = std::collections::BTreeMap::new();
+    for f in ["/proc/net/snmp", "/proc/net/netstat"] {
+        if let Ok(s) = fs::read_to_string(f) {
+            parse_net_counters(&s, &mut all);
+        }
+    }
+    all.retain(|k, _| TCP_COUNTERS.contains(&k.as_str()));
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +180,18 @@ mod tests {
         assert_eq!(parse_stat_cpu(line), Some(11 + 12 + 13 + 14));
         assert_eq!(parse_stat_cpu("garbage"), None);
         assert_eq!(parse_stat_cpu("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn net_counters() {
+        let s =
+            "Tcp: RtoAlgorithm RetransSegs InErrs\nTcp: 1 42 -3\nTcpExt: TCPTimeouts\nTcpExt: 7\n";
+        let mut m = std::collections::BTreeMap::new();
+        parse_net_counters(s, &mut m);
+        assert_eq!(m.get("Tcp.RetransSegs"), Some(&42));
+        assert_eq!(m.get("Tcp.InErrs"), Some(&0));
+        assert_eq!(m.get("TcpExt.TCPTimeouts"), Some(&7));
+        assert!(tcp_counters().contains_key("Tcp.RetransSegs"));
     }
 
     #[test]

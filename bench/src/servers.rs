@@ -1,8 +1,7 @@
-//! The load generator's own targets: sink, source and echo servers
-//! (blocking, a thread per connection: the few long connections of the
-//! throughput and ping-pong cases), an async echo server (the many short
-//! connections of the connection-rate case) and a hold server (thousands of
-//! idle connections, no thread each).
+//! The load generator's own targets: sink, source and echo servers, async
+//! (throughput, connection rate) or blocking with a thread per connection
+//! (ping-pong: the kernel's own round trip, no event loop in between), and
+//! a hold server (thousands of idle connections, no thread each).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -181,6 +180,68 @@ impl HoldServer {
         if let Ok(mut v) = self.held.lock() {
             v.clear();
         }
+    }
+}
+
+/// Starts an async server of `kind` on `ip` inside the current tokio
+/// runtime; `received` counts what it reads (sink and echo).
+pub async fn start_async(
+    ip: IpAddr,
+    kind: Kind,
+    received: Arc<AtomicU64>,
+) -> io::Result<SocketAddr> {
+    let l = tokio::net::TcpListener::from_std({
+        let l = listen(ip)?;
+        l.set_nonblocking(true)?;
+        l
+    })?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((c, _)) = l.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let received = received.clone();
+            tokio::spawn(async move {
+                let _ = serve_async(c, kind, &received).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn serve_async(
+    mut c: tokio::net::TcpStream,
+    kind: Kind,
+    received: &AtomicU64,
+) -> io::Result<()> {
+    c.set_nodelay(true)?;
+    let mut buf = vec![0u8; CHUNK];
+    match kind {
+        Kind::Sink => loop {
+            let n = c.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            received.fetch_add(n as u64, Ordering::Relaxed);
+        },
+        Kind::Source => {
+            let mut go = [0u8; 1];
+            c.read_exact(&mut go).await?;
+            buf.fill(0x5a);
+            loop {
+                c.write_all(&buf).await?;
+            }
+        }
+        Kind::Echo => loop {
+            let n = c.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            received.fetch_add(n as u64, Ordering::Relaxed);
+            c.write_all(&buf[..n]).await?;
+        },
     }
 }
 
