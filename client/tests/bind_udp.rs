@@ -62,6 +62,31 @@ async fn udp_echo(ip: IpAddr) -> SocketAddr {
     addr
 }
 
+/// A UDP echo server on 127.0.0.1 and, with the same port, on ::1 when
+/// possible, so that `localhost` reaches it whichever address it resolves to.
+async fn udp_echo_dual() -> SocketAddr {
+    for _ in 0..20 {
+        let s4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = s4.local_addr().unwrap();
+        match UdpSocket::bind((Ipv6Addr::LOCALHOST, addr.port())).await {
+            Ok(s6) => {
+                for s in [s4, s6] {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 70_000];
+                        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                            let _ = s.send_to(&buf[..n], from).await;
+                        }
+                    });
+                }
+                return addr;
+            }
+            Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
+            Err(_) => break, // No IPv6 loopback.
+        }
+    }
+    udp_echo(localhost()).await
+}
+
 /// Whether this machine has a usable IPv6 loopback.
 async fn have_ipv6() -> bool {
     UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).await.is_ok()
@@ -267,12 +292,13 @@ async fn udp_round_trips_addresses_names_fragments_and_big_datagrams() {
     assert_eq!(recv(&udp).await, (b"hello".to_vec(), echo.into()));
 
     // A name the proxy resolves (socks5h).
-    udp.send_to(b"by name", ("localhost", echo.port()))
+    let dual = udp_echo_dual().await;
+    udp.send_to(b"by name", ("localhost", dual.port()))
         .await
         .unwrap();
     let (data, from) = recv(&udp).await;
     assert_eq!(data, b"by name");
-    assert_eq!(from.port, echo.port());
+    assert_eq!(from.port, dual.port());
 
     // 1000 bytes in 10 fragments of 100: the proxy reassembles them and
     // the echo server gets (and returns) one datagram.
