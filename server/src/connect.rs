@@ -43,16 +43,41 @@ pub async fn happy_eyeballs(
     delay: Duration,
     timeout: Duration,
 ) -> Result<TcpStream, RequestError> {
+    happy_eyeballs_with(addrs, port, delay, timeout, SocketOptions::default())
+        .await
+        .map(|(s, _)| s)
+}
+
+/// Options for the outbound socket (SOCKS 6 stack options, proxy–remote leg).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// IP TOS (IPv4) or traffic class (IPv6).
+    pub tos: Option<u8>,
+    /// Open the connection as Multipath TCP.
+    pub mptcp: bool,
+}
+
+/// What [`SocketOptions`] the kernel actually took.
+pub type Applied = SocketOptions;
+
+/// [`happy_eyeballs`] with socket options; also returns those applied.
+pub async fn happy_eyeballs_with(
+    addrs: &[IpAddr],
+    port: u16,
+    delay: Duration,
+    timeout: Duration,
+    opts: SocketOptions,
+) -> Result<(TcpStream, Applied), RequestError> {
     let order = interleave(addrs);
     if order.is_empty() {
         return Err(RequestError::HostUnreachable);
     }
     let run = async {
         let mut pending = order.into_iter().map(|ip| SocketAddr::new(ip, port));
-        let mut attempts: JoinSet<std::io::Result<TcpStream>> = JoinSet::new();
+        let mut attempts: JoinSet<std::io::Result<(TcpStream, Applied)>> = JoinSet::new();
         let mut best: Option<RequestError> = None;
         if let Some(sa) = pending.next() {
-            attempts.spawn(connect_one(sa));
+            attempts.spawn(connect_one(sa, opts));
         }
         loop {
             let next_start = tokio::time::sleep(delay);
@@ -65,7 +90,7 @@ pub async fn happy_eyeballs(
                             best = Some(e);
                         }
                         if let Some(sa) = pending.next() {
-                            attempts.spawn(connect_one(sa));
+                            attempts.spawn(connect_one(sa, opts));
                         } else if attempts.is_empty() {
                             return Err(best.unwrap_or(RequestError::HostUnreachable));
                         }
@@ -73,7 +98,7 @@ pub async fn happy_eyeballs(
                     Some(Err(join)) => {
                         best.get_or_insert(RequestError::Io(std::io::Error::other(join)));
                         if let Some(sa) = pending.next() {
-                            attempts.spawn(connect_one(sa));
+                            attempts.spawn(connect_one(sa, opts));
                         } else if attempts.is_empty() {
                             return Err(best.unwrap_or(RequestError::HostUnreachable));
                         }
@@ -82,7 +107,7 @@ pub async fn happy_eyeballs(
                 },
                 _ = next_start, if pending.len() > 0 => {
                     if let Some(sa) = pending.next() {
-                        attempts.spawn(connect_one(sa));
+                        attempts.spawn(connect_one(sa, opts));
                     }
                 }
             }
@@ -102,10 +127,49 @@ fn rank(e: &RequestError) -> u8 {
     }
 }
 
-async fn connect_one(sa: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpStream::connect(sa).await?;
+async fn connect_one(sa: SocketAddr, opts: SocketOptions) -> std::io::Result<(TcpStream, Applied)> {
+    if opts == SocketOptions::default() {
+        let s = TcpStream::connect(sa).await?;
+        s.set_nodelay(true)?;
+        return Ok((s, opts));
+    }
+    let (socket, applied) = outbound_socket(sa, opts)?;
+    let s = socket.connect(sa).await?;
     s.set_nodelay(true)?;
-    Ok(s)
+    Ok((s, applied))
+}
+
+/// A socket for `sa` with `opts` applied as far as the kernel allows.
+/// MPTCP falls back to plain TCP where the kernel lacks it.
+pub fn outbound_socket(
+    sa: SocketAddr,
+    opts: SocketOptions,
+) -> std::io::Result<(tokio::net::TcpSocket, Applied)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = Domain::for_address(sa);
+    let mut applied = SocketOptions::default();
+    let socket = match opts.mptcp {
+        true => match Socket::new(domain, Type::STREAM, Some(Protocol::MPTCP)) {
+            Ok(s) => {
+                applied.mptcp = true;
+                s
+            }
+            Err(_) => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        },
+        false => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+    };
+    if let Some(tos) = opts.tos {
+        let r = match sa {
+            SocketAddr::V4(_) => socket.set_tos(u32::from(tos)),
+            SocketAddr::V6(_) => socket.set_tclass_v6(u32::from(tos)),
+        };
+        if r.is_ok() {
+            applied.tos = Some(tos);
+        }
+    }
+    socket.set_nonblocking(true)?;
+    let std: std::net::TcpStream = socket.into();
+    Ok((tokio::net::TcpSocket::from_std_stream(std), applied))
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //!   graceful shutdown.
 //! * [`session`]: one task per client: drives the `proto` handshake state
 //!   machine, dispatches the command, writes the per-session log line.
+//! * [`socks6`]: SOCKS 6 requests after the handshake (tokens, NOOP,
+//!   CONNECT with initial data, stack options).
 //! * [`connect`]: outbound connections (happy eyeballs, timeouts).
 //! * [`resolve`]: name resolution through the system resolver (forward and
 //!   reverse), off the async threads.
@@ -25,6 +27,7 @@ pub mod listener;
 pub mod relay;
 pub mod resolve;
 pub mod session;
+pub mod socks6;
 mod sys;
 pub mod udp_relay;
 

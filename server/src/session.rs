@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sixsocks_proto::server::{HandshakeConfig, ServerHandshake, Step};
+use sixsocks_proto::server::{Dispatch, HandshakeConfig, ServerHandshake, Step};
+use sixsocks_proto::v6::server::{Socks6Handshake, Step as V6Step};
+use sixsocks_proto::v6::{Socks6Limits, Socks6Request};
 use sixsocks_proto::{
     http, Command, Credentials, Host, ProtoError, ReplyCode, Request, TargetAddr, Version,
 };
@@ -21,10 +23,6 @@ use crate::error::RequestError;
 use crate::relay::{relay, Counters, RelayEnd};
 use crate::resolve::Resolver;
 
-/// Most bytes buffered during a handshake: the largest message plus the
-/// optimistic data that may follow it. More stays in the kernel's buffer.
-const HANDSHAKE_BUF: usize = http::MAX_HTTP_HEAD;
-
 /// What every session needs, shared by all of them.
 pub struct Shared {
     pub config: Config,
@@ -32,6 +30,14 @@ pub struct Shared {
     pub resolver: Resolver,
     pub handshake: HandshakeConfig,
     pub udp_limits: crate::udp_relay::AssociationLimits,
+    /// SOCKS 6 caps on options and initial data.
+    pub socks6_limits: Socks6Limits,
+    /// Most bytes buffered during a handshake: the largest message (a SOCKS 6
+    /// request with its options and initial data, or an HTTP head) plus the
+    /// optimistic data that may follow it. More stays in the kernel's buffer.
+    pub handshake_buf: usize,
+    /// SOCKS 6 idempotence token windows.
+    pub tokens: crate::socks6::TokenStore,
 }
 
 impl Shared {
@@ -46,6 +52,9 @@ impl Shared {
             auth,
             handshake,
             udp_limits: Default::default(),
+            socks6_limits: Socks6Limits::default(),
+            handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
+            tokens: Default::default(),
         }
     }
 }
@@ -53,7 +62,7 @@ impl Shared {
 /// Everything the session's log line reports.
 #[derive(Default)]
 pub(crate) struct Record {
-    pub(crate) version: Option<Version>,
+    pub(crate) version: Option<&'static str>,
     pub(crate) credentials: Credentials,
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<TargetAddr>,
@@ -66,6 +75,8 @@ pub(crate) struct Record {
 enum HandshakeEnd {
     /// The protocol machine refused; the bytes were sent.
     Refused(ProtoError),
+    /// The SOCKS 6 machine refused; the bytes were sent.
+    Socks6(ProtoError),
     /// The client closed (or reset) before finishing.
     Eof,
     Timeout,
@@ -88,7 +99,7 @@ pub async fn run(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared>)
         target: "sixsocks::session",
         client = %client,
         user = %rec.credentials.user_display(),
-        version = %rec.version.map_or("-", Version::name),
+        version = %rec.version.unwrap_or("-"),
         command = %rec.command.map_or_else(|| "-".to_string(), |c| c.to_string()),
         target = %target,
         reply = %reply,
@@ -102,16 +113,20 @@ pub async fn run(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared>)
 
 async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
     let _ = stream.set_nodelay(true);
-    let mut hs = ServerHandshake::new(shared.handshake.clone());
+    let mut hs =
+        ServerHandshake::new(shared.handshake.clone()).with_socks6(shared.socks6_limits.clone());
     let deadline = shared.config.handshake_timeout();
     let handshake = tokio::time::timeout(deadline, handshake(stream, &mut hs, shared)).await;
-    rec.version = hs.version();
+    rec.version = hs.version().map(Version::name);
     let (request, leftover) = match handshake {
         Ok(Ok(done)) => done,
         Ok(Err(end)) => {
+            if rec.version.is_none() && matches!(end, HandshakeEnd::Socks6(_)) {
+                rec.version = Some("socks6");
+            }
             rec.credentials = hs.credentials().clone();
             rec.outcome = Some(describe_end(&end));
-            if matches!(end, HandshakeEnd::Refused(_)) {
+            if matches!(end, HandshakeEnd::Refused(_) | HandshakeEnd::Socks6(_)) {
                 linger_close(stream).await;
             }
             return;
@@ -121,7 +136,17 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
             return;
         }
     };
-    rec.version = Some(request.version);
+    let request = match request {
+        Handshaken::Legacy(r) => r,
+        Handshaken::Socks6(r) => {
+            rec.version = Some("socks6");
+            rec.credentials = r.credentials.clone();
+            rec.command = Some(r.command);
+            rec.target = Some(r.target.clone());
+            return crate::socks6::execute(stream, r, leftover, shared, rec).await;
+        }
+    };
+    rec.version = Some(request.version.name());
     rec.credentials = request.credentials.clone();
     rec.command = Some(request.command);
     rec.target = Some(request.target.clone());
@@ -144,9 +169,82 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
 fn describe_end(end: &HandshakeEnd) -> String {
     match end {
         HandshakeEnd::Refused(e) => format!("handshake refused: {e}"),
+        HandshakeEnd::Socks6(e) => format!("socks6 handshake refused: {e}"),
         HandshakeEnd::Eof => "client closed during handshake".to_string(),
         HandshakeEnd::Timeout => "handshake timed out".to_string(),
         HandshakeEnd::Io(e) => format!("handshake i/o error: {e}"),
+    }
+}
+
+/// A finished handshake: a SOCKS4/4a/5 request or a SOCKS 6 one.
+enum Handshaken {
+    Legacy(Request),
+    Socks6(Box<Socks6Request>),
+}
+
+/// Which state machine is driving the handshake.
+enum Machine<'a> {
+    Legacy(&'a mut ServerHandshake),
+    Socks6(Box<Socks6Handshake>),
+}
+
+/// One instruction of either machine, in a common shape.
+enum Instr {
+    NeedMore,
+    Reply(usize, Vec<u8>),
+    Verify(usize, Vec<u8>, sixsocks_proto::Password),
+    Done(usize, Handshaken),
+    Fail(Vec<u8>, HandshakeEnd),
+}
+
+impl Machine<'_> {
+    fn step(&mut self, buf: &[u8]) -> Instr {
+        match self {
+            Machine::Legacy(hs) => match hs.dispatch(buf) {
+                Dispatch::Socks6(m) => {
+                    *self = Machine::Socks6(m);
+                    self.step(buf)
+                }
+                Dispatch::Step(step) => match step {
+                    Step::NeedMore(_) => Instr::NeedMore,
+                    Step::Reply { consumed, bytes } => Instr::Reply(consumed, bytes),
+                    Step::Verify {
+                        consumed,
+                        username,
+                        password,
+                    } => Instr::Verify(consumed, username, password),
+                    Step::Done { consumed, request } => {
+                        Instr::Done(consumed, Handshaken::Legacy(request))
+                    }
+                    Step::Fail { bytes, error } => Instr::Fail(bytes, HandshakeEnd::Refused(error)),
+                },
+            },
+            Machine::Socks6(m) => match m.step(buf) {
+                V6Step::NeedMore(_) => Instr::NeedMore,
+                V6Step::Reply { consumed, bytes } => Instr::Reply(consumed, bytes),
+                V6Step::Verify {
+                    consumed,
+                    username,
+                    password,
+                } => Instr::Verify(consumed, username, password),
+                V6Step::Done { consumed, request } => {
+                    Instr::Done(consumed, Handshaken::Socks6(request))
+                }
+                V6Step::Fail { bytes, error } => Instr::Fail(bytes, HandshakeEnd::Socks6(error)),
+            },
+        }
+    }
+
+    /// Report a verification; returns the bytes to send now (SOCKS5 only:
+    /// the SOCKS 6 machine answers through its next step).
+    fn auth_result(&mut self, ok: bool) -> Vec<u8> {
+        match self {
+            Machine::Legacy(hs) => hs.auth_result(ok),
+            Machine::Socks6(m) => {
+                m.auth_result(ok);
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -156,17 +254,17 @@ async fn handshake(
     stream: &mut TcpStream,
     hs: &mut ServerHandshake,
     shared: &Shared,
-) -> Result<(Request, Vec<u8>), HandshakeEnd> {
+) -> Result<(Handshaken, Vec<u8>), HandshakeEnd> {
     let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut machine = Machine::Legacy(hs);
+    let cap = shared.handshake_buf;
     loop {
-        match hs.step(&buf) {
-            Step::NeedMore(_) => {
-                let room = HANDSHAKE_BUF - buf.len();
+        match machine.step(&buf) {
+            Instr::NeedMore => {
+                let room = cap - buf.len();
                 if room == 0 {
-                    // Cannot happen with the machine's own caps; refuse anyway.
-                    return Err(HandshakeEnd::Refused(ProtoError::MessageTooLong(
-                        HANDSHAKE_BUF,
-                    )));
+                    // Cannot happen with the machines' own caps; refuse anyway.
+                    return Err(HandshakeEnd::Refused(ProtoError::MessageTooLong(cap)));
                 }
                 buf.reserve(room.min(1024));
                 let n = (&mut *stream)
@@ -178,36 +276,37 @@ async fn handshake(
                     return Err(HandshakeEnd::Eof);
                 }
             }
-            Step::Reply { consumed, bytes } => {
+            Instr::Reply(consumed, bytes) => {
                 buf.drain(..consumed);
                 stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
             }
-            Step::Verify {
-                consumed,
-                username,
-                password,
-            } => {
+            Instr::Verify(consumed, username, password) => {
                 buf.drain(..consumed);
                 let shown = String::from_utf8_lossy(&username)
                     .escape_debug()
                     .to_string();
                 let ok = shared.auth.verify(username, password).await;
-                let bytes = hs.auth_result(ok);
-                stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
-                if !ok {
-                    tracing::warn!(user = %shown, "authentication failed");
-                    return Err(HandshakeEnd::Refused(ProtoError::AuthFailed));
-                }
-            }
-            Step::Done { consumed, request } => {
-                buf.drain(..consumed);
-                return Ok((request, buf));
-            }
-            Step::Fail { bytes, error } => {
+                let bytes = machine.auth_result(ok);
                 if !bytes.is_empty() {
                     stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
                 }
-                return Err(HandshakeEnd::Refused(error));
+                if !ok {
+                    tracing::warn!(user = %shown, "authentication failed");
+                    if let Machine::Legacy(_) = machine {
+                        return Err(HandshakeEnd::Refused(ProtoError::AuthFailed));
+                    }
+                    // SOCKS 6: the machine's next step is the failure reply.
+                }
+            }
+            Instr::Done(consumed, request) => {
+                buf.drain(..consumed);
+                return Ok((request, buf));
+            }
+            Instr::Fail(bytes, end) => {
+                if !bytes.is_empty() {
+                    stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
+                }
+                return Err(end);
             }
         }
     }
@@ -308,7 +407,7 @@ async fn finish_with(
 
 /// Resolve a host for CONNECT or RESOLVE. `.onion` names are never sent to
 /// DNS (RFC 7686): they fail with Tor's onion codes.
-async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, RequestError> {
+pub(crate) async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, RequestError> {
     match host {
         Host::Ip(ip) => Ok(vec![*ip]),
         Host::Domain(name) => {
@@ -353,7 +452,7 @@ pub fn onion_address(name: &str) -> Option<bool> {
 /// then read and discard what the client still sends for a short while, so
 /// that unread input does not turn our close into a reset that could
 /// destroy the reply in flight.
-async fn linger_close(stream: &mut TcpStream) {
+pub(crate) async fn linger_close(stream: &mut TcpStream) {
     let _ = stream.shutdown().await;
     let mut sink = vec![0u8; 4096];
     let drain = async {
