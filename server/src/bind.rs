@@ -107,14 +107,19 @@ pub(crate) async fn run(
     Ok(())
 }
 
-fn listen_once(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen_once(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    listen_backlog(addr, 8)
+}
+
+/// A listener on `addr` with the given backlog.
+pub(crate) fn listen_backlog(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    s.listen(8)?;
+    s.listen(backlog)?;
     TcpListener::from_std(s.into())
 }
 

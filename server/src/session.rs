@@ -38,6 +38,8 @@ pub struct Shared {
     pub handshake_buf: usize,
     /// SOCKS 6 idempotence token windows.
     pub tokens: crate::socks6::TokenStore,
+    /// SOCKS 6 BIND listeners with a backlog.
+    pub backlogs: crate::socks6::Backlogs,
 }
 
 impl Shared {
@@ -55,6 +57,7 @@ impl Shared {
             socks6_limits: Socks6Limits::default(),
             handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
             tokens: Default::default(),
+            backlogs: Default::default(),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! SOCKS 6 (draft -05) requests after the handshake: idempotence tokens,
-//! the authentication reply, and the commands (NOOP, CONNECT with initial
-//! data and stack options). BIND and UDP ASSOCIATE over SOCKS 6 are not
-//! carried out yet: they are answered `07`.
+//! the authentication reply, and the commands: NOOP, CONNECT with initial
+//! data and stack options, BIND (with the listen backlog option: one
+//! listener serving several later BIND requests, §8.1.5 of the draft) and
+//! UDP ASSOCIATE (relayed by `udp_relay`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sixsocks_proto::v6::idempotence::{serve_tokens, TokenPolicy, TokenWindow};
@@ -14,7 +15,7 @@ use sixsocks_proto::v6::options::StackRequests;
 use sixsocks_proto::v6::{Leg, Options, Socks6Option, Socks6Request};
 use sixsocks_proto::{Command, ReplyCode, TargetAddr};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
@@ -104,6 +105,14 @@ pub(crate) async fn execute(
     let result = match req.command {
         Command::NOOP => reply(stream, &req, None, Options::new(), rec).await,
         Command::CONNECT => connect(stream, &req, leftover, shared, rec).await,
+        Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
+        Command::BIND => Box::pin(bind(stream, &req, leftover, shared, rec)).await,
+        Command::UDP_ASSOCIATE if !shared.config.allow_udp => {
+            Err(RequestError::Disabled("UDP ASSOCIATE"))
+        }
+        Command::UDP_ASSOCIATE => {
+            Box::pin(crate::udp_relay::run_socks6(stream, &req, shared, rec)).await
+        }
         other => Err(RequestError::CommandNotSupported(other)),
     };
     if let Err(e) = result {
@@ -270,4 +279,180 @@ async fn write_all(dst: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who a token window or a BIND backlog belongs to: the user, or the
+/// client's address when it did not authenticate.
+fn owner_key(stream: &TcpStream, req: &Socks6Request) -> Vec<u8> {
+    match req.credentials.user() {
+        Some(u) => [b"u:".as_slice(), u].concat(),
+        None => format!(
+            "a:{}",
+            stream
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
+        )
+        .into_bytes(),
+    }
+}
+
+/// Listeners opened by a BIND with a listen backlog, by bound address. They
+/// live as long as the BIND's own connection; later BIND requests naming the
+/// address (from the same owner) take their connections from them.
+#[derive(Default)]
+pub struct Backlogs {
+    listeners: Mutex<HashMap<SocketAddr, (Vec<u8>, Arc<TcpListener>)>>,
+}
+
+impl Backlogs {
+    fn get(&self, addr: SocketAddr, owner: &[u8]) -> Option<Arc<TcpListener>> {
+        let map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&addr)
+            .filter(|(o, _)| o == owner)
+            .map(|(_, l)| l.clone())
+    }
+    fn insert(&self, addr: SocketAddr, owner: Vec<u8>, l: Arc<TcpListener>) {
+        let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(addr, (owner, l));
+    }
+    fn remove(&self, addr: SocketAddr) {
+        let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&addr);
+    }
+}
+
+/// The most backlog a client may ask for.
+const MAX_BACKLOG: u16 = 128;
+
+/// SOCKS 6 BIND. The request's address is the desired bind address (zeros:
+/// any). With a listen backlog option (> 1), the listener outlives this one
+/// exchange: the operation reply reports the backlog granted, the
+/// connection is not used for data, and the listener closes when it ends;
+/// later BIND requests naming the bound address accept from it. Without
+/// one: first operation reply (bound address), second one (the host that
+/// connected), then relay.
+async fn bind(
+    stream: &mut TcpStream,
+    req: &Socks6Request,
+    leftover: Vec<u8>,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), RequestError> {
+    let config = &shared.config;
+    let owner = owner_key(stream, req);
+    let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
+    let desired = req.target.socket_addr();
+    // A later BIND on a backlog listener.
+    if let Some(addr) = desired {
+        if let Some(listener) = shared.backlogs.get(addr, &owner) {
+            reply(stream, req, Some(&addr.into()), Options::new(), rec).await?;
+            return accept_and_relay(stream, req, &listener, leftover, shared, rec).await;
+        }
+    }
+    let listen_ip = match desired {
+        Some(a) if !a.ip().is_unspecified() => a.ip(),
+        _ => config.bind_address.unwrap_or(stream.local_addr()?.ip()),
+    };
+    let port = desired.map_or(0, |a| a.port());
+    match wanted.listen_backlog.filter(|&b| b > 1) {
+        Some(asked) => {
+            let granted = asked.min(MAX_BACKLOG);
+            let listener = Arc::new(crate::bind::listen_backlog(
+                SocketAddr::new(listen_ip, port),
+                i32::from(granted),
+            )?);
+            let bound = listener.local_addr()?;
+            let applied = StackRequests {
+                listen_backlog: Some(granted),
+                ..StackRequests::default()
+            };
+            reply(
+                stream,
+                req,
+                Some(&bound.into()),
+                Options(applied.to_options(Leg::PROXY_REMOTE)),
+                rec,
+            )
+            .await?;
+            shared.backlogs.insert(bound, owner, listener);
+            rec.outcome = Some(format!("bind backlog {granted} on {bound}"));
+            // The listener lives as long as this connection.
+            let mut sink = vec![0u8; 512];
+            loop {
+                match tokio::io::AsyncReadExt::read(stream, &mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            shared.backlogs.remove(bound);
+            Ok(())
+        }
+        None => {
+            let listener = crate::bind::listen_once(SocketAddr::new(listen_ip, port))?;
+            let bound = listener.local_addr()?;
+            reply(stream, req, Some(&bound.into()), Options::new(), rec).await?;
+            accept_and_relay(stream, req, &listener, leftover, shared, rec).await
+        }
+    }
+}
+
+/// Wait for one inbound connection (or the client's giving up, or the
+/// timeout), send the second operation reply, relay.
+async fn accept_and_relay(
+    stream: &mut TcpStream,
+    req: &Socks6Request,
+    listener: &TcpListener,
+    leftover: Vec<u8>,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), RequestError> {
+    let config = &shared.config;
+    let accept = async {
+        tokio::select! {
+            r = listener.accept() => r.map(Some),
+            _ = closed(stream) => Ok(None),
+        }
+    };
+    let accepted = tokio::time::timeout(config.bind_timeout(), accept)
+        .await
+        .map_err(|_| RequestError::BindTimeout)??;
+    let Some((inbound, peer)) = accepted else {
+        rec.outcome = Some("client closed while waiting for the bind".into());
+        return Ok(());
+    };
+    let _ = inbound.set_nodelay(true);
+    reply(stream, req, Some(&peer.into()), Options::new(), rec).await?;
+    rec.outcome = Some(format!("bind accepted {peer}"));
+    let end = relay(
+        stream,
+        &inbound,
+        &leftover,
+        config.idle_timeout(),
+        config.relay_mode,
+        &rec.counters,
+    )
+    .await;
+    match end {
+        RelayEnd::Closed => {}
+        RelayEnd::Idle => rec.outcome = Some(format!("bind from {peer}: idle timeout")),
+        RelayEnd::Error(e) => rec.outcome = Some(format!("bind from {peer}: relay ended: {e}")),
+    }
+    Ok(())
+}
+
+/// Completes when the client closes its side (data it sends before the
+/// bind completes is not expected and is not read).
+async fn closed(stream: &TcpStream) {
+    let mut b = [0u8; 1];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.peek(&mut b).await {
+            Ok(0) | Err(_) => return,
+            // Data is waiting: it belongs to the relay; stop watching.
+            Ok(_) => return std::future::pending().await,
+        }
+    }
 }

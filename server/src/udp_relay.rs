@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sixsocks_proto::udp::{Fragment, Reassembler, ReassemblyLimits, UdpHeader};
+use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Options, Socks6Request};
 use sixsocks_proto::{Host, ReplyCode, Request, TargetAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -86,69 +88,88 @@ pub struct UdpStats {
     pub dropped: AtomicU64,
 }
 
+/// SOCKS5 UDP ASSOCIATE: reply with the relay address, then relay.
 pub(crate) async fn run(
     client: &mut TcpStream,
     request: &Request,
     shared: &Shared,
     rec: &mut Record,
 ) -> Result<(), RequestError> {
-    let config = &shared.config;
-    let client_addr = client.peer_addr()?;
-    let _slot = shared
-        .udp_limits
-        .acquire(
-            client_addr.ip(),
-            config.max_udp_associations,
-            config.max_udp_per_client,
-        )
-        .ok_or(RequestError::Limit("too many UDP associations"))?;
-    let relay_ip = config
-        .udp_address
-        .unwrap_or_else(|| client.local_addr().map_or(client_addr.ip(), |a| a.ip()));
-    let socket = UdpSocket::bind(SocketAddr::new(relay_ip, 0)).await?;
-    let relay_addr = socket.local_addr()?;
     // The port the client said it will send from, if it said one.
     let declared_port = match request.target.port {
         0 => None,
         p => Some(p),
     };
+    let (slot, mut assoc) =
+        Association::open(client, shared, declared_port, Framing::Socks5).await?;
+    let relay_addr = assoc.socket.local_addr()?;
     client
         .write_all(&request.reply(
             ReplyCode::Succeeded,
             Some(&relay_addr.into()),
-            config.extended_errors,
+            shared.config.extended_errors,
         ))
         .await?;
     rec.reply = Some(ReplyCode::Succeeded);
-    tracing::debug!(client = %client_addr, relay = %relay_addr, "udp association open");
-
-    let mut assoc = Association {
-        client_ip: client_addr.ip(),
-        client_port: declared_port,
-        socket,
-        out4: None,
-        out6: None,
-        reassembler: Reassembler::new(ReassemblyLimits {
-            timeout: Duration::from_secs(config.udp_reassembly_timeout.max(5)),
-            max_size: config.max_datagram,
-            max_queues: 8,
-        }),
-        dns: HashMap::new(),
-        stats: UdpStats::default(),
-    };
-    let end = assoc.serve(client, shared, rec).await;
-    rec.outcome = Some(format!(
-        "udp {relay_addr}: {end}; datagrams to remote {}, to client {}, dropped {}",
-        assoc.stats.to_remote.load(Ordering::Relaxed),
-        assoc.stats.to_client.load(Ordering::Relaxed),
-        assoc.stats.dropped.load(Ordering::Relaxed)
-    ));
-    // Dropping `assoc` closes every socket of the association at once.
+    assoc.run(client, shared, rec, relay_addr).await;
+    drop(slot);
     Ok(())
 }
 
+/// SOCKS 6 UDP ASSOCIATE: operation reply with the relay address, the
+/// association id, then relay; the confirmation goes out on the TCP
+/// connection when the first datagram (or the empty confirmation request)
+/// arrives.
+pub(crate) async fn run_socks6(
+    client: &mut TcpStream,
+    request: &Socks6Request,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), RequestError> {
+    let id = AssociationId(u64::from(OsRng.next_u32()));
+    let framing = Framing::Socks6 {
+        codec: request.profile.codec(),
+        id,
+        confirmation: Some(request.association_confirmation()),
+    };
+    let (slot, mut assoc) = Association::open(client, shared, None, framing).await?;
+    let relay_addr = assoc.socket.local_addr()?;
+    let encode = |e| RequestError::Io(std::io::Error::other(e));
+    let mut out = request
+        .operation_reply(
+            ReplyCode::Succeeded,
+            Some(&relay_addr.into()),
+            Options::new(),
+        )
+        .map_err(encode)?;
+    out.extend(request.association_init(id).map_err(encode)?);
+    client.write_all(&out).await?;
+    rec.reply = Some(ReplyCode::Succeeded);
+    assoc.run(client, shared, rec, relay_addr).await;
+    drop(slot);
+    Ok(())
+}
+
+/// How datagrams are framed between the client and the relay.
+enum Framing {
+    /// RFC 1928: `RSV FRAG ATYP ADDR PORT`, with fragment reassembly.
+    Socks5,
+    /// SOCKS 6: `06 00 ID PORT ATYP ADDR`. `confirmation` holds the
+    /// confirmation message until it is sent.
+    Socks6 {
+        codec: &'static dyn Codec,
+        id: AssociationId,
+        confirmation: Option<Vec<u8>>,
+    },
+}
+
 struct Association {
+    framing: Framing,
+    /// Bytes to send on the TCP connection (the SOCKS 6 confirmation).
+    pending_tcp: Option<Vec<u8>>,
     client_ip: IpAddr,
+    /// The client's port: declared in the request, or learnt from its first
+    /// valid datagram; fixed from then on.
     client_port: Option<u16>,
     socket: UdpSocket,
     out4: Option<UdpSocket>,
@@ -159,6 +180,68 @@ struct Association {
 }
 
 impl Association {
+    /// Take an association slot and open the relay socket on the address
+    /// the client reached (or `udp_address`).
+    async fn open<'s>(
+        client: &TcpStream,
+        shared: &'s Shared,
+        client_port: Option<u16>,
+        framing: Framing,
+    ) -> Result<(Slot<'s>, Association), RequestError> {
+        let config = &shared.config;
+        let client_addr = client.peer_addr()?;
+        let slot = shared
+            .udp_limits
+            .acquire(
+                client_addr.ip(),
+                config.max_udp_associations,
+                config.max_udp_per_client,
+            )
+            .ok_or(RequestError::Limit("too many UDP associations"))?;
+        let relay_ip = config
+            .udp_address
+            .unwrap_or_else(|| client.local_addr().map_or(client_addr.ip(), |a| a.ip()));
+        let socket = UdpSocket::bind(SocketAddr::new(relay_ip, 0)).await?;
+        tracing::debug!(client = %client_addr, relay = ?socket.local_addr(), "udp association open");
+        Ok((
+            slot,
+            Association {
+                framing,
+                pending_tcp: None,
+                client_ip: client_addr.ip(),
+                client_port,
+                socket,
+                out4: None,
+                out6: None,
+                reassembler: Reassembler::new(ReassemblyLimits {
+                    timeout: Duration::from_secs(config.udp_reassembly_timeout.max(5)),
+                    max_size: config.max_datagram,
+                    max_queues: 8,
+                }),
+                dns: HashMap::new(),
+                stats: UdpStats::default(),
+            },
+        ))
+    }
+
+    /// Relay until the association ends, and record how it went. Dropping
+    /// the association afterwards closes every one of its sockets at once.
+    async fn run(
+        &mut self,
+        client: &mut TcpStream,
+        shared: &Shared,
+        rec: &mut Record,
+        relay_addr: SocketAddr,
+    ) {
+        let end = self.serve(client, shared, rec).await;
+        rec.outcome = Some(format!(
+            "udp {relay_addr}: {end}; datagrams to remote {}, to client {}, dropped {}",
+            self.stats.to_remote.load(Ordering::Relaxed),
+            self.stats.to_client.load(Ordering::Relaxed),
+            self.stats.dropped.load(Ordering::Relaxed)
+        ));
+    }
+
     async fn serve(&mut self, client: &mut TcpStream, shared: &Shared, rec: &Record) -> String {
         let idle = shared.config.udp_idle_timeout();
         // One buffer serves every socket: readiness is awaited with nothing
@@ -210,7 +293,12 @@ impl Association {
                 match side {
                     Side::Client => {
                         self.handle_client_datagram(&buf[..n], src, shared, rec)
-                            .await
+                            .await;
+                        if let Some(bytes) = self.pending_tcp.take() {
+                            if let Err(e) = client.write_all(&bytes).await {
+                                return format!("control connection error: {e}");
+                            }
+                        }
                     }
                     _ => {
                         self.handle_remote_datagram(&buf[..n], src, shared, rec)
@@ -236,26 +324,52 @@ impl Association {
         if !same_ip(src.ip(), self.client_ip) {
             return self.drop_datagram("not from the client", src);
         }
-        match self.client_port {
-            Some(p) if p != src.port() => {
-                return self.drop_datagram("not from the client's port", src)
-            }
-            Some(_) => {}
-            None => self.client_port = Some(src.port()),
+        if matches!(self.client_port, Some(p) if p != src.port()) {
+            return self.drop_datagram("not from the client's port", src);
         }
-        let (header, offset) = match UdpHeader::parse(dgram) {
-            Ok(h) => h,
-            Err(e) => return self.drop_datagram(&format!("bad header: {e}"), src),
-        };
-        let payload = &dgram[offset..];
-        let (target, data) = match self
-            .reassembler
-            .push(header, payload, Instant::now().into_std())
-        {
-            Fragment::Complete(t, d) => (t, d),
-            Fragment::Queued => return,
-            Fragment::Dropped(why) => {
-                return self.drop_datagram(&format!("fragment: {why:?}"), src)
+        let (target, data) = match &mut self.framing {
+            Framing::Socks5 => {
+                let (header, offset) = match UdpHeader::parse(dgram) {
+                    Ok(h) => h,
+                    Err(e) => return self.drop_datagram(&format!("bad header: {e}"), src),
+                };
+                // The first datagram from the client's IP fixes its port.
+                self.client_port = Some(src.port());
+                let payload = &dgram[offset..];
+                match self
+                    .reassembler
+                    .push(header, payload, Instant::now().into_std())
+                {
+                    Fragment::Complete(t, d) => (t, d),
+                    Fragment::Queued => return,
+                    Fragment::Dropped(why) => {
+                        return self.drop_datagram(&format!("fragment: {why:?}"), src)
+                    }
+                }
+            }
+            Framing::Socks6 {
+                codec,
+                id,
+                confirmation,
+            } => {
+                let (header, offset) = match codec.parse_datagram_header(dgram) {
+                    Ok(h) => h,
+                    Err(e) => return self.drop_datagram(&format!("bad header: {e}"), src),
+                };
+                if header.association != *id {
+                    return self.drop_datagram("unknown association id", src);
+                }
+                // The first datagram with the right id fixes the 5-tuple,
+                // and is confirmed on the TCP connection.
+                self.client_port = Some(src.port());
+                if let Some(c) = confirmation.take() {
+                    self.pending_tcp = Some(c);
+                }
+                let payload = &dgram[offset..];
+                if header.is_confirmation_request() && payload.is_empty() {
+                    return;
+                }
+                (header.target, payload.to_vec())
             }
         };
         if data.len() > shared.config.max_datagram {
@@ -296,12 +410,31 @@ impl Association {
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram("larger than max_datagram", src);
         }
-        let source = SocketAddr::new(src.ip().to_canonical(), src.port());
-        let header = UdpHeader {
-            frag: 0,
-            target: TargetAddr::from(source),
+        let source = TargetAddr::from(SocketAddr::new(src.ip().to_canonical(), src.port()));
+        let dgram = match &self.framing {
+            Framing::Socks5 => UdpHeader {
+                frag: 0,
+                target: source,
+            }
+            .datagram(data),
+            Framing::Socks6 {
+                codec,
+                id,
+                confirmation,
+            } => {
+                if confirmation.is_some() {
+                    return self.drop_datagram("association not confirmed yet", src);
+                }
+                codec.datagram(
+                    &DatagramHeader {
+                        association: *id,
+                        target: source,
+                    },
+                    data,
+                )
+            }
         };
-        let Ok(dgram) = header.datagram(data) else {
+        let Ok(dgram) = dgram else {
             return self.drop_datagram("cannot encode header", src);
         };
         let client = SocketAddr::new(self.client_ip, port);
