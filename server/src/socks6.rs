@@ -302,8 +302,11 @@ fn owner_key(stream: &TcpStream, req: &Socks6Request) -> Vec<u8> {
 /// address (from the same owner) take their connections from them.
 #[derive(Default)]
 pub struct Backlogs {
-    listeners: Mutex<HashMap<SocketAddr, (Vec<u8>, Arc<TcpListener>)>>,
+    listeners: Mutex<HashMap<SocketAddr, Backlog>>,
 }
+
+/// A backlog listener and the owner key of the BIND that opened it.
+type Backlog = (Vec<u8>, Arc<TcpListener>);
 
 impl Backlogs {
     fn get(&self, addr: SocketAddr, owner: &[u8]) -> Option<Arc<TcpListener>> {
@@ -445,14 +448,9 @@ async fn accept_and_relay(
 /// bind completes is not expected and is not read).
 async fn closed(stream: &TcpStream) {
     let mut b = [0u8; 1];
-    loop {
-        if stream.readable().await.is_err() {
-            return;
-        }
-        match stream.peek(&mut b).await {
-            Ok(0) | Err(_) => return,
-            // Data is waiting: it belongs to the relay; stop watching.
-            Ok(_) => return std::future::pending().await,
-        }
+    match stream.peek(&mut b).await {
+        Ok(0) | Err(_) => {}
+        // Data is waiting: it belongs to the relay; stop watching.
+        Ok(_) => std::future::pending().await,
     }
 }
