@@ -77,7 +77,30 @@ impl TargetAddr {
     /// Append the SOCKS5 form `ATYP | ADDR | PORT`. A domain longer than 255
     /// bytes cannot be encoded and is an error.
     pub fn encode_v5(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
-        match &self.host {
+        self.host.encode_atyp(out)?;
+        out.extend_from_slice(&self.port.to_be_bytes());
+        Ok(())
+    }
+
+    /// Parse the SOCKS5 form `ATYP | ADDR | PORT` from the start of `buf`.
+    pub fn parse_v5(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
+        let (host, used) = match Host::parse_atyp(buf, 2)? {
+            Parsed::Complete { value, consumed } => (value, consumed),
+            Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
+        };
+        let port = u16::from_be_bytes([buf[used], buf[used + 1]]);
+        Ok(Parsed::Complete {
+            value: TargetAddr { host, port },
+            consumed: used + 2,
+        })
+    }
+}
+
+impl Host {
+    /// Append `ATYP | ADDR` (the address part shared by SOCKS5 and SOCKS 6).
+    /// Nothing is appended on error.
+    pub fn encode_atyp(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        match self {
             Host::Ip(IpAddr::V4(ip)) => {
                 out.push(atyp::IPV4);
                 out.extend_from_slice(&ip.octets());
@@ -102,21 +125,22 @@ impl TargetAddr {
                 out.extend_from_slice(d.as_bytes());
             }
         }
-        out.extend_from_slice(&self.port.to_be_bytes());
         Ok(())
     }
 
-    /// Parse the SOCKS5 form `ATYP | ADDR | PORT` from the start of `buf`.
-    pub fn parse_v5(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
+    /// Parse `ATYP | ADDR` from the start of `buf`, asking for `trailer`
+    /// more bytes behind it (the port, in SOCKS5) before answering, so that
+    /// "needed" counts stay exact. `consumed` does not include the trailer.
+    pub fn parse_atyp(buf: &[u8], trailer: usize) -> Result<Parsed<Host>, ProtoError> {
         need!(buf, 1);
         let (host, used) = match buf[0] {
             atyp::IPV4 => {
-                need!(buf, 1 + 4 + 2);
+                need!(buf, 1 + 4 + trailer);
                 let o: [u8; 4] = [buf[1], buf[2], buf[3], buf[4]];
                 (Host::Ip(IpAddr::V4(Ipv4Addr::from(o))), 5)
             }
             atyp::IPV6 => {
-                need!(buf, 1 + 16 + 2);
+                need!(buf, 1 + 16 + trailer);
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&buf[1..17]);
                 (Host::Ip(IpAddr::V6(Ipv6Addr::from(o))), 17)
@@ -127,15 +151,14 @@ impl TargetAddr {
                 if len == 0 {
                     return Err(ProtoError::EmptyDomain);
                 }
-                need!(buf, 2 + len + 2);
+                need!(buf, 2 + len + trailer);
                 (Host::Domain(domain_from_bytes(&buf[2..2 + len])?), 2 + len)
             }
             other => return Err(ProtoError::UnknownAddressType(other)),
         };
-        let port = u16::from_be_bytes([buf[used], buf[used + 1]]);
         Ok(Parsed::Complete {
-            value: TargetAddr { host, port },
-            consumed: used + 2,
+            value: host,
+            consumed: used,
         })
     }
 }

@@ -20,9 +20,7 @@
 //! name, no NUL), `04` IPv6 (16 bytes). Note the port comes *before* the
 //! address type, unlike SOCKS5.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use crate::addr::{atyp, domain_from_bytes, MAX_DOMAIN};
+use crate::addr::MAX_DOMAIN;
 use crate::parse::{need, Parsed};
 use crate::secret::Password;
 use crate::v5::Method;
@@ -78,63 +76,16 @@ pub struct Draft05;
 pub fn parse_port_addr(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
     need!(buf, 3);
     let port = u16::from_be_bytes([buf[0], buf[1]]);
-    let (host, used) = match buf[2] {
-        atyp::IPV4 => {
-            need!(buf, 3 + 4);
-            let o: [u8; 4] = [buf[3], buf[4], buf[5], buf[6]];
-            (Host::Ip(IpAddr::V4(Ipv4Addr::from(o))), 7)
-        }
-        atyp::IPV6 => {
-            need!(buf, 3 + 16);
-            let mut o = [0u8; 16];
-            o.copy_from_slice(&buf[3..19]);
-            (Host::Ip(IpAddr::V6(Ipv6Addr::from(o))), 19)
-        }
-        atyp::DOMAIN => {
-            need!(buf, 4);
-            let len = buf[3] as usize;
-            if len == 0 {
-                return Err(ProtoError::EmptyDomain);
-            }
-            need!(buf, 4 + len);
-            (Host::Domain(domain_from_bytes(&buf[4..4 + len])?), 4 + len)
-        }
-        other => return Err(ProtoError::UnknownAddressType(other)),
-    };
-    Ok(Parsed::Complete {
-        value: TargetAddr { host, port },
-        consumed: used,
-    })
+    Ok(Host::parse_atyp(&buf[2..], 0)?
+        .map(|host| TargetAddr { host, port })
+        .map_consumed(2))
 }
 
-/// Append `PORT(2) | ATYP | ADDR`.
+/// Append `PORT(2) | ATYP | ADDR` (nothing on error).
 pub fn encode_port_addr(t: &TargetAddr, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    let start = out.len();
     out.extend_from_slice(&t.port.to_be_bytes());
-    match &t.host {
-        Host::Ip(IpAddr::V4(ip)) => {
-            out.push(atyp::IPV4);
-            out.extend_from_slice(&ip.octets());
-        }
-        Host::Ip(IpAddr::V6(ip)) => {
-            out.push(atyp::IPV6);
-            out.extend_from_slice(&ip.octets());
-        }
-        Host::Domain(d) => {
-            if d.len() > MAX_DOMAIN {
-                return Err(ProtoError::TooLong("domain name"));
-            }
-            if d.is_empty() {
-                return Err(ProtoError::EmptyDomain);
-            }
-            if d.as_bytes().contains(&0) {
-                return Err(ProtoError::BadDomain);
-            }
-            out.push(atyp::DOMAIN);
-            out.push(d.len() as u8);
-            out.extend_from_slice(d.as_bytes());
-        }
-    }
-    Ok(())
+    t.host.encode_atyp(out).inspect_err(|_| out.truncate(start))
 }
 
 // ------------------------------------------------------------ options
