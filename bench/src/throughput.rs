@@ -55,7 +55,8 @@ pub struct Outcome {
     /// (warm-up and teardown included): what its CPU time is divided by.
     pub relayed_bytes: u64,
     pub streams: usize,
-    /// Streams that went longer than the stall threshold without progress.
+    /// Streams that went longer than the stall threshold without progress,
+    /// or never made any.
     pub stalled_streams: usize,
     /// Streams that failed with an error or an early EOF.
     pub failed_streams: usize,
@@ -210,7 +211,13 @@ fn run_against(
         window_bytes: m1.saturating_sub(m0),
         relayed_bytes: up + down,
         streams: n,
-        stalled_streams: max_gap.iter().filter(|g| **g > o.stall).count(),
+        // A stream that moved nothing in the whole window is stalled too,
+        // even in a window shorter than the threshold (the smoke run).
+        stalled_streams: max_gap
+            .iter()
+            .zip(per0.iter().zip(&per1))
+            .filter(|(g, (a, b))| **g > o.stall || a == b)
+            .count(),
         failed_streams: states
             .iter()
             .filter(|s| s.failed.load(Ordering::SeqCst))
