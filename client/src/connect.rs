@@ -15,7 +15,7 @@ use crate::stream::SocksStream;
 use crate::target::IntoTargetAddr;
 
 /// Run `fut` under the proxy's deadline for `stage`.
-async fn deadline<T>(
+pub(crate) async fn deadline<T>(
     proxy: &Proxy,
     stage: Stage,
     fut: impl Future<Output = Result<T, ClientError>>,
@@ -37,13 +37,7 @@ pub async fn connect_to_proxy(proxy: &Proxy) -> Result<TcpStream, ClientError> {
         source,
     };
     deadline(proxy, Stage::ProxyConnect, async {
-        let addrs: Vec<SocketAddr> = match &proxy.host {
-            Host::Ip(ip) => vec![SocketAddr::new(*ip, proxy.port)],
-            Host::Domain(name) => tokio::net::lookup_host((name.as_str(), proxy.port))
-                .await
-                .map_err(fail)?
-                .collect(),
-        };
+        let addrs = proxy_addrs(proxy).await?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -59,11 +53,25 @@ pub async fn connect_to_proxy(proxy: &Proxy) -> Result<TcpStream, ClientError> {
     .await
 }
 
+/// The proxy's addresses (its name resolved, if it has one).
+pub(crate) async fn proxy_addrs(proxy: &Proxy) -> Result<Vec<SocketAddr>, ClientError> {
+    Ok(match &proxy.host {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, proxy.port)],
+        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), proxy.port))
+            .await
+            .map_err(|source| ClientError::ProxyConnect {
+                proxy: proxy.addr_string(),
+                source,
+            })?
+            .collect(),
+    })
+}
+
 /// Turn a target into what the scheme can send: `socks4://` and `socks5://`
 /// resolve names locally (SOCKS4 needs IPv4); SOCKS4/4a cannot carry IPv6
 /// (an IPv4-mapped IPv6 address is sent as IPv4).
 pub async fn prepare_target(proxy: &Proxy, target: TargetAddr) -> Result<TargetAddr, ClientError> {
-    let v4 = !proxy.scheme.is_v5();
+    let v4 = proxy.scheme.is_v4();
     match &target.host {
         Host::Ip(IpAddr::V6(ip)) if v4 => match ip.to_ipv4_mapped() {
             Some(ip4) => Ok(TargetAddr::ip(IpAddr::V4(ip4), target.port)),
@@ -111,7 +119,9 @@ pub async fn prepare_target(proxy: &Proxy, target: TargetAddr) -> Result<TargetA
 
 /// Connect to `target` through `proxy` (SOCKS CONNECT).
 ///
-/// Names are resolved locally or sent to the proxy as the scheme says. The
+/// Names are resolved locally or sent to the proxy as the scheme says.
+/// `socks6://` runs [`crate::socks6_connect`] with default options: one
+/// flight, credentials inside the request. The
 /// proxy connect, any local resolution and the handshake each have the
 /// proxy's timeout. A refusal is [`ClientError::Refused`] with its code.
 pub async fn connect<T: IntoTargetAddr>(
@@ -126,6 +136,10 @@ pub async fn connect<T: IntoTargetAddr>(
 /// the client speaks first. For SOCKS5 without credentials the greeting,
 /// the request and the data go out in one write (legal because the client
 /// offers only method 00, so the proxy's choice is known in advance).
+///
+/// With `socks6://` the data is the request's initial data (up to 8192
+/// bytes in the same write as the request and the credentials; the rest
+/// after the authentication reply): that is what SOCKS 6 is for.
 ///
 /// If the proxy refuses, the data is lost with the connection. Keep it
 /// small: it is written before the reply is read.
@@ -143,6 +157,15 @@ async fn connect_inner(
     initial: Option<&[u8]>,
 ) -> Result<SocksStream, ClientError> {
     let target = prepare_target(proxy, target).await?;
+    if proxy.scheme.is_socks6() {
+        return crate::socks6::socks6_connect(
+            proxy,
+            target,
+            initial.unwrap_or_default(),
+            &crate::socks6::Socks6Options::default(),
+        )
+        .await;
+    }
     let stream = connect_to_proxy(proxy).await?;
     handshake(stream, proxy, Command::CONNECT, target, initial).await
 }
@@ -150,10 +173,11 @@ async fn connect_inner(
 /// Ask the proxy to resolve `name` (Tor's RESOLVE, `F0`). Needs `socks4a://`,
 /// `socks5://` or `socks5h://` (the name always goes to the proxy).
 pub async fn resolve(proxy: &Proxy, name: &str) -> Result<IpAddr, ClientError> {
-    if proxy.scheme == Scheme::Socks4 {
-        return Err(ClientError::Unsupported(
-            "RESOLVE needs socks4a, socks5 or socks5h: socks4 cannot carry a name".into(),
-        ));
+    if matches!(proxy.scheme, Scheme::Socks4 | Scheme::Socks6) {
+        return Err(ClientError::Unsupported(format!(
+            "RESOLVE needs socks4a, socks5 or socks5h: {} cannot carry it",
+            proxy.scheme
+        )));
     }
     let target = TargetAddr::domain(name, 0).into_target_addr()?;
     let stream = connect_to_proxy(proxy).await?;
@@ -201,6 +225,9 @@ pub async fn resolve_ptr(proxy: &Proxy, ip: IpAddr) -> Result<String, ClientErro
 ///
 /// On success the reply's address is [`SocksStream::bound_addr`]; a failure
 /// code is [`ClientError::Refused`].
+///
+/// `socks6://`: CONNECT and NOOP only, as [`crate::socks6_handshake`] with
+/// default options (`optimistic` is the initial data).
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     proxy: &Proxy,
@@ -208,6 +235,22 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     target: TargetAddr,
     optimistic: Option<&[u8]>,
 ) -> Result<SocksStream<S>, ClientError> {
+    if proxy.scheme.is_socks6() {
+        if command != Command::CONNECT && command != Command::NOOP {
+            return Err(ClientError::Unsupported(format!(
+                "{command} over SOCKS 6 is not supported by this client"
+            )));
+        }
+        return crate::socks6::socks6_handshake(
+            stream,
+            proxy,
+            command,
+            target,
+            optimistic.unwrap_or_default(),
+            &crate::socks6::Socks6Options::default(),
+        )
+        .await;
+    }
     let version = proxy.scheme.version();
     if version == Version::V4 {
         if let Host::Domain(_) = target.host {
@@ -332,17 +375,17 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn check_credentials(proxy: &Proxy) -> Result<(), ClientError> {
+pub(crate) fn check_credentials(proxy: &Proxy) -> Result<(), ClientError> {
     let bad = |m: &str| Err(ClientError::InvalidCredentials(m.to_string()));
     if let Some(u) = &proxy.username {
         if u.len() > 255 {
             return bad("user name longer than 255 bytes");
         }
-        if !proxy.scheme.is_v5() && u.contains(&0) {
+        if proxy.scheme.is_v4() && u.contains(&0) {
             return bad("a SOCKS4 user id cannot contain a NUL byte");
         }
     }
-    if proxy.scheme.is_v5() {
+    if !proxy.scheme.is_v4() {
         if let Some(p) = &proxy.password {
             if p.len() > 255 {
                 return bad("password longer than 255 bytes");
@@ -359,7 +402,7 @@ async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(),
 
 /// An encoding error of our own request: the target (or the credentials)
 /// cannot be expressed on the wire.
-fn invalid_target(e: ProtoError, target: &TargetAddr) -> ClientError {
+pub(crate) fn invalid_target(e: ProtoError, target: &TargetAddr) -> ClientError {
     match e {
         ProtoError::UnknownAddressType(_) => {
             ClientError::Unsupported(format!("the protocol cannot carry the target {target}"))

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use sixsocks_proto::v6::ExpenditureCode;
 use sixsocks_proto::{ProtoError, ReplyCode, Version};
 
 /// The stage that timed out or failed with an IO error.
@@ -74,6 +75,23 @@ pub enum ClientError {
         /// The wire value of the code (SOCKS4 CD or SOCKS5 REP).
         raw: u8,
     },
+    /// A SOCKS 6 proxy answered the request with a failure code in its
+    /// operation reply.
+    #[error("the SOCKS 6 proxy refused the request: {}", describe_socks6_refusal(*.raw, *.token))]
+    Socks6Refused {
+        /// The code, mapped to the version-independent meaning.
+        code: ReplyCode,
+        /// The wire value of the code (SOCKS 6 REP: SOCKS5's plus `09`).
+        raw: u8,
+        /// What became of the idempotence token the request spent, if it
+        /// spent one (anything but success means the proxy did not carry
+        /// the request out).
+        token: Option<ExpenditureCode>,
+    },
+    /// The proxy answered a SOCKS 6 request with a version mismatch reply:
+    /// it does not speak this revision (draft -05) of SOCKS 6.
+    #[error("the proxy does not speak SOCKS 6 draft -05 (it sent a version mismatch reply)")]
+    VersionMismatch,
     /// The target cannot be expressed in the proxy's protocol, or the
     /// operation is not available with it.
     #[error("{0}")]
@@ -95,7 +113,9 @@ impl ClientError {
     /// The reply code of a refusal.
     pub fn reply_code(&self) -> Option<ReplyCode> {
         match self {
-            ClientError::Refused { code, .. } => Some(*code),
+            ClientError::Refused { code, .. } | ClientError::Socks6Refused { code, .. } => {
+                Some(*code)
+            }
             _ => None,
         }
     }
@@ -103,7 +123,7 @@ impl ClientError {
     /// The raw wire value of a refusal's reply code.
     pub fn raw_reply_code(&self) -> Option<u8> {
         match self {
-            ClientError::Refused { raw, .. } => Some(*raw),
+            ClientError::Refused { raw, .. } | ClientError::Socks6Refused { raw, .. } => Some(*raw),
             _ => None,
         }
     }
@@ -162,6 +182,25 @@ pub fn describe_refusal(version: Version, raw: u8) -> String {
     format!("{text} ({raw:02x})")
 }
 
+/// Human text for a SOCKS 6 refusal, ending in the wire code, with what
+/// became of the spent token: "general failure (01), token duplicate".
+pub fn describe_socks6_refusal(raw: u8, token: Option<ExpenditureCode>) -> String {
+    let text = match raw {
+        0x09 => "connection attempt timed out (09)".to_string(),
+        0x06 => "TTL expired (06)".to_string(),
+        0xF0..=0xFF => format!("unknown SOCKS 6 reply code ({raw:02x})"),
+        r => describe_refusal(Version::V5, r).replace("SOCKS5", "SOCKS 6"),
+    };
+    let token = match token {
+        None | Some(ExpenditureCode::SUCCESS) => return text,
+        Some(ExpenditureCode::NO_WINDOW) => "the proxy has no token window for us",
+        Some(ExpenditureCode::OUT_OF_WINDOW) => "the token was out of the window",
+        Some(ExpenditureCode::DUPLICATE) => "the token was already spent",
+        Some(_) => "the token was refused",
+    };
+    format!("{text}, not carried out: {token}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +225,28 @@ mod tests {
         assert_eq!(
             describe_refusal(Version::V5, 0x42),
             "unknown SOCKS5 reply code (42)"
+        );
+    }
+
+    #[test]
+    fn socks6_refusal_text_names_the_code_and_the_token() {
+        let e = ClientError::Socks6Refused {
+            code: ReplyCode::from_v6(9),
+            raw: 9,
+            token: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the SOCKS 6 proxy refused the request: connection attempt timed out (09)"
+        );
+        assert_eq!(e.raw_reply_code(), Some(9));
+        assert_eq!(
+            describe_socks6_refusal(1, Some(ExpenditureCode::DUPLICATE)),
+            "general failure (01), not carried out: the token was already spent"
+        );
+        assert_eq!(
+            describe_socks6_refusal(0x42, None),
+            "unknown SOCKS 6 reply code (42)"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! `sixsocks_client`: a tokio SOCKS4/4a/5 client.
+//! `sixsocks_client`: a tokio SOCKS4/4a/5 and SOCKS 6 client.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +20,9 @@
 //!   its reply are read first.
 //! * [`SocksListener`]: BIND (SOCKS4, SOCKS4a, SOCKS5), in the style of
 //!   tokio's `TcpListener`: where the proxy listens, then `accept`.
+//! * [`socks6`]: SOCKS 6 (draft -05, `socks6://`): CONNECT with the request,
+//!   credentials and first data in one flight, NOOP, stack options, a token
+//!   wallet per [`Socks6Session`], TCP Fast Open to the proxy.
 //! * [`SocksDatagram`]: UDP ASSOCIATE (SOCKS5), in the style of tokio's
 //!   `UdpSocket`: `send_to` / `recv_from` through the proxy's relay, with
 //!   fragmentation on send when asked and reassembly on receipt.
@@ -28,11 +31,15 @@
 //! sans-IO state machine; this crate only does the IO, with a deadline on
 //! every wait.
 
+#![deny(unsafe_code)]
+
 mod bind;
 mod connect;
 mod error;
 mod proxy;
+pub mod socks6;
 mod stream;
+mod sys;
 mod target;
 mod udp;
 
@@ -40,8 +47,13 @@ pub use bind::SocksListener;
 pub use connect::{
     connect, connect_to_proxy, connect_with_data, handshake, prepare_target, resolve, resolve_ptr,
 };
+pub use error::describe_socks6_refusal;
 pub use error::{describe_refusal, ClientError, Stage};
 pub use proxy::{Proxy, Scheme, UrlError, DEFAULT_PORT, DEFAULT_TIMEOUT};
+pub use socks6::{
+    socks6_connect, socks6_handshake, socks6_noop, ClientTfo, Socks6Info, Socks6Options,
+    Socks6Session,
+};
 pub use stream::SocksStream;
 pub use target::IntoTargetAddr;
 pub use udp::SocksDatagram;

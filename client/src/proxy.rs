@@ -5,6 +5,7 @@
 //! socks4a://host[:port]    SOCKS4a: names go to the proxy
 //! socks5://host[:port]     SOCKS5: the client resolves names itself, sends the address
 //! socks5h://host[:port]    SOCKS5: names go to the proxy ("h" for "hostname")
+//! socks6://host[:port]     SOCKS 6 (draft -05): names go to the proxy
 //! ```
 //!
 //! An optional `user[:password]@` comes before the host, percent-encoded
@@ -37,6 +38,9 @@ pub enum Scheme {
     Socks5,
     /// SOCKS5 with names sent to the proxy.
     Socks5h,
+    /// SOCKS 6 (draft-olteanu-intarea-socks-6-05): names are sent to the
+    /// proxy. See [`crate::socks6`].
+    Socks6,
 }
 
 impl Scheme {
@@ -47,27 +51,43 @@ impl Scheme {
             Scheme::Socks4a => "socks4a",
             Scheme::Socks5 => "socks5",
             Scheme::Socks5h => "socks5h",
+            Scheme::Socks6 => "socks6",
         }
     }
 
-    /// The protocol version spoken on the wire.
+    /// The protocol version spoken on the wire, for the SOCKS4/5 schemes.
+    ///
+    /// [`Version`] names the SOCKS4/4a/5 handshakes only; SOCKS 6 is not
+    /// one of them, and `Socks6` maps to `V5`, the version whose reply codes
+    /// SOCKS 6 extends. Check [`Scheme::is_socks6`] first.
     pub fn version(self) -> Version {
         match self {
             Scheme::Socks4 => Version::V4,
             Scheme::Socks4a => Version::V4a,
-            Scheme::Socks5 | Scheme::Socks5h => Version::V5,
+            Scheme::Socks5 | Scheme::Socks5h | Scheme::Socks6 => Version::V5,
         }
     }
 
     /// Whether target names are sent to the proxy (true) or resolved by
     /// the client (false).
     pub fn remote_dns(self) -> bool {
-        matches!(self, Scheme::Socks4a | Scheme::Socks5h)
+        matches!(self, Scheme::Socks4a | Scheme::Socks5h | Scheme::Socks6)
     }
 
     /// Whether this is one of the SOCKS5 schemes.
     pub fn is_v5(self) -> bool {
         matches!(self, Scheme::Socks5 | Scheme::Socks5h)
+    }
+
+    /// Whether this is SOCKS 6.
+    pub fn is_socks6(self) -> bool {
+        self == Scheme::Socks6
+    }
+
+    /// Whether this is SOCKS4 or SOCKS4a (IPv4 only, a USERID and no
+    /// password).
+    pub fn is_v4(self) -> bool {
+        matches!(self, Scheme::Socks4 | Scheme::Socks4a)
     }
 }
 
@@ -85,6 +105,7 @@ impl FromStr for Scheme {
             "socks4a" => Ok(Scheme::Socks4a),
             "socks5" => Ok(Scheme::Socks5),
             "socks5h" => Ok(Scheme::Socks5h),
+            "socks6" => Ok(Scheme::Socks6),
             _ => Err(UrlError::UnsupportedScheme(s.to_string())),
         }
     }
@@ -93,9 +114,13 @@ impl FromStr for Scheme {
 /// What is wrong with a proxy URL.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("proxy URL has no scheme (expected socks4://, socks4a://, socks5:// or socks5h://)")]
+    #[error(
+        "proxy URL has no scheme (expected socks4://, socks4a://, socks5://, socks5h:// or socks6://)"
+    )]
     MissingScheme,
-    #[error("unsupported proxy scheme {0:?} (expected socks4, socks4a, socks5 or socks5h)")]
+    #[error(
+        "unsupported proxy scheme {0:?} (expected socks4, socks4a, socks5, socks5h or socks6)"
+    )]
     UnsupportedScheme(String),
     #[error("proxy URL has no host")]
     EmptyHost,
@@ -125,10 +150,10 @@ pub struct Proxy {
     /// The proxy's host: an address, or a name the client resolves.
     pub host: Host,
     pub port: u16,
-    /// SOCKS5: the RFC 1929 user name (offering method 02 only). SOCKS4/4a:
-    /// the USERID.
+    /// SOCKS5 and SOCKS 6: the RFC 1929 user name (offering method 02
+    /// only). SOCKS4/4a: the USERID.
     pub username: Option<Vec<u8>>,
-    /// SOCKS5 only (SOCKS4 has no passwords; it is ignored there).
+    /// SOCKS5 and SOCKS 6 only (SOCKS4 has no passwords; it is ignored there).
     pub password: Option<Password>,
     /// Deadline of each stage: connecting to the proxy (including resolving
     /// its name), resolving a target name locally, and the whole handshake.
@@ -228,7 +253,7 @@ fn parse_url(url: &str) -> Result<Proxy, UrlError> {
             if u.len() > 255 {
                 return Err(UrlError::CredentialTooLong("user name"));
             }
-            if !scheme.is_v5() && u.contains(&0) {
+            if scheme.is_v4() && u.contains(&0) {
                 return Err(UrlError::NulInUserId);
             }
             let p = match p {

@@ -19,6 +19,8 @@ pub struct SocksStream<S = TcpStream> {
     leftover: Vec<u8>,
     pos: usize,
     bound: TargetAddr,
+    /// What a SOCKS 6 handshake learned (boxed: most streams are not SOCKS 6).
+    socks6: Option<Box<crate::socks6::Socks6Info>>,
 }
 
 impl<S> SocksStream<S> {
@@ -28,7 +30,21 @@ impl<S> SocksStream<S> {
             leftover,
             pos: 0,
             bound,
+            socks6: None,
         }
+    }
+
+    pub(crate) fn with_socks6(mut self, info: crate::socks6::Socks6Info) -> Self {
+        self.socks6 = Some(Box::new(info));
+        self
+    }
+
+    /// For a SOCKS 6 connection: what the handshake learned (the
+    /// authentication method, the token spent, the stack options the proxy
+    /// reports it applied, whether TCP Fast Open carried the request).
+    /// `None` for SOCKS4/5.
+    pub fn socks6_info(&self) -> Option<&crate::socks6::Socks6Info> {
+        self.socks6.as_deref()
     }
 
     /// The address in the proxy's reply: the address the proxy bound for

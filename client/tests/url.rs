@@ -24,6 +24,7 @@ fn the_four_schemes() {
         ("socks4a://10.0.0.1:1081", Scheme::Socks4a, true, false),
         ("socks5://10.0.0.1:1081", Scheme::Socks5, false, true),
         ("socks5h://10.0.0.1:1081", Scheme::Socks5h, true, true),
+        ("socks6://10.0.0.1:1081", Scheme::Socks6, true, false),
     ] {
         let p = parse(url);
         assert_eq!(p.scheme, scheme);
@@ -35,7 +36,19 @@ fn the_four_schemes() {
         assert_eq!(p.password, None);
         assert_eq!(p.timeout, DEFAULT_TIMEOUT);
         assert_eq!(p.to_string(), url);
+        assert_eq!(p.scheme.is_socks6(), scheme == Scheme::Socks6, "{url}");
     }
+}
+
+#[test]
+fn socks6_credentials_may_hold_any_byte() {
+    let p = parse("socks6://a%00b:p%3Aw@127.0.0.1:1080");
+    assert_eq!(p.scheme, Scheme::Socks6);
+    assert_eq!(p.username.as_deref(), Some(&b"a\0b"[..]));
+    assert_eq!(p.password.as_ref().map(|p| p.expose()), Some(&b"p:w"[..]));
+    assert_eq!(p.to_string(), "socks6://a%00b:***@127.0.0.1:1080");
+    // SOCKS4 user ids cannot hold a NUL.
+    assert!(Proxy::parse("socks4a://a%00b@127.0.0.1:1080").is_err());
 }
 
 #[test]
@@ -144,8 +157,8 @@ fn scheme_errors() {
         UrlError::UnsupportedScheme("http".into())
     );
     assert_eq!(
-        err("socks6://127.0.0.1"),
-        UrlError::UnsupportedScheme("socks6".into())
+        err("socks7://127.0.0.1"),
+        UrlError::UnsupportedScheme("socks7".into())
     );
 }
 
