@@ -23,6 +23,7 @@ use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Options, Socks6Re
 use sixsocks_proto::{Host, ReplyCode, Request, TargetAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::bind::same_ip;
@@ -35,6 +36,10 @@ const RECV_BUF: usize = 65_536 + 262;
 const DNS_CACHE_TTL: Duration = Duration::from_secs(30);
 /// And at most this many per association.
 const DNS_CACHE_MAX: usize = 256;
+/// Name lookups in flight per association; datagrams to further names are dropped.
+const MAX_LOOKUPS: usize = 32;
+/// Datagrams kept per name while its lookup runs.
+const MAX_QUEUED_PER_NAME: usize = 16;
 
 /// Counts associations overall and per client IP.
 #[derive(Default)]
@@ -176,6 +181,10 @@ struct Association {
     out6: Option<UdpSocket>,
     reassembler: Reassembler,
     dns: HashMap<String, (Instant, IpAddr)>,
+    /// Datagrams waiting for a name lookup, by name.
+    resolving: HashMap<String, Vec<(u16, Vec<u8>)>>,
+    resolved_tx: mpsc::UnboundedSender<(String, Result<IpAddr, String>)>,
+    resolved_rx: mpsc::UnboundedReceiver<(String, Result<IpAddr, String>)>,
     stats: UdpStats,
 }
 
@@ -203,6 +212,8 @@ impl Association {
             .unwrap_or_else(|| client.local_addr().map_or(client_addr.ip(), |a| a.ip()));
         let socket = UdpSocket::bind(SocketAddr::new(relay_ip, 0)).await?;
         tracing::debug!(client = %client_addr, relay = ?socket.local_addr(), "udp association open");
+        // Bounded in practice: at most MAX_LOOKUPS lookups are in flight.
+        let (resolved_tx, resolved_rx) = mpsc::unbounded_channel();
         Ok((
             slot,
             Association {
@@ -219,6 +230,9 @@ impl Association {
                     max_queues: 8,
                 }),
                 dns: HashMap::new(),
+                resolving: HashMap::new(),
+                resolved_tx,
+                resolved_rx,
                 stats: UdpStats::default(),
             },
         ))
@@ -255,12 +269,17 @@ impl Association {
                 r = ready_opt(self.out4.as_ref()) => r.map(|_| Side::Out4),
                 r = ready_opt(self.out6.as_ref()) => r.map(|_| Side::Out6),
                 r = client.readable() => r.map(|_| Side::Control),
+                Some((name, result)) = self.resolved_rx.recv() => Ok(Side::Resolved(name, result)),
                 _ = tokio::time::sleep_until(idle_deadline) => return "idle timeout".into(),
             };
             let side = match side {
                 Ok(s) => s,
                 Err(e) => return format!("socket error: {e}"),
             };
+            if let Side::Resolved(name, result) = side {
+                self.on_resolved(name, result, rec).await;
+                continue;
+            }
             if let Side::Control = side {
                 let mut b = [0u8; 512];
                 match client.try_read(&mut b) {
@@ -274,11 +293,11 @@ impl Association {
             // Drain what is ready, a bounded batch at a time so that one
             // busy direction cannot starve the others.
             for _ in 0..BATCH {
-                let socket = match side {
+                let socket = match &side {
                     Side::Client => Some(&self.socket),
                     Side::Out4 => self.out4.as_ref(),
                     Side::Out6 => self.out6.as_ref(),
-                    Side::Control => None,
+                    Side::Control | Side::Resolved(..) => None,
                 };
                 let Some(socket) = socket else { break };
                 let (n, src) = match socket.try_recv_from(&mut buf) {
@@ -290,7 +309,7 @@ impl Association {
                     }
                 };
                 last = Instant::now();
-                match side {
+                match &side {
                     Side::Client => {
                         self.handle_client_datagram(&buf[..n], src, shared, rec)
                             .await;
@@ -375,18 +394,32 @@ impl Association {
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram("larger than max_datagram", src);
         }
-        let ip = match self.resolve(&target.host, shared).await {
-            Ok(ip) => ip,
-            Err(e) => {
-                return self.drop_datagram(&format!("cannot resolve {}: {e}", target.host), src)
-            }
+        let ip = match &target.host {
+            Host::Ip(ip) => *ip,
+            Host::Domain(name) => match self.cached(name) {
+                Some(ip) => ip,
+                None => return self.queue_for_lookup(name, target.port, data, src, shared),
+            },
         };
-        let dst = SocketAddr::new(ip, target.port);
+        self.send_remote(ip, target.port, &data, src, rec).await;
+    }
+
+    /// Send one datagram to a remote host through the outbound socket of
+    /// its family.
+    async fn send_remote(
+        &mut self,
+        ip: IpAddr,
+        port: u16,
+        data: &[u8],
+        src: SocketAddr,
+        rec: &Record,
+    ) {
+        let dst = SocketAddr::new(ip, port);
         let out = match self.outbound(ip).await {
             Ok(s) => s,
             Err(e) => return self.drop_datagram(&format!("no outbound socket: {e}"), src),
         };
-        match out.send_to(&data, dst).await {
+        match out.send_to(data, dst).await {
             Ok(_) => {
                 self.stats.to_remote.fetch_add(1, Ordering::Relaxed);
                 rec.counters
@@ -449,32 +482,75 @@ impl Association {
         }
     }
 
-    async fn resolve(&mut self, host: &Host, shared: &Shared) -> Result<IpAddr, RequestError> {
-        let name = match host {
-            Host::Ip(ip) => return Ok(*ip),
-            Host::Domain(d) => d,
-        };
-        let now = Instant::now();
-        if let Some((at, ip)) = self.dns.get(name) {
-            if now.duration_since(*at) < DNS_CACHE_TTL {
-                return Ok(*ip);
+    /// A fresh cached address for `name`.
+    fn cached(&self, name: &str) -> Option<IpAddr> {
+        self.dns
+            .get(name)
+            .filter(|(at, _)| at.elapsed() < DNS_CACHE_TTL)
+            .map(|(_, ip)| *ip)
+    }
+
+    /// Keep a datagram to a name not resolved yet, and start the lookup
+    /// (in a task of its own, so a slow name never stalls the association).
+    fn queue_for_lookup(
+        &mut self,
+        name: &str,
+        port: u16,
+        data: Vec<u8>,
+        src: SocketAddr,
+        shared: &Shared,
+    ) {
+        if let Some(queue) = self.resolving.get_mut(name) {
+            if queue.len() >= MAX_QUEUED_PER_NAME {
+                return self.drop_datagram("too many datagrams waiting for a lookup", src);
+            }
+            queue.push((port, data));
+            return;
+        }
+        if self.resolving.len() >= MAX_LOOKUPS {
+            return self.drop_datagram("too many lookups in flight", src);
+        }
+        self.resolving.insert(name.to_string(), vec![(port, data)]);
+        let resolver = shared.resolver.clone();
+        let tx = self.resolved_tx.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let result = match crate::session::onion_address(&name) {
+                Some(_) => Err(RequestError::OnionUnreachable),
+                None => resolver
+                    .lookup(&name)
+                    .await
+                    .and_then(|a| a.first().copied().ok_or(RequestError::HostUnreachable)),
+            };
+            // The association may be gone; then nobody needs the answer.
+            let _ = tx.send((name, result.map_err(|e| e.to_string())));
+        });
+    }
+
+    /// A lookup finished: remember the answer and send what waited for it.
+    async fn on_resolved(&mut self, name: String, result: Result<IpAddr, String>, rec: &Record) {
+        let queued = self.resolving.remove(&name).unwrap_or_default();
+        match result {
+            Ok(ip) => {
+                if self.dns.len() >= DNS_CACHE_MAX {
+                    self.dns.retain(|_, (at, _)| at.elapsed() < DNS_CACHE_TTL);
+                    if self.dns.len() >= DNS_CACHE_MAX {
+                        self.dns.clear();
+                    }
+                }
+                self.dns.insert(name, (Instant::now(), ip));
+                let src = SocketAddr::new(self.client_ip, self.client_port.unwrap_or(0));
+                for (port, data) in queued {
+                    self.send_remote(ip, port, &data, src, rec).await;
+                }
+            }
+            Err(e) => {
+                let src = SocketAddr::new(self.client_ip, self.client_port.unwrap_or(0));
+                for _ in queued {
+                    self.drop_datagram(&format!("cannot resolve {name}: {e}"), src);
+                }
             }
         }
-        let ip = *shared
-            .resolver
-            .lookup(name)
-            .await?
-            .first()
-            .ok_or(RequestError::HostUnreachable)?;
-        if self.dns.len() >= DNS_CACHE_MAX {
-            self.dns
-                .retain(|_, (at, _)| now.duration_since(*at) < DNS_CACHE_TTL);
-            if self.dns.len() >= DNS_CACHE_MAX {
-                self.dns.clear();
-            }
-        }
-        self.dns.insert(name.clone(), (now, ip));
-        Ok(ip)
     }
 
     async fn outbound(&mut self, ip: IpAddr) -> std::io::Result<&UdpSocket> {
@@ -496,12 +572,13 @@ impl Association {
     }
 }
 
-#[derive(Clone, Copy)]
 enum Side {
     Client,
     Out4,
     Out6,
     Control,
+    /// A name lookup finished.
+    Resolved(String, Result<IpAddr, String>),
 }
 
 /// Datagrams handled per wake-up of one socket before looking at the others.

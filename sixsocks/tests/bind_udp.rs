@@ -354,3 +354,42 @@ fn udp_association_is_not_repointed_to_another_sender() {
     assert_eq!(recv_reply(&a).2, b"still fine");
     server.assert_serves(echo.addr, None);
 }
+
+#[test]
+fn udp_slow_name_does_not_stall_the_association_netns() {
+    // In the namespace, a DNS server that never answers makes every lookup
+    // hang for 20 s (longer than the 5 s this test waits for a datagram);
+    // the association must keep relaying meanwhile.
+    if !in_netns_with(
+        "udp_slow_name_does_not_stall_the_association_netns",
+        "options timeout:20 attempts:1",
+    ) {
+        return;
+    }
+    let _silent_dns = UdpSocket::bind("127.0.0.1:53").unwrap();
+    let uecho = udp_echo();
+    let server = Server::start(&["--resolve-timeout", "30"]);
+    let a = udp_client();
+    let (_ctl, relay) = associate(&server, a.local_addr().unwrap());
+    // A datagram to a name whose lookup hangs...
+    a.send_to(
+        &udp_dgram(0, &v5_domain(b"slow.invalid", 9), b"to a slow name"),
+        relay,
+    )
+    .unwrap();
+    // ...does not hold up one to an address behind it.
+    a.send_to(&udp_dgram(0, &v5_addr(uecho.addr), b"by address"), relay)
+        .unwrap();
+    let (_, from, data) = recv_reply(&a);
+    assert_eq!((from, data.as_slice()), (uecho.addr, &b"by address"[..]));
+    // The slow name's datagram never reached the echo server.
+    assert!(
+        !uecho
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d == b"to a slow name"),
+        "a datagram to an unresolvable name was relayed"
+    );
+}
