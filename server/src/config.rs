@@ -73,6 +73,10 @@ pub struct Config {
     pub max_datagram: usize,
     /// Seconds a fragment sequence may take to complete (at least 5, RFC 1928).
     pub udp_reassembly_timeout: u64,
+    /// Allow listening on a non-loopback address without authentication (an
+    /// open proxy anyone who can reach it may use). Off by default: such a
+    /// configuration is refused at start.
+    pub allow_open_proxy: bool,
 }
 
 impl Default for Config {
@@ -101,6 +105,7 @@ impl Default for Config {
             max_udp_per_client: 16,
             max_datagram: sixsocks_proto::udp::MAX_UDP_PAYLOAD,
             udp_reassembly_timeout: 5,
+            allow_open_proxy: false,
         }
     }
 }
@@ -142,6 +147,16 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.listen.is_empty() {
             return bad("`listen` must name at least one address");
+        }
+        if self.users_file.is_none() && !self.allow_open_proxy {
+            if let Some(open) = self.listen.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::Invalid(format!(
+                    "listening on {open} without authentication would make an open proxy that \
+                     anyone who can reach that address may use; add a users file \
+                     (--users-file / users_file), listen on loopback only, or set \
+                     allow_open_proxy = true (--allow-open-proxy) if that is really intended"
+                )));
+            }
         }
         if self.max_clients == 0 {
             return bad("`max_clients` must be at least 1");
@@ -213,6 +228,35 @@ mod tests {
     fn unknown_keys_are_errors() {
         let e = Config::from_toml("listn = [\"127.0.0.1:1\"]").unwrap_err();
         assert!(e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn an_open_proxy_is_refused_unless_asked_for() {
+        let open = Config {
+            listen: vec!["0.0.0.0:1080".parse().unwrap()],
+            ..Config::default()
+        };
+        let e = open.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("open proxy") && e.contains("allow_open_proxy"),
+            "{e}"
+        );
+        let v6 = Config {
+            listen: vec!["[::]:1080".parse().unwrap()],
+            ..Config::default()
+        };
+        assert!(v6.validate().is_err());
+        let asked = Config {
+            allow_open_proxy: true,
+            ..open.clone()
+        };
+        asked.validate().unwrap();
+        let with_users = Config {
+            users_file: Some("/etc/sixsocks/users".into()),
+            ..open
+        };
+        with_users.validate().unwrap();
+        Config::default().validate().unwrap();
     }
 
     #[test]

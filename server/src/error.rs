@@ -34,6 +34,8 @@ pub enum RequestError {
     BindTimeout,
     #[error("{0} is disabled by configuration")]
     Disabled(&'static str),
+    #[error("the target is one of the proxy's own listening sockets")]
+    OwnSocket,
     #[error("limit reached: {0}")]
     Limit(&'static str),
     #[error("{0}")]
@@ -59,7 +61,7 @@ impl RequestError {
             RequestError::Limit(_) => ReplyCode::GeneralFailure,
             RequestError::CommandNotSupported(_) => ReplyCode::CommandNotSupported,
             RequestError::AddressTypeNotSupported => ReplyCode::AddressTypeNotSupported,
-            RequestError::AuthRequired => ReplyCode::NotAllowed,
+            RequestError::AuthRequired | RequestError::OwnSocket => ReplyCode::NotAllowed,
             RequestError::OnionInvalid => ReplyCode::ONION_INVALID_ADDRESS,
             RequestError::OnionUnreachable => ReplyCode::ONION_DESC_NOT_FOUND,
             RequestError::Io(e) => match classify_io(e) {

@@ -63,9 +63,14 @@ impl Server {
             listeners.push(l);
         }
         let max_clients = config.max_clients;
+        let mut shared = Shared::new(config, Authenticator::new(users));
+        shared.own_addrs = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
         Ok(Server {
             listeners,
-            shared: Arc::new(Shared::new(config, Authenticator::new(users))),
+            shared: Arc::new(shared),
             slots: Arc::new(Semaphore::new(max_clients)),
             max_clients,
         })

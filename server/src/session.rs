@@ -40,6 +40,8 @@ pub struct Shared {
     pub tokens: crate::socks6::TokenStore,
     /// SOCKS 6 BIND listeners with a backlog.
     pub backlogs: crate::socks6::Backlogs,
+    /// The addresses the server listens on: never a target (no loops).
+    pub own_addrs: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ impl Shared {
             handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
             tokens: Default::default(),
             backlogs: Default::default(),
+            own_addrs: Vec::new(),
         }
     }
 }
@@ -428,6 +431,7 @@ pub(crate) async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, 
 
 async fn connect_target(target: &TargetAddr, shared: &Shared) -> Result<TcpStream, RequestError> {
     let addrs = lookup(&target.host, shared).await?;
+    refuse_own_sockets(&addrs, target.port, shared)?;
     happy_eyeballs(
         &addrs,
         target.port,
@@ -435,6 +439,31 @@ async fn connect_target(target: &TargetAddr, shared: &Shared) -> Result<TcpStrea
         shared.config.connect_timeout(),
     )
     .await
+}
+
+/// Refuse a target that is one of the proxy's own listening sockets (a
+/// loop that would eat a connection slot per turn until the limit). A
+/// listener on 0.0.0.0 or :: matches every loopback and unspecified
+/// address on its port; `::ffff:a.b.c.d` counts as `a.b.c.d`.
+pub(crate) fn refuse_own_sockets(
+    addrs: &[IpAddr],
+    port: u16,
+    shared: &Shared,
+) -> Result<(), RequestError> {
+    let hit = addrs.iter().any(|ip| {
+        let ip = ip.to_canonical();
+        shared.own_addrs.iter().any(|own| {
+            own.port() == port
+                && (own.ip().to_canonical() == ip
+                    || ip.is_unspecified()
+                    || (own.ip().is_unspecified() && ip.is_loopback()))
+        })
+    });
+    if hit {
+        Err(RequestError::OwnSocket)
+    } else {
+        Ok(())
+    }
 }
 
 /// `None` if `name` is not under `.onion`; otherwise whether it is a

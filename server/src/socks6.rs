@@ -170,6 +170,7 @@ async fn connect(
         mptcp: wanted.mptcp,
     };
     let addrs = lookup(&req.target.host, shared).await?;
+    crate::session::refuse_own_sockets(&addrs, req.target.port, shared)?;
     let use_tfo = wanted.tfo.is_some() && addrs.len() == 1 && !req.initial_data.is_empty();
     let (target, applied, tfo_used) = if use_tfo {
         let sa = SocketAddr::new(addrs[0], req.target.port);

@@ -35,6 +35,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub extended_errors: bool,
 
+    /// Allow listening on a non-loopback address without authentication
+    /// (an open proxy). Without it such a configuration is refused.
+    #[arg(long)]
+    pub allow_open_proxy: bool,
+
     /// Seconds a client has to finish its handshake [default: 10].
     #[arg(long, value_name = "SECS")]
     pub handshake_timeout: Option<u64>,
@@ -129,6 +134,7 @@ impl ServeArgs {
         }
         c.lenient_auth |= self.lenient_auth;
         c.extended_errors |= self.extended_errors;
+        c.allow_open_proxy |= self.allow_open_proxy;
         let set = |dst: &mut u64, v: Option<u64>| {
             if let Some(v) = v {
                 *dst = v;
