@@ -9,7 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
     /// The proxy: socks4://, socks4a://, socks5:// (names resolved here),
-    /// socks5h:// (names resolved by the proxy), with optional user:pass@.
+    /// socks5h:// (names resolved by the proxy), socks6:// (SOCKS 6 draft
+    /// -05: request, credentials and the first bytes of stdin in one
+    /// flight), with optional user:pass@.
     #[arg(
         long,
         env = "SIXSOCKS_PROXY",
@@ -45,6 +47,12 @@ pub struct ResolveArgs {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// How long `connect` over SOCKS 6 waits for stdin before sending the
+/// request: what stdin has by then (up to 8192 bytes) goes with the request
+/// as initial data. Piped input is there at once; a person typing is not
+/// made to wait noticeably.
+const INITIAL_DATA_WAIT: std::time::Duration = std::time::Duration::from_millis(30);
+
 fn proxy(url: &str, timeout: u64) -> Result<Proxy> {
     Ok(Proxy::parse(url)?.with_timeout(std::time::Duration::from_secs(timeout)))
 }
@@ -70,12 +78,32 @@ pub fn run_connect(args: ConnectArgs) -> Result<()> {
         .build()?;
     Ok(rt
         .block_on(async move {
-            let stream = sixsocks_client::connect(&proxy, (host.as_str(), port))
-                .await
-                .map_err(std::io::Error::other)?;
+            // One stdin for the whole session: a read cut short by the wait
+            // below completes on the next read of the same handle.
+            let mut stdin = tokio::io::stdin();
+            let mut initial = Vec::new();
+            let mut stdin_ended = false;
+            if proxy.scheme.is_socks6() {
+                let mut buf = vec![0u8; sixsocks_proto::v6::MAX_INITIAL_DATA];
+                match tokio::time::timeout(INITIAL_DATA_WAIT, stdin.read(&mut buf)).await {
+                    Ok(Ok(0)) => stdin_ended = true,
+                    Ok(Ok(n)) => initial.extend_from_slice(&buf[..n]),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            let stream = if initial.is_empty() {
+                sixsocks_client::connect(&proxy, (host.as_str(), port)).await
+            } else {
+                sixsocks_client::connect_with_data(&proxy, (host.as_str(), port), &initial).await
+            }
+            .map_err(std::io::Error::other)?;
             let (mut rd, mut wr) = tokio::io::split(stream);
             let upload = async {
-                let mut stdin = tokio::io::stdin();
+                if stdin_ended {
+                    wr.shutdown().await?;
+                    return Ok::<(), std::io::Error>(());
+                }
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let n = stdin.read(&mut buf).await?;
