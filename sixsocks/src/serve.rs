@@ -68,8 +68,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
 
-    /// How relayed bytes move: `copy` (pooled buffer) or `splice`
-    /// (splice(2) through a pipe, Linux) [default: copy].
+    /// How relayed bytes move: `splice` (splice(2) through a pipe) or
+    /// `copy` (a pooled buffer) [default: splice].
     #[arg(long, value_name = "MODE")]
     pub relay_mode: Option<RelayMode>,
 
