@@ -39,7 +39,6 @@ mod error;
 mod proxy;
 pub mod socks6;
 mod stream;
-mod sys;
 mod target;
 mod udp;
 

@@ -83,8 +83,8 @@ use crate::connect::{check_credentials, connect_to_proxy, deadline, proxy_addrs}
 use crate::error::{ClientError, Stage};
 use crate::proxy::Proxy;
 use crate::stream::SocksStream;
-use crate::sys;
 use crate::target::IntoTargetAddr;
+use sixsocks_sys as sys;
 
 /// What a SOCKS 6 request asks for besides its command and target: stack
 /// options for the proxy, and how this client opens and authenticates.

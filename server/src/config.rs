@@ -77,6 +77,9 @@ pub struct Config {
     /// open proxy anyone who can reach it may use). Off by default: such a
     /// configuration is refused at start.
     pub allow_open_proxy: bool,
+    /// Largest SOCKS 6 idempotence token window granted; 0 grants none
+    /// (token requests are then ignored, as the draft allows).
+    pub socks6_max_token_window: u32,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             max_datagram: sixsocks_proto::udp::MAX_UDP_PAYLOAD,
             udp_reassembly_timeout: 5,
             allow_open_proxy: false,
+            socks6_max_token_window: 1024,
         }
     }
 }
@@ -157,6 +161,9 @@ impl Config {
                      allow_open_proxy = true (--allow-open-proxy) if that is really intended"
                 )));
             }
+        }
+        if self.socks6_max_token_window >= 1 << 31 {
+            return bad("`socks6_max_token_window` must be below 2^31");
         }
         if self.max_clients == 0 {
             return bad("`max_clients` must be at least 1");

@@ -28,7 +28,6 @@ pub mod relay;
 pub mod resolve;
 pub mod session;
 pub mod socks6;
-mod sys;
 pub mod udp_relay;
 
 pub use config::Config;

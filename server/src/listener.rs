@@ -1,6 +1,7 @@
 //! Listening sockets, the accept loop, the client limit and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,9 +138,15 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    // SOCKS 6 clients may put their request in the SYN (TCP Fast Open);
+    // best effort: the kernel's net.ipv4.tcp_fastopen decides in the end.
+    let _ = sixsocks_sys::set_tcp_fastopen_listen(socket.as_raw_fd(), TFO_QUEUE);
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
+
+/// Pending TCP Fast Open requests a listener keeps.
+const TFO_QUEUE: i32 = 256;
 
 async fn accept_loop(
     listener: TcpListener,

@@ -33,7 +33,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::sys::{self, Pipe};
+use sixsocks_sys::{self as sys, Pipe};
 
 /// How bytes are moved, chosen by configuration (`relay_mode`).
 ///

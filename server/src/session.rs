@@ -46,6 +46,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, auth: Authenticator) -> Self {
+        let max_token_window = config.socks6_max_token_window;
         let handshake = HandshakeConfig {
             require_auth: auth.required(),
             lenient_auth: config.lenient_auth,
@@ -58,7 +59,7 @@ impl Shared {
             udp_limits: Default::default(),
             socks6_limits: Socks6Limits::default(),
             handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
-            tokens: Default::default(),
+            tokens: crate::socks6::TokenStore::new(max_token_window),
             backlogs: Default::default(),
             own_addrs: Vec::new(),
         }

@@ -35,6 +35,16 @@ pub struct TokenStore {
 }
 
 impl TokenStore {
+    /// A store granting windows of at most `max_window` tokens (0: none).
+    pub fn new(max_window: u32) -> Self {
+        TokenStore {
+            windows: Mutex::default(),
+            policy: TokenPolicy { max_window },
+        }
+    }
+}
+
+impl TokenStore {
     fn serve(
         &self,
         key: Vec<u8>,
@@ -253,7 +263,7 @@ async fn connect_tfo(
     data: &[u8],
 ) -> Result<(TcpStream, SocketOptions, bool), RequestError> {
     let (socket, applied) = outbound_socket(sa, opts)?;
-    let tfo = crate::sys::set_tcp_fastopen_connect(socket.as_raw_fd()).is_ok();
+    let tfo = sixsocks_sys::set_tcp_fastopen_connect(socket.as_raw_fd()).is_ok();
     let s = socket
         .connect(sa)
         .await
@@ -268,7 +278,12 @@ async fn connect_tfo(
         return Err(RequestError::from_connect(e));
     }
     s.peer_addr().map_err(RequestError::from_connect)?;
-    Ok((s, applied, tfo))
+    // Report TFO only if the data really rode in the SYN (and was
+    // acknowledged); a first connection only fetches a cookie.
+    let in_syn = tfo
+        && sixsocks_sys::tcp_info_options(s.as_raw_fd())
+            .is_ok_and(|o| o & sixsocks_sys::TCPI_OPT_SYN_DATA != 0);
+    Ok((s, applied, in_syn))
 }
 
 async fn write_all(dst: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {

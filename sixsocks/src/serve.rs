@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Seconds a UDP fragment sequence may take to complete, at least 5 [default: 5].
     #[arg(long, value_name = "SECS")]
     pub udp_reassembly_timeout: Option<u64>,
+
+    /// Largest SOCKS 6 idempotence token window granted; 0 grants none [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub socks6_max_token_window: Option<u32>,
 }
 
 impl ServeArgs {
@@ -172,6 +176,9 @@ impl ServeArgs {
             if let Some(v) = v {
                 *dst = v;
             }
+        }
+        if let Some(n) = self.socks6_max_token_window {
+            c.socks6_max_token_window = n;
         }
         if let Some(m) = self.relay_mode {
             c.relay_mode = m;

@@ -1,0 +1,151 @@
+//! The OS calls sixsocks needs that have no safe wrapper in its
+//! dependencies: pipe2(2), splice(2) and F_SETPIPE_SZ for the relay, and the
+//! TCP Fast Open socket options and `TCP_INFO` for SOCKS 6. This crate is
+//! the only place in the project with `unsafe`.
+//!
+//! Every block passes file descriptors that the caller owns (an `OwnedFd`,
+//! or the raw fd of a live socket borrowed for the duration of the call)
+//! and pointers only to locals of the exact size given to the kernel.
+//! Linux only.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A pipe: the read end and the write end.
+pub struct Pipe {
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+}
+
+impl Pipe {
+    /// A new non-blocking, close-on-exec pipe, grown to `size` bytes if the
+    /// kernel allows (it rounds to pages; failure to grow is not an error).
+    pub fn new(size: usize) -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid, writable array of two c_ints, as
+        // pipe2(2) requires; on success both entries are fresh descriptors
+        // that nothing else owns, so wrapping them in OwnedFd is sound.
+        let pipe = unsafe {
+            if libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Pipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            }
+        };
+        // SAFETY: fcntl on a descriptor we own, with an integer argument.
+        unsafe {
+            libc::fcntl(
+                pipe.write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                size as libc::c_int,
+            );
+        }
+        Ok(pipe)
+    }
+}
+
+/// splice(2) up to `len` bytes from `from` to `to`, non-blocking. One of
+/// them must be a pipe. Returns the bytes moved (0 at EOF of `from`).
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // callers hold the owning objects); null offsets mean "use the file
+    // position", which sockets and pipes require.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Turn on TCP_FASTOPEN_CONNECT (Linux ≥ 4.11) before `connect`: `connect`
+/// then returns at once when the kernel holds a Fast Open cookie for the
+/// peer, and the first write carries its data in the SYN; without a cookie
+/// it is an ordinary handshake that asks for one.
+pub fn set_tcp_fastopen_connect(fd: RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a descriptor the caller owns, with a pointer to
+    // a local c_int and its exact size; the kernel only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN_CONNECT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `tcpi_options` bit: the SYN carried data and the peer acknowledged it
+/// (client side), or the connection was accepted with data in its SYN
+/// (server side).
+pub const TCPI_OPT_SYN_DATA: u8 = 0x20;
+
+/// The `tcpi_options` byte of `TCP_INFO` (offset 5 of `struct tcp_info`,
+/// stable since the structure's first version).
+pub fn tcp_info_options(fd: RawFd) -> io::Result<u8> {
+    // The kernel copies min(len, sizeof(struct tcp_info)) bytes, so asking
+    // for the first 8 is allowed and never writes past them.
+    let mut head = [0u8; 8];
+    let mut len = head.len() as libc::socklen_t;
+    // SAFETY: getsockopt on a descriptor the caller owns; `head` is a local
+    // buffer of `len` bytes and `len` a local the kernel updates.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            head.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < 6 {
+        return Err(io::Error::other("TCP_INFO shorter than 6 bytes"));
+    }
+    Ok(head[5])
+}
+
+/// Turn on TCP Fast Open on a listening socket (before `listen`), with a
+/// queue of `qlen` pending Fast Open requests. Clients that hold a cookie
+/// may then put data in their SYN, which the kernel queues for `accept`.
+pub fn set_tcp_fastopen_listen(fd: RawFd, qlen: i32) -> io::Result<()> {
+    let q: libc::c_int = qlen;
+    // SAFETY: setsockopt on a descriptor the caller owns, with a pointer to
+    // a local c_int and its exact size; the kernel only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            (&q as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
