@@ -44,8 +44,8 @@ pub struct Config {
     pub max_clients: usize,
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
-    /// How relayed bytes are moved: `splice` (splice(2) through a pipe, the
-    /// default) or `copy` (through a pooled user-space buffer).
+    /// How relayed bytes are moved: `copy` (through a pooled user-space
+    /// buffer, the default) or `splice` (splice(2) through a pipe).
     pub relay_mode: RelayMode,
     /// Carry out BIND requests (SOCKS4 and SOCKS5). When off they get `07` / `5B`.
     pub allow_bind: bool,

@@ -37,20 +37,18 @@ use sixsocks_sys::{self as sys, Pipe};
 
 /// How bytes are moved, chosen by configuration (`relay_mode`).
 ///
-/// The default is splice. Measured with `sixsocks-bench` on the 2-core
-/// development machine (loopback, one network namespace per run,
-/// 2026-11-23), splice spent 0.23–0.30 CPU-seconds per GB relayed where
-/// the buffered copy spent 0.32–0.48, at the same throughput within noise
-/// (8 upload streams: 21–23 vs 22–25 Gbit/s; 64 echo streams: 9.3–9.5 vs
-/// 10.2–10.4). Copy stays available for platforms or kernels where
-/// splice(2) to a socket is slow or missing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The default is the buffered copy. Measured with `sixsocks-bench` on the
+/// 2-core development machine (loopback, a network namespace per run,
+/// 2026-11-23), splice spent less CPU per GB (0.23–0.30 s against 0.32–0.52
+/// for copy) at about the same throughput, but with 64 concurrent streams
+/// single streams sometimes waited 2–3 s (1 run in 2 to 3 of 3), which the
+/// copy engine with a byte budget per poll never did (longest wait
+/// 80–270 ms). Until that is understood, splice is opt-in.
 pub enum RelayMode {
     /// read(2) into a pooled buffer, write(2) out of it.
+    #[default]
     Copy,
     /// splice(2) socket → pipe → socket; the bytes never reach user space.
-    #[default]
     Splice,
 }
 
@@ -211,12 +209,14 @@ enum Pump {
     Done,
 }
 
-/// Buffers (or pipes) one pump moves per poll before yielding, so that one
-/// fast stream cannot starve the rest of its worker thread. With 16, 64
-/// echo streams on 2 cores saw single streams wait 1.1–2 s (counted as
-/// stalls by the benchmark); with 4 the longest wait was 0.3–0.7 s, as for
-/// a direct connection under the same load.
-const BUDGET: usize = 4;
+/// Bytes one pump moves per poll before it yields, so that one fast stream
+/// cannot starve the others on its worker thread. Counting reads (4 per
+/// poll) was not enough with 1 MiB pipes: at 64 streams on 2 cores single
+/// streams waited over a second; a byte budget bounds the burst whatever
+/// the engine.
+const BUDGET_BYTES: usize = 512 * 1024;
+/// Most bytes one splice(2) call moves into a pipe.
+const SPLICE_CALL: usize = 256 * 1024;
 
 impl Pump {
     fn new(mode: RelayMode) -> Self {
@@ -231,7 +231,7 @@ impl Pump {
         count: &AtomicU64,
         moved: &mut bool,
     ) -> Poll<io::Result<()>> {
-        let mut budget = BUDGET;
+        let mut budget = BUDGET_BYTES;
         loop {
             match self {
                 Pump::Done => return Poll::Ready(Ok(())),
@@ -240,7 +240,6 @@ impl Pump {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
-                    budget -= 1;
                     ready!(src.poll_read_ready(cx))?;
                     let next = match *mode {
                         RelayMode::Copy => {
@@ -250,11 +249,14 @@ impl Pump {
                                     BUFFERS.with(|p| p.give(buf));
                                     None
                                 }
-                                Ok(n) => Some(Pump::WritingBuf {
-                                    buf,
-                                    pos: 0,
-                                    end: n,
-                                }),
+                                Ok(n) => {
+                                    budget = budget.saturating_sub(n);
+                                    Some(Pump::WritingBuf {
+                                        buf,
+                                        pos: 0,
+                                        end: n,
+                                    })
+                                }
                                 Err(e) => {
                                     BUFFERS.with(|p| p.give(buf));
                                     if e.kind() == io::ErrorKind::WouldBlock {
@@ -270,18 +272,21 @@ impl Pump {
                                 None => Pipe::new(PIPE_SIZE)?,
                             };
                             let r = src.try_io(Interest::READABLE, || {
-                                sys::splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
+                                sys::splice(src.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CALL)
                             });
                             match r {
                                 Ok(0) => {
                                     PIPES.with(|p| p.give(pipe));
                                     None
                                 }
-                                Ok(n) => Some(Pump::WritingPipe {
-                                    pipe,
-                                    left: n,
-                                    total: n,
-                                }),
+                                Ok(n) => {
+                                    budget = budget.saturating_sub(n);
+                                    Some(Pump::WritingPipe {
+                                        pipe,
+                                        left: n,
+                                        total: n,
+                                    })
+                                }
                                 Err(e) => {
                                     PIPES.with(|p| p.give(pipe));
                                     if e.kind() == io::ErrorKind::WouldBlock {

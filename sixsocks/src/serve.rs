@@ -68,8 +68,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
 
-    /// How relayed bytes move: `splice` (splice(2) through a pipe) or
-    /// `copy` (a pooled buffer) [default: splice].
+    /// How relayed bytes move: `copy` (a pooled buffer) or `splice`
+    /// (splice(2) through a pipe: less CPU, opt-in) [default: copy].
     #[arg(long, value_name = "MODE")]
     pub relay_mode: Option<RelayMode>,
 
