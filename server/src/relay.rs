@@ -44,6 +44,8 @@ use sixsocks_sys::{self as sys, Pipe};
 /// single streams sometimes waited 2–3 s (1 run in 2 to 3 of 3), which the
 /// copy engine with a byte budget per poll never did (longest wait
 /// 80–270 ms). Until that is understood, splice is opt-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RelayMode {
     /// read(2) into a pooled buffer, write(2) out of it.
     #[default]
