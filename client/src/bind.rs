@@ -1,5 +1,6 @@
-//! BIND through a proxy (SOCKS4, SOCKS4a, SOCKS5): the proxy listens for
-//! one inbound connection on the client's behalf.
+//! BIND through a proxy (SOCKS4, SOCKS4a, SOCKS5, SOCKS 6): the proxy
+//! listens for one inbound connection on the client's behalf; with SOCKS 6
+//! and a listen backlog ([`SocksListener::bind_backlog`]), for several.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,6 +19,13 @@
 //! says where the proxy listens; the second, read by
 //! [`SocksListener::accept`], comes when a host connects and names it. After
 //! it the connection to the proxy carries the inbound connection's bytes.
+//!
+//! SOCKS 6 (`socks6://`): the request's address is the desired bind address
+//! (`0.0.0.0:0`: any), and the replies are operation replies (a refusal is
+//! [`ClientError::Socks6Refused`]). With a listen backlog the BIND's own
+//! connection carries no data and keeps the proxy's listener open; each
+//! inbound connection is taken by a further BIND naming the bound address
+//! ([`SocksBacklog::accept`]).
 
 use std::net::IpAddr;
 
@@ -26,9 +34,13 @@ use sixsocks_proto::{v4, v5, Command, Host, ProtoError, ReplyCode, TargetAddr, V
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use sixsocks_proto::v6::client::{ClientStep, Socks6Client};
+use sixsocks_proto::v6::{Leg, StackRequests};
+
 use crate::connect::{connect_to_proxy, handshake, prepare_target};
 use crate::error::ClientError;
 use crate::proxy::Proxy;
+use crate::socks6::{Opened, OpenedAt};
 use crate::stream::SocksStream;
 use crate::target::IntoTargetAddr;
 
@@ -47,6 +59,8 @@ pub struct SocksListener {
     buffered: Vec<u8>,
     version: Version,
     bind_addr: TargetAddr,
+    /// SOCKS 6: the handshake machine, waiting for the second reply.
+    v6: Option<Box<Socks6Client>>,
 }
 
 impl SocksListener {
@@ -56,6 +70,8 @@ impl SocksListener {
     /// proxies such as sixsocks accept only that host); `("0.0.0.0", 0)`
     /// names nobody in particular. SOCKS4 needs an IPv4 address (names are
     /// resolved locally for `socks4://` and `socks5://`, as for CONNECT).
+    /// For `socks6://` it is the desired bind address instead (`0.0.0.0:0`:
+    /// any address and port).
     ///
     /// The proxy connect and the first reply are bounded by the proxy's
     /// timeout. A refusal is [`ClientError::Refused`].
@@ -63,6 +79,10 @@ impl SocksListener {
         proxy: &Proxy,
         expected_peer: T,
     ) -> Result<SocksListener, ClientError> {
+        if proxy.scheme.is_socks6() {
+            let target = expected_peer.into_target_addr()?;
+            return bind_v6(proxy, target, None).await?.into_listener(proxy);
+        }
         let target = prepare_target(proxy, expected_peer.into_target_addr()?).await?;
         let stream = connect_to_proxy(proxy).await?;
         let proxy_ip = stream.peer_addr().ok().map(|a| a.ip());
@@ -74,6 +94,57 @@ impl SocksListener {
             buffered,
             version: proxy.scheme.version(),
             bind_addr: substitute_unspecified(reported, proxy_ip),
+            v6: None,
+        })
+    }
+
+    /// SOCKS 6 only: BIND with a listen backlog (draft -05 §8.1.5). The
+    /// proxy listens on `bind_addr` (the desired bind address; `0.0.0.0:0`
+    /// for any) with a backlog of `backlog` connections (at least 2; the
+    /// proxy may grant fewer) for as long as the returned
+    /// [`SocksBacklog`] lives; each inbound connection is then taken with
+    /// [`SocksBacklog::accept`], which sends a further BIND naming the
+    /// bound address.
+    ///
+    /// A proxy that does not grant a backlog is
+    /// [`ClientError::UnexpectedReply`].
+    pub async fn bind_backlog<T: IntoTargetAddr>(
+        proxy: &Proxy,
+        bind_addr: T,
+        backlog: u16,
+    ) -> Result<SocksBacklog, ClientError> {
+        if !proxy.scheme.is_socks6() {
+            return Err(ClientError::Unsupported(format!(
+                "a listen backlog needs socks6, not {}",
+                proxy.scheme
+            )));
+        }
+        if backlog < 2 {
+            return Err(ClientError::Unsupported(format!(
+                "a listen backlog must be at least 2, not {backlog}"
+            )));
+        }
+        let target = bind_addr.into_target_addr()?;
+        let opened = bind_v6(proxy, target, Some(backlog)).await?;
+        if !matches!(opened.at, OpenedAt::Listening) {
+            return Err(ClientError::UnexpectedReply(
+                "the proxy did not grant a listen backlog".into(),
+            ));
+        }
+        let granted = opened
+            .reply
+            .options
+            .stack_requests(Leg::PROXY_REMOTE)
+            .listen_backlog
+            .unwrap_or(backlog);
+        let proxy_ip = opened.stream.peer_addr().ok().map(|a| a.ip());
+        let reported = opened.reply.bound.clone();
+        Ok(SocksBacklog {
+            control: opened.stream,
+            proxy: proxy.clone(),
+            bind_addr: substitute_unspecified(reported.clone(), proxy_ip),
+            reported,
+            granted,
         })
     }
 
@@ -100,8 +171,12 @@ impl SocksListener {
             mut stream,
             mut buffered,
             version,
+            v6,
             ..
         } = self;
+        if let Some(mut machine) = v6 {
+            return accept_v6(stream, buffered, &mut machine).await;
+        }
         loop {
             match parse_reply(version, &buffered).map_err(ClientError::Protocol)? {
                 Parsed::Complete {
@@ -130,6 +205,136 @@ impl SocksListener {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Send a SOCKS 6 BIND (with a listen backlog option if `backlog`) and read
+/// the first operation reply.
+async fn bind_v6(
+    proxy: &Proxy,
+    target: TargetAddr,
+    backlog: Option<u16>,
+) -> Result<Opened, ClientError> {
+    let extra = match backlog {
+        Some(b) => StackRequests {
+            listen_backlog: Some(b),
+            ..StackRequests::default()
+        }
+        .to_options(Leg::PROXY_REMOTE),
+        None => Vec::new(),
+    };
+    crate::socks6::open(proxy, Command::BIND, target, extra).await
+}
+
+impl Opened {
+    /// A BIND's first reply as a listener waiting for the second.
+    fn into_listener(self, proxy: &Proxy) -> Result<SocksListener, ClientError> {
+        if !matches!(self.at, OpenedAt::Bound) {
+            return Err(ClientError::UnexpectedReply(
+                "a BIND answered with a listen backlog nobody asked for".into(),
+            ));
+        }
+        let proxy_ip = self.stream.peer_addr().ok().map(|a| a.ip());
+        Ok(SocksListener {
+            stream: self.stream,
+            buffered: self.buf,
+            version: proxy.scheme.version(),
+            bind_addr: substitute_unspecified(self.reply.bound, proxy_ip),
+            v6: Some(Box::new(self.machine)),
+        })
+    }
+}
+
+/// SOCKS 6: read the second operation reply with the machine.
+async fn accept_v6(
+    mut stream: TcpStream,
+    mut buf: Vec<u8>,
+    machine: &mut Socks6Client,
+) -> Result<(SocksStream, TargetAddr), ClientError> {
+    loop {
+        match machine.step(&buf) {
+            ClientStep::NeedMore(n) => {
+                crate::socks6::read_more(&mut stream, &mut buf, n, machine).await?
+            }
+            ClientStep::Done { consumed, reply } => {
+                if !reply.code().is_success() {
+                    return Err(ClientError::Socks6Refused {
+                        code: reply.code(),
+                        raw: reply.rep,
+                        token: None,
+                    });
+                }
+                let rest = buf.split_off(consumed);
+                let peer = reply.bound;
+                return Ok((SocksStream::new(stream, rest, peer.clone()), peer));
+            }
+            ClientStep::Fail(e) => return Err(ClientError::Protocol(e)),
+            _ => {
+                return Err(ClientError::Protocol(ProtoError::Unexpected(
+                    "something other than BIND's second operation reply",
+                )))
+            }
+        }
+    }
+}
+
+/// A SOCKS 6 BIND with a listen backlog: the proxy keeps listening as long
+/// as this lives (dropping it closes the connection, and the listener).
+/// Made by [`SocksListener::bind_backlog`].
+#[derive(Debug)]
+pub struct SocksBacklog {
+    /// The BIND's own connection: it carries no data, and the proxy's
+    /// listener lives as long as it does.
+    control: TcpStream,
+    proxy: Proxy,
+    /// The bound address as the proxy reported it (named in later BINDs).
+    reported: TargetAddr,
+    bind_addr: TargetAddr,
+    granted: u16,
+}
+
+impl SocksBacklog {
+    /// Where the proxy listens (an unspecified address replaced by the
+    /// proxy's IP, as for [`SocksListener::bind_addr`]).
+    pub fn bind_addr(&self) -> &TargetAddr {
+        &self.bind_addr
+    }
+
+    /// The backlog the proxy granted.
+    pub fn backlog(&self) -> u16 {
+        self.granted
+    }
+
+    /// Send a further BIND naming the bound address and read its first
+    /// reply: the returned listener's [`accept`](SocksListener::accept)
+    /// waits for the next inbound connection the proxy takes from its
+    /// backlog (connections made before are queued by the proxy's kernel).
+    pub async fn next(&self) -> Result<SocksListener, ClientError> {
+        if self.is_closed() {
+            return Err(ClientError::ProxyClosed);
+        }
+        bind_v6(&self.proxy, self.reported.clone(), None)
+            .await?
+            .into_listener(&self.proxy)
+    }
+
+    /// [`next`](Self::next), then [`accept`](SocksListener::accept): the
+    /// next inbound connection and the address of the host that made it.
+    /// Like [`SocksListener::accept`], the wait for a connection has no
+    /// deadline.
+    pub async fn accept(&self) -> Result<(SocksStream, TargetAddr), ClientError> {
+        self.next().await?.accept().await
+    }
+
+    /// Whether the proxy has closed the BIND's connection (which ends
+    /// its listener).
+    pub fn is_closed(&self) -> bool {
+        let mut scratch = [0u8; 64];
+        match self.control.try_read(&mut scratch) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
         }
     }
 }

@@ -18,12 +18,13 @@
 //! * [`handshake`]: the handshake alone, on any stream already open to a proxy.
 //! * [`SocksStream`]: the resulting stream; bytes the proxy sent right behind
 //!   its reply are read first.
-//! * [`SocksListener`]: BIND (SOCKS4, SOCKS4a, SOCKS5), in the style of
+//! * [`SocksListener`]: BIND (SOCKS4, SOCKS4a, SOCKS5, SOCKS 6; SOCKS 6 with a
+//!   listen backlog: [`SocksBacklog`]), in the style of
 //!   tokio's `TcpListener`: where the proxy listens, then `accept`.
 //! * [`socks6`]: SOCKS 6 (draft -05, `socks6://`): CONNECT with the request,
 //!   credentials and first data in one flight, NOOP, stack options, a token
 //!   wallet per [`Socks6Session`], TCP Fast Open to the proxy.
-//! * [`SocksDatagram`]: UDP ASSOCIATE (SOCKS5), in the style of tokio's
+//! * [`SocksDatagram`]: UDP ASSOCIATE (SOCKS5, SOCKS 6), in the style of tokio's
 //!   `UdpSocket`: `send_to` / `recv_from` through the proxy's relay, with
 //!   fragmentation on send when asked and reassembly on receipt.
 //!
@@ -42,7 +43,7 @@ mod stream;
 mod target;
 mod udp;
 
-pub use bind::SocksListener;
+pub use bind::{SocksBacklog, SocksListener};
 pub use connect::{
     connect, connect_to_proxy, connect_with_data, handshake, prepare_target, resolve, resolve_ptr,
 };

@@ -72,7 +72,7 @@ use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::client::{ClientRequest, ClientStep, Socks6Client};
 use sixsocks_proto::v6::idempotence::{PreparedTokens, TokenWallet};
 use sixsocks_proto::v6::{
-    AuthOutcome, AuthReply, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
+    AssociationId, AuthOutcome, AuthReply, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
     OperationReply, Options, Socks6Limits, Socks6Option, StackRequests, MAX_INITIAL_DATA,
 };
 use sixsocks_proto::{Command, ProtoError, TargetAddr};
@@ -498,6 +498,18 @@ impl Start {
                 "{command} over SOCKS 6 is not supported by this client"
             )));
         }
+        Start::build(proxy, command, target, data, options, wallet)
+    }
+
+    /// [`Start::new`] for any command (BIND and UDP ASSOCIATE too).
+    fn build(
+        proxy: &Proxy,
+        command: Command,
+        target: TargetAddr,
+        data: &[u8],
+        options: &Socks6Options,
+        wallet: Option<&Wallet>,
+    ) -> Result<Start, ClientError> {
         if command != Command::CONNECT && !data.is_empty() {
             return Err(ClientError::Unsupported(
                 "only CONNECT carries initial data".into(),
@@ -791,6 +803,151 @@ fn finish(
             client_tfo: learned.client_tfo,
         },
     ))
+}
+
+// ------------------------------------------------------------------ BIND and UDP ASSOCIATE
+
+/// Where a BIND or UDP ASSOCIATE exchange stopped.
+#[derive(Debug)]
+pub(crate) enum OpenedAt {
+    /// BIND's first operation reply: the second comes when a host connects.
+    Bound,
+    /// BIND with a listen backlog granted: the connection carries no data.
+    Listening,
+    /// UDP ASSOCIATE: the association id; the confirmation comes later.
+    Udp(AssociationId),
+}
+
+/// A BIND or UDP ASSOCIATE request answered with success: the connection,
+/// the machine (for the replies still to come), the input not yet consumed
+/// and the operation reply.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) stream: TcpStream,
+    pub(crate) machine: Socks6Client,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) reply: OperationReply,
+    pub(crate) at: OpenedAt,
+}
+
+/// Connect to the proxy and send a BIND or UDP ASSOCIATE request (no
+/// tokens, no TCP Fast Open) with `extra` options; read up to the first
+/// operation reply (and, for UDP, the association id), under the proxy's
+/// timeout. A failure reply is [`ClientError::Socks6Refused`].
+pub(crate) async fn open(
+    proxy: &Proxy,
+    command: Command,
+    target: TargetAddr,
+    extra: Vec<Socks6Option>,
+) -> Result<Opened, ClientError> {
+    let mut options = Socks6Options::default();
+    for o in extra {
+        options = options.option(o);
+    }
+    let start = Start::build(proxy, command, target, &[], &options, None)?;
+    let mut stream = connect_to_proxy(proxy).await?;
+    let (machine, buf, reply, at) =
+        deadline(proxy, Stage::Handshake, drive_open(&mut stream, start)).await?;
+    Ok(Opened {
+        stream,
+        machine,
+        buf,
+        reply,
+        at,
+    })
+}
+
+type DriveOpen = (Socks6Client, Vec<u8>, OperationReply, OpenedAt);
+
+async fn drive_open<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    start: Start,
+) -> Result<DriveOpen, ClientError> {
+    let Start {
+        mut machine, first, ..
+    } = start;
+    let offered = if machine.zero_rtt_auth() {
+        "username/password (in the request)"
+    } else {
+        "username/password"
+    };
+    send(stream, &first).await?;
+    let mut authenticated = false;
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    loop {
+        match machine.step(&buf) {
+            ClientStep::NeedMore(n) => read_more(stream, &mut buf, n, &mut machine).await?,
+            ClientStep::Send { consumed, bytes } => {
+                buf.drain(..consumed);
+                send(stream, &bytes).await?;
+            }
+            ClientStep::Authenticated { consumed, .. } => {
+                buf.drain(..consumed);
+                authenticated = true;
+            }
+            step @ (ClientStep::Bound { .. }
+            | ClientStep::UdpAssociated { .. }
+            | ClientStep::Done { .. }) => {
+                if !authenticated {
+                    return Err(ClientError::Protocol(ProtoError::Unexpected(
+                        "an operation reply before the authentication reply",
+                    )));
+                }
+                let (consumed, reply, at) = match step {
+                    ClientStep::Bound { consumed, reply } => (consumed, reply, OpenedAt::Bound),
+                    ClientStep::UdpAssociated {
+                        consumed,
+                        reply,
+                        id,
+                    } => (consumed, reply, OpenedAt::Udp(id)),
+                    ClientStep::Done { consumed, reply } => (consumed, reply, OpenedAt::Listening),
+                    _ => unreachable!("matched above"),
+                };
+                if !reply.code().is_success() {
+                    return Err(ClientError::Socks6Refused {
+                        code: reply.code(),
+                        raw: reply.rep,
+                        token: None,
+                    });
+                }
+                buf.drain(..consumed);
+                return Ok((machine, buf, reply, at));
+            }
+            ClientStep::UdpConfirmed { .. } => {
+                return Err(ClientError::Protocol(ProtoError::Unexpected(
+                    "a UDP confirmation before the association id",
+                )))
+            }
+            ClientStep::Fail(ProtoError::VersionMismatch) => {
+                return Err(ClientError::VersionMismatch)
+            }
+            ClientStep::Fail(e) => return Err(ClientError::from_proto(e, offered)),
+        }
+    }
+}
+
+/// Read at least one more byte into `buf` for the machine, which asked for
+/// `n` more (bounded by [`MAX_BUFFERED`]).
+pub(crate) async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    n: usize,
+    machine: &mut Socks6Client,
+) -> Result<(), ClientError> {
+    if buf.len() + n > MAX_BUFFERED {
+        return Err(ClientError::Protocol(ProtoError::MessageTooLong(
+            MAX_BUFFERED,
+        )));
+    }
+    buf.reserve(n.max(512));
+    let got = stream.read_buf(buf).await.map_err(ClientError::Io)?;
+    if got == 0 {
+        return Err(match machine.on_eof(buf) {
+            ProtoError::VersionMismatch => ClientError::VersionMismatch,
+            _ => ClientError::ProxyClosed,
+        });
+    }
+    Ok(())
 }
 
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ClientError> {

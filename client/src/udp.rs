@@ -1,5 +1,6 @@
-//! UDP ASSOCIATE through a SOCKS5 proxy (RFC 1928 §7): [`SocksDatagram`],
-//! a UDP socket whose datagrams go through the proxy's relay.
+//! UDP ASSOCIATE through a SOCKS5 proxy (RFC 1928 §7) or a SOCKS 6 one
+//! (draft -05, `socks6://`): [`SocksDatagram`], a UDP socket whose
+//! datagrams go through the proxy's relay.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,21 +28,32 @@
 //! [`SocksDatagram::set_fragment_size`] splits payloads into fragments (only
 //! proxies that reassemble, such as sixsocks, can use that: the RFC lets a
 //! proxy drop every fragment).
+//!
+//! SOCKS 6: the operation reply is followed by a 4-byte association id on
+//! TCP; every datagram carries `06 00 ID PORT ATYP ADDR`. `associate` sends
+//! the empty datagram to `0.0.0.0:0` that asks for the association
+//! confirmation, again every 500 ms (five times at most, within the proxy's
+//! timeout), until the proxy's `00` arrives on TCP. On receipt datagrams
+//! naming another association are skipped. SOCKS 6 has no fragmentation.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sixsocks_proto::udp::{self, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
-use sixsocks_proto::{Command, Host, TargetAddr};
+use sixsocks_proto::v6::client::ClientStep;
+use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Draft05};
+use sixsocks_proto::{Command, Host, ProtoError, TargetAddr};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::bind::substitute_unspecified;
-use crate::connect::{connect_to_proxy, handshake, prepare_target};
+use crate::connect::{connect_to_proxy, deadline, handshake, prepare_target};
 use crate::error::ClientError;
+use crate::error::Stage;
 use crate::proxy::Proxy;
+use crate::socks6::{read_more, Opened, OpenedAt};
 use crate::target::IntoTargetAddr;
 
 /// Receive buffer: the largest UDP datagram.
@@ -63,6 +75,8 @@ pub struct SocksDatagram {
     closed: AtomicBool,
     recv_buf: Mutex<Vec<u8>>,
     reassembler: Mutex<Reassembler>,
+    /// SOCKS 6: the association id every datagram carries.
+    v6: Option<AssociationId>,
 }
 
 impl std::fmt::Debug for SocksDatagram {
@@ -89,11 +103,16 @@ impl SocksDatagram {
     /// from the first datagram).
     ///
     /// If the proxy answers with an unspecified relay address (`0.0.0.0` or
-    /// `::`), datagrams go to the proxy's own IP. SOCKS5 only.
+    /// `::`), datagrams go to the proxy's own IP. SOCKS5 and SOCKS 6 (which
+    /// declares `0.0.0.0:0`, "any", as the desired relay address, and waits
+    /// for the association confirmation before returning).
     pub async fn associate(
         proxy: &Proxy,
         local_bind: Option<SocketAddr>,
     ) -> Result<SocksDatagram, ClientError> {
+        if proxy.scheme.is_socks6() {
+            return associate_v6(proxy, local_bind).await;
+        }
         if !proxy.scheme.is_v5() {
             return Err(ClientError::Unsupported(format!(
                 "UDP ASSOCIATE needs socks5 or socks5h, not {}",
@@ -114,40 +133,8 @@ impl SocksDatagram {
         let reply = handshake(control, proxy, Command::UDP_ASSOCIATE, declared, None).await?;
         let reported = reply.bound_addr().clone();
         let (control, _unexpected) = reply.into_inner();
-        let relay = match substitute_unspecified(reported.clone(), proxy_ip) {
-            TargetAddr {
-                host: Host::Ip(ip),
-                port,
-            } if port != 0 => SocketAddr::new(ip.to_canonical(), port),
-            _ => {
-                return Err(ClientError::UnexpectedReply(format!(
-                    "UDP ASSOCIATE answered with the relay address {reported}, \
-                     which is not an address to send datagrams to"
-                )))
-            }
-        };
-        let socket = match early {
-            Some(s) => {
-                let local = s.local_addr().map_err(ClientError::Io)?;
-                if local.is_ipv4() != relay.is_ipv4() {
-                    return Err(ClientError::Unsupported(format!(
-                        "the proxy's UDP relay is {relay}, which the local socket {local} \
-                         cannot reach (another address family)"
-                    )));
-                }
-                s
-            }
-            None => {
-                let ip = match (to_proxy_from.to_canonical(), relay.ip()) {
-                    (ip @ IpAddr::V4(_), IpAddr::V4(_)) | (ip @ IpAddr::V6(_), IpAddr::V6(_)) => ip,
-                    (_, IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    (_, IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                };
-                UdpSocket::bind(SocketAddr::new(ip, 0))
-                    .await
-                    .map_err(ClientError::Io)?
-            }
-        };
+        let relay = relay_addr(reported, proxy_ip)?;
+        let socket = local_socket(early, relay, to_proxy_from).await?;
         Ok(SocksDatagram {
             control,
             socket,
@@ -157,6 +144,7 @@ impl SocksDatagram {
             closed: AtomicBool::new(false),
             recv_buf: Mutex::new(vec![0u8; RECV_BUF]),
             reassembler: Mutex::new(Reassembler::new(ReassemblyLimits::default())),
+            v6: None,
         })
     }
 
@@ -174,13 +162,20 @@ impl SocksDatagram {
     /// Split payloads longer than `size` bytes into fragments of at most
     /// `size` payload bytes each (RFC 1928 §7), or (`None`) never. A payload
     /// that needs more than 127 fragments cannot be sent. `Some(0)` is an
-    /// `InvalidInput` error.
+    /// `InvalidInput` error; `Some(_)` on a SOCKS 6 association is
+    /// `Unsupported`.
     pub fn set_fragment_size(&self, size: Option<usize>) -> io::Result<()> {
         let v = match size {
             Some(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "fragment size 0",
+                ))
+            }
+            Some(_) if self.v6.is_some() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "SOCKS 6 datagrams have no fragmentation",
                 ))
             }
             Some(n) => n,
@@ -213,6 +208,19 @@ impl SocksDatagram {
         self.check_control()?;
         let target = target.into_target_addr().map_err(to_io)?;
         let target = prepare_target(&self.proxy, target).await.map_err(to_io)?;
+        if let Some(id) = self.v6 {
+            let dgram = Draft05
+                .datagram(
+                    &DatagramHeader {
+                        association: id,
+                        target,
+                    },
+                    buf,
+                )
+                .map_err(invalid_input)?;
+            self.socket.send_to(&dgram, self.relay).await?;
+            return Ok(buf.len());
+        }
         match self.fragment_size() {
             Some(size) if buf.len() > size => {
                 let pieces = udp::fragment(&target, buf, size).map_err(invalid_input)?;
@@ -274,6 +282,14 @@ impl SocksDatagram {
         if SocketAddr::new(from.ip().to_canonical(), from.port()) != self.relay {
             return Ok(None); // Not from the relay: not ours.
         }
+        if let Some(id) = self.v6 {
+            let Some((source, data)) = strip_v6(id, &rbuf[..n]) else {
+                return Ok(None); // Not a SOCKS 6 datagram, or not ours.
+            };
+            let k = data.len().min(buf.len());
+            buf[..k].copy_from_slice(&data[..k]);
+            return Ok(Some((k, source)));
+        }
         let Ok((header, offset)) = UdpHeader::parse(&rbuf[..n]) else {
             return Ok(None); // Not a SOCKS datagram.
         };
@@ -314,6 +330,162 @@ impl SocksDatagram {
     }
 }
 
+/// The relay's address from the reply (an unspecified IP replaced by the
+/// proxy's own).
+fn relay_addr(reported: TargetAddr, proxy_ip: Option<IpAddr>) -> Result<SocketAddr, ClientError> {
+    match substitute_unspecified(reported.clone(), proxy_ip) {
+        TargetAddr {
+            host: Host::Ip(ip),
+            port,
+        } if port != 0 => Ok(SocketAddr::new(ip.to_canonical(), port)),
+        _ => Err(ClientError::UnexpectedReply(format!(
+            "UDP ASSOCIATE answered with the relay address {reported}, \
+             which is not an address to send datagrams to"
+        ))),
+    }
+}
+
+/// The local socket: `early` if bound already (it must be of the relay's
+/// family), else a new one on the address used to reach the proxy.
+async fn local_socket(
+    early: Option<UdpSocket>,
+    relay: SocketAddr,
+    to_proxy_from: IpAddr,
+) -> Result<UdpSocket, ClientError> {
+    Ok(match early {
+        Some(s) => {
+            let local = s.local_addr().map_err(ClientError::Io)?;
+            if local.is_ipv4() != relay.is_ipv4() {
+                return Err(ClientError::Unsupported(format!(
+                    "the proxy's UDP relay is {relay}, which the local socket {local} \
+                     cannot reach (another address family)"
+                )));
+            }
+            s
+        }
+        None => {
+            let ip = match (to_proxy_from.to_canonical(), relay.ip()) {
+                (ip @ IpAddr::V4(_), IpAddr::V4(_)) | (ip @ IpAddr::V6(_), IpAddr::V6(_)) => ip,
+                (_, IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                (_, IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            UdpSocket::bind(SocketAddr::new(ip, 0))
+                .await
+                .map_err(ClientError::Io)?
+        }
+    })
+}
+
+/// How long to wait for the SOCKS 6 association confirmation before
+/// sending the empty datagram again.
+const CONFIRM_RETRY: Duration = Duration::from_millis(500);
+/// How many times the empty datagram is sent at most (all within the
+/// proxy's timeout).
+const CONFIRM_ATTEMPTS: u32 = 5;
+
+/// UDP ASSOCIATE over SOCKS 6: request (desired relay address: any),
+/// operation reply, association id; then the empty datagram to `0.0.0.0:0`
+/// that asks for the confirmation, resent every [`CONFIRM_RETRY`] (at most
+/// [`CONFIRM_ATTEMPTS`] times) until the proxy's `00` arrives on TCP.
+async fn associate_v6(
+    proxy: &Proxy,
+    local_bind: Option<SocketAddr>,
+) -> Result<SocksDatagram, ClientError> {
+    let early = match local_bind {
+        Some(addr) => Some(UdpSocket::bind(addr).await.map_err(ClientError::Io)?),
+        None => None,
+    };
+    let opened = crate::socks6::open(
+        proxy,
+        Command::UDP_ASSOCIATE,
+        TargetAddr::unspecified(),
+        Vec::new(),
+    )
+    .await?;
+    let OpenedAt::Udp(id) = opened.at else {
+        return Err(ClientError::UnexpectedReply(
+            "UDP ASSOCIATE answered without an association id".into(),
+        ));
+    };
+    let Opened {
+        mut stream,
+        mut machine,
+        mut buf,
+        reply,
+        ..
+    } = opened;
+    let proxy_ip = stream.peer_addr().ok().map(|a| a.ip());
+    let to_proxy_from = stream.local_addr().map_err(ClientError::Io)?.ip();
+    let relay = relay_addr(reply.bound, proxy_ip)?;
+    let socket = local_socket(early, relay, to_proxy_from).await?;
+    let ask = Draft05
+        .datagram(
+            &DatagramHeader {
+                association: id,
+                target: TargetAddr::unspecified(),
+            },
+            &[],
+        )
+        .map_err(ClientError::Protocol)?;
+    let confirm = async {
+        let mut attempts = 0;
+        loop {
+            socket.send_to(&ask, relay).await.map_err(ClientError::Io)?;
+            attempts += 1;
+            let wait = async {
+                loop {
+                    match machine.step(&buf) {
+                        ClientStep::NeedMore(n) => {
+                            read_more(&mut stream, &mut buf, n, &mut machine).await?
+                        }
+                        ClientStep::UdpConfirmed { consumed } => {
+                            buf.drain(..consumed);
+                            return Ok(());
+                        }
+                        ClientStep::Fail(e) => return Err(ClientError::Protocol(e)),
+                        _ => {
+                            return Err(ClientError::Protocol(ProtoError::Unexpected(
+                                "something other than the UDP association confirmation",
+                            )))
+                        }
+                    }
+                }
+            };
+            match tokio::time::timeout(CONFIRM_RETRY, wait).await {
+                Ok(r) => return r,
+                Err(_) if attempts < CONFIRM_ATTEMPTS => continue,
+                Err(_) => {
+                    return Err(ClientError::UnexpectedReply(format!(
+                        "no UDP association confirmation after {attempts} requests"
+                    )))
+                }
+            }
+        }
+    };
+    deadline(proxy, Stage::Handshake, confirm).await?;
+    Ok(SocksDatagram {
+        control: stream,
+        socket,
+        relay,
+        proxy: proxy.clone(),
+        fragment_size: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+        recv_buf: Mutex::new(vec![0u8; RECV_BUF]),
+        reassembler: Mutex::new(Reassembler::new(ReassemblyLimits::default())),
+        v6: Some(id),
+    })
+}
+
+/// A SOCKS 6 datagram from the relay: its source and payload, or `None`
+/// when its header does not parse or names another association.
+fn strip_v6(id: AssociationId, dgram: &[u8]) -> Option<(TargetAddr, &[u8])> {
+    let (header, offset) = Draft05.parse_datagram_header(dgram).ok()?;
+    if header.association != id {
+        return None;
+    }
+    Some((header.target, dgram.get(offset..)?))
+}
+
 fn aborted() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
@@ -334,4 +506,37 @@ fn to_io(e: ClientError) -> io::Error {
 
 fn invalid_input<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socks6_datagrams_are_stripped_and_their_id_checked() {
+        let source = TargetAddr::ip(Ipv4Addr::new(127, 0, 0, 9).into(), 5353);
+        let dgram = Draft05
+            .datagram(
+                &DatagramHeader {
+                    association: AssociationId(0xDEAD_BEEF),
+                    target: source.clone(),
+                },
+                b"payload",
+            )
+            .unwrap();
+        assert_eq!(&dgram[..6], &[0x06, 0x00, 0xDE, 0xAD, 0xBE, 0xEF]);
+        let (from, data) = strip_v6(AssociationId(0xDEAD_BEEF), &dgram).unwrap();
+        assert_eq!(from, source);
+        assert_eq!(data, b"payload");
+        assert!(strip_v6(AssociationId(7), &dgram).is_none(), "another id");
+        assert!(strip_v6(AssociationId(0xDEAD_BEEF), &dgram[..5]).is_none());
+        // A SOCKS5 datagram is not a SOCKS 6 one.
+        let v5 = UdpHeader {
+            frag: udp::STANDALONE,
+            target: source,
+        }
+        .datagram(b"x")
+        .unwrap();
+        assert!(strip_v6(AssociationId(0), &v5).is_none());
+    }
 }
