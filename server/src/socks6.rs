@@ -386,15 +386,21 @@ async fn bind(
                 listen_backlog: Some(granted),
                 ..StackRequests::default()
             };
-            reply(
+            // Registered before the reply, so that a BIND the client sends
+            // right after it always finds the listener.
+            shared.backlogs.insert(bound, owner, listener);
+            let replied = reply(
                 stream,
                 req,
                 Some(&bound.into()),
                 Options(applied.to_options(Leg::PROXY_REMOTE)),
                 rec,
             )
-            .await?;
-            shared.backlogs.insert(bound, owner, listener);
+            .await;
+            if let Err(e) = replied {
+                shared.backlogs.remove(bound);
+                return Err(e);
+            }
             rec.outcome = Some(format!("bind backlog {granted} on {bound}"));
             // The listener lives as long as this connection.
             let mut sink = vec![0u8; 512];
