@@ -10,8 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::RequestError;
-use crate::relay::{relay, RelayEnd};
-use crate::session::{Record, Shared};
+
+use crate::session::{relay_recorded, Record, Shared};
 
 /// Most bytes a client may send before the second reply; they are kept and
 /// forwarded once the inbound connection is there.
@@ -90,20 +90,8 @@ pub(crate) async fn run(
         .await?;
     rec.reply = Some(ReplyCode::Succeeded);
     rec.outcome = Some(format!("bind on {bound} accepted {peer}"));
-    let end = relay(
-        client,
-        &inbound,
-        &early,
-        config.idle_timeout(),
-        config.relay_mode,
-        &rec.counters,
-    )
-    .await;
-    match end {
-        RelayEnd::Closed => {}
-        RelayEnd::Idle => rec.outcome = Some(format!("bind from {peer}: idle timeout")),
-        RelayEnd::Error(e) => rec.outcome = Some(format!("bind from {peer}: relay ended: {e}")),
-    }
+    let label = format!("bind from {peer}");
+    relay_recorded(client, &inbound, &early, shared, rec, Some(label)).await;
     Ok(())
 }
 

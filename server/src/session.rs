@@ -344,20 +344,7 @@ async fn execute(
                 rec.outcome = Some(format!("client gone before the reply: {e}"));
                 return Ok(());
             }
-            let end = relay(
-                stream,
-                &target,
-                &leftover,
-                shared.config.idle_timeout(),
-                shared.config.relay_mode,
-                &rec.counters,
-            )
-            .await;
-            match end {
-                RelayEnd::Closed => {}
-                RelayEnd::Idle => rec.outcome = Some("idle timeout".into()),
-                RelayEnd::Error(e) => rec.outcome = Some(format!("relay ended: {e}")),
-            }
+            relay_recorded(stream, &target, &leftover, shared, rec, None).await;
             Ok(())
         }
         Command::RESOLVE => {
@@ -442,6 +429,37 @@ async fn connect_target(target: &TargetAddr, shared: &Shared) -> Result<TcpStrea
         shared.config.connect_timeout(),
     )
     .await
+}
+
+/// Relay between the client and `target` until both directions end, and
+/// record how it ended (`label`, when given, prefixes the outcome).
+pub(crate) async fn relay_recorded(
+    client: &TcpStream,
+    target: &TcpStream,
+    early: &[u8],
+    shared: &Shared,
+    rec: &mut Record,
+    label: Option<String>,
+) {
+    let config = &shared.config;
+    let end = relay(
+        client,
+        target,
+        early,
+        config.idle_timeout(),
+        config.relay_mode,
+        &rec.counters,
+    )
+    .await;
+    let what = match end {
+        RelayEnd::Closed => return,
+        RelayEnd::Idle => "idle timeout".to_string(),
+        RelayEnd::Error(e) => format!("relay ended: {e}"),
+    };
+    rec.outcome = Some(match label {
+        Some(l) => format!("{l}: {what}"),
+        None => what,
+    });
 }
 
 /// Refuse a target that is one of the proxy's own listening sockets (a

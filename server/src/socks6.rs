@@ -19,8 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
-use crate::relay::{relay, RelayEnd};
-use crate::session::{linger_close, lookup, Record, Shared};
+
+use crate::session::{linger_close, lookup, relay_recorded, Record, Shared};
 
 /// Token windows kept at most (one per user, or per client address for
 /// anonymous clients); beyond it, the table is cleared and clients ask again.
@@ -237,20 +237,7 @@ async fn connect(
             .map(|t| format!(", tos {t:#04x}"))
             .unwrap_or_default()
     ));
-    let end = relay(
-        stream,
-        &target,
-        &leftover,
-        config.idle_timeout(),
-        config.relay_mode,
-        &rec.counters,
-    )
-    .await;
-    match end {
-        RelayEnd::Closed => {}
-        RelayEnd::Idle => rec.outcome = Some("idle timeout".into()),
-        RelayEnd::Error(e) => rec.outcome = Some(format!("relay ended: {e}")),
-    }
+    relay_recorded(stream, &target, &leftover, shared, rec, None).await;
     Ok(())
 }
 
@@ -449,20 +436,15 @@ async fn accept_and_relay(
     let _ = inbound.set_nodelay(true);
     reply(stream, req, Some(&peer.into()), Options::new(), rec).await?;
     rec.outcome = Some(format!("bind accepted {peer}"));
-    let end = relay(
+    relay_recorded(
         stream,
         &inbound,
         &leftover,
-        config.idle_timeout(),
-        config.relay_mode,
-        &rec.counters,
+        shared,
+        rec,
+        Some(format!("bind from {peer}")),
     )
     .await;
-    match end {
-        RelayEnd::Closed => {}
-        RelayEnd::Idle => rec.outcome = Some(format!("bind from {peer}: idle timeout")),
-        RelayEnd::Error(e) => rec.outcome = Some(format!("bind from {peer}: relay ended: {e}")),
-    }
     Ok(())
 }
 
