@@ -322,10 +322,17 @@ impl TokenWallet {
 
     /// Learn from a successful authentication reply's options.
     pub fn on_auth_reply(&mut self, options: &Options) {
-        if options.expenditure_reply() == Some(ExpenditureCode::NO_WINDOW) {
+        let spend = options.expenditure_reply();
+        if spend == Some(ExpenditureCode::NO_WINDOW) {
             self.window = None;
         }
         if let Some((base, size)) = options.window_advertisement() {
+            // The window that comes with an "out of window" answer is the
+            // proxy's current one, whatever its base: our tokens are no
+            // longer valid, so it is authoritative, not stale.
+            if spend == Some(ExpenditureCode::OUT_OF_WINDOW) {
+                self.requested = true;
+            }
             self.on_advertisement(base, size);
         }
         self.requested = false;
@@ -619,5 +626,22 @@ mod tests {
         )]));
         assert_eq!(w.window(), None);
         assert_eq!(w.take(), None);
+    }
+
+    #[test]
+    fn wallet_takes_the_window_sent_with_out_of_window() {
+        let mut w = TokenWallet::new(8).unwrap();
+        let _ = w.prepare();
+        w.on_advertisement(100, 8);
+        w.on_auth_reply(&Options::new());
+        assert_eq!(w.take(), Some(100));
+        // The proxy replaced our window with one at a lower base (a new
+        // random base): with "out of window" it is the one to use.
+        w.on_auth_reply(&opts(vec![
+            IdempotenceOption::ExpenditureReply(ExpenditureCode::OUT_OF_WINDOW),
+            IdempotenceOption::WindowAdvertisement { base: 40, size: 8 },
+        ]));
+        assert_eq!(w.window(), Some((40, 8)));
+        assert_eq!(w.take(), Some(40));
     }
 }
