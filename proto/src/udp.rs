@@ -156,6 +156,8 @@ struct Queue {
 pub struct Reassembler {
     limits: ReassemblyLimits,
     queues: HashMap<TargetAddr, Queue>,
+    /// Sequences evicted to make room since the last `take_evicted`.
+    evicted: usize,
 }
 
 impl Reassembler {
@@ -163,6 +165,7 @@ impl Reassembler {
         Reassembler {
             limits,
             queues: HashMap::new(),
+            evicted: 0,
         }
     }
 
@@ -170,6 +173,12 @@ impl Reassembler {
     pub fn pending(&mut self, now: Instant) -> usize {
         self.expire(now);
         self.queues.len()
+    }
+
+    /// How many unfinished sequences were evicted (the oldest, to make room
+    /// for a new one past `max_queues`) since the last call.
+    pub fn take_evicted(&mut self) -> usize {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Bytes held in all queues.
@@ -230,6 +239,7 @@ impl Reassembler {
                 .map(|(k, _)| k.clone())
             {
                 self.queues.remove(&oldest);
+                self.evicted += 1;
             }
         }
         let q = self.queues.entry(header.target).or_insert_with(|| Queue {
@@ -365,6 +375,8 @@ mod tests {
             assert!(r.pending(now) <= 4);
             assert!(r.held_bytes() <= 4 * 1000);
         }
+        assert_eq!(r.take_evicted(), 96, "100 sequences, room for 4");
+        assert_eq!(r.take_evicted(), 0);
     }
 
     #[test]

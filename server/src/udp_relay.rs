@@ -355,10 +355,13 @@ impl Association {
                 // The first datagram from the client's IP fixes its port.
                 self.client_port = Some(src.port());
                 let payload = &dgram[offset..];
-                match self
+                let pushed = self
                     .reassembler
-                    .push(header, payload, Instant::now().into_std())
-                {
+                    .push(header, payload, Instant::now().into_std());
+                // Sequences evicted to make room are lost datagrams too.
+                let evicted = self.reassembler.take_evicted() as u64;
+                self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
+                match pushed {
                     Fragment::Complete(t, d) => (t, d),
                     Fragment::Queued => return,
                     Fragment::Dropped(why) => {
