@@ -3,40 +3,18 @@
 //! against small hand-written proxies for what the real server never does
 //! (an unspecified bound address, fragments and strangers on the way back).
 
+mod inproc;
+
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use sixsocks_client::{ClientError, Proxy, ReplyCode, SocksDatagram, SocksListener, TargetAddr};
-use sixsocks_server::{Config, Server};
+use sixsocks_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// Every wait in a test is bounded by this.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .expect("test step exceeded its deadline")
-}
-
-/// Start the real server on `listen` with the configuration adjusted by `f`.
-async fn start_server_on(listen: SocketAddr, f: impl FnOnce(&mut Config)) -> SocketAddr {
-    let mut config = Config {
-        listen: vec![listen],
-        ..Config::default()
-    };
-    f(&mut config);
-    let server = Server::bind(config).expect("server binds");
-    let addr = server.local_addrs()[0];
-    tokio::spawn(server.run(std::future::pending()));
-    addr
-}
-
-async fn start_server(f: impl FnOnce(&mut Config)) -> SocketAddr {
-    start_server_on((Ipv4Addr::LOCALHOST, 0).into(), f).await
-}
+use inproc::{bounded, udp_echo, udp_echo_dual, DEADLINE};
 
 fn proxy(scheme: &str, addr: SocketAddr) -> Proxy {
     format!("{scheme}://{addr}")
@@ -47,44 +25,6 @@ fn proxy(scheme: &str, addr: SocketAddr) -> Proxy {
 
 fn localhost() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
-/// A UDP echo server on `ip`; returns its address.
-async fn udp_echo(ip: IpAddr) -> SocketAddr {
-    let s = UdpSocket::bind((ip, 0)).await.unwrap();
-    let addr = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 70_000];
-        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-            let _ = s.send_to(&buf[..n], from).await;
-        }
-    });
-    addr
-}
-
-/// A UDP echo server on 127.0.0.1 and, with the same port, on ::1 when
-/// possible, so that `localhost` reaches it whichever address it resolves to.
-async fn udp_echo_dual() -> SocketAddr {
-    for _ in 0..20 {
-        let s4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = s4.local_addr().unwrap();
-        match UdpSocket::bind((Ipv6Addr::LOCALHOST, addr.port())).await {
-            Ok(s6) => {
-                for s in [s4, s6] {
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 70_000];
-                        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-                            let _ = s.send_to(&buf[..n], from).await;
-                        }
-                    });
-                }
-                return addr;
-            }
-            Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
-            Err(_) => break, // No IPv6 loopback.
-        }
-    }
-    udp_echo(localhost()).await
 }
 
 /// Whether this machine has a usable IPv6 loopback.
@@ -558,4 +498,13 @@ async fn udp_relay_named_by_a_domain_is_an_error() {
         .await
         .expect_err("a name as the relay");
     assert!(matches!(e, ClientError::UnexpectedReply(_)), "{e:?}");
+}
+
+/// Start the real server on `listen` with the configuration adjusted by `f`.
+async fn start_server_on(listen: SocketAddr, f: impl FnOnce(&mut Config)) -> SocketAddr {
+    inproc::serve(listen, None, f).await
+}
+
+async fn start_server(f: impl FnOnce(&mut Config)) -> SocketAddr {
+    inproc::serve_local(None, f).await
 }

@@ -4,10 +4,11 @@
 //! against a recording in-memory stream to see exactly what goes out in
 //! which write.
 
+mod inproc;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,64 +25,12 @@ use sixsocks_proto::v6::server::{ServerConfig, Socks6Handshake, Step};
 use sixsocks_proto::v6::{
     Codec, Draft05, ExpenditureCode, IdempotenceOption, MptcpScheduler, Options, Socks6Option,
 };
-use sixsocks_proto::Password;
-use sixsocks_server::{Config, Server};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 
-/// Every wait in a test is bounded by this.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .expect("test step exceeded its deadline")
-}
+use inproc::{bounded, Users, DEADLINE};
 
 // ------------------------------------------------------------------ helpers
-
-/// A users file in a fresh temporary directory, removed on drop.
-struct Users {
-    dir: PathBuf,
-    file: PathBuf,
-}
-
-impl Users {
-    fn new(users: &[(&str, &str)]) -> Users {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sixsocks-client-socks6-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("users");
-        for (name, pw) in users {
-            sixsocks_server::auth::set_user(&file, name, &Password::new(pw.as_bytes().to_vec()))
-                .unwrap();
-        }
-        Users { dir, file }
-    }
-}
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Start the real server on 127.0.0.1:0, optionally with a users file.
-async fn start_server(users: Option<&Users>) -> SocketAddr {
-    let config = Config {
-        listen: vec![(Ipv4Addr::LOCALHOST, 0).into()],
-        users_file: users.map(|u| u.file.clone()),
-        ..Config::default()
-    };
-    let server = Server::bind(config).expect("server binds");
-    let addr = server.local_addrs()[0];
-    tokio::spawn(server.run(std::future::pending()));
-    addr
-}
 
 fn proxy(addr: SocketAddr, creds: Option<(&str, &str)>) -> Proxy {
     let auth = creds.map_or(String::new(), |(u, p)| format!("{u}:{p}@"));
@@ -896,4 +845,9 @@ async fn noop_and_data_less_connect_are_one_write_too() {
         assert_eq!(writes, 1, "{command} creds {creds}: {events:?}");
         assert!(matches!(events[0], Event::Write(_)));
     }
+}
+
+/// Start the real server on 127.0.0.1:0, optionally with a users file.
+async fn start_server(users: Option<&Users>) -> SocketAddr {
+    inproc::serve_local(users, |_| {}).await
 }

@@ -3,70 +3,18 @@
 //! real server (`sixsocks_server::Server`, in-process on 127.0.0.1:0), with
 //! and without credentials.
 
+mod inproc;
+
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use sixsocks_client::{ClientError, Proxy, SocksDatagram, SocksListener, TargetAddr};
-use sixsocks_proto::Password;
-use sixsocks_server::{Config, Server};
+use sixsocks_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-/// Every wait in a test is bounded by this.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .expect("test step exceeded its deadline")
-}
-
-/// A users file in a fresh temporary directory, removed on drop.
-struct Users {
-    dir: PathBuf,
-    file: PathBuf,
-}
-
-impl Users {
-    fn new(users: &[(&str, &str)]) -> Users {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sixsocks-client-socks6-bind-udp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("users");
-        for (name, pw) in users {
-            sixsocks_server::auth::set_user(&file, name, &Password::new(pw.as_bytes().to_vec()))
-                .unwrap();
-        }
-        Users { dir, file }
-    }
-}
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Start the real server on 127.0.0.1:0, optionally with a users file.
-async fn start_server(users: Option<&Users>, f: impl FnOnce(&mut Config)) -> SocketAddr {
-    let mut config = Config {
-        listen: vec![(Ipv4Addr::LOCALHOST, 0).into()],
-        users_file: users.map(|u| u.file.clone()),
-        ..Config::default()
-    };
-    f(&mut config);
-    let server = Server::bind(config).expect("server binds");
-    let addr = server.local_addrs()[0];
-    tokio::spawn(server.run(std::future::pending()));
-    addr
-}
+use inproc::{bounded, udp_echo, udp_echo_dual, Users, DEADLINE};
 
 fn proxy(addr: SocketAddr, creds: Option<(&str, &str)>) -> Proxy {
     let auth = creds.map_or(String::new(), |(u, p)| format!("{u}:{p}@"));
@@ -256,44 +204,6 @@ async fn socks6_bind_backlog_below_two_is_refused_locally() {
 // UDP ASSOCIATE
 // ---------------------------------------------------------------------------
 
-/// A UDP echo server on `ip`; returns its address.
-async fn udp_echo(ip: IpAddr) -> SocketAddr {
-    let s = UdpSocket::bind((ip, 0)).await.unwrap();
-    let addr = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 70_000];
-        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-            let _ = s.send_to(&buf[..n], from).await;
-        }
-    });
-    addr
-}
-
-/// A UDP echo server on 127.0.0.1 and, with the same port, on ::1 when
-/// possible, so that `localhost` reaches it whichever address it resolves to.
-async fn udp_echo_dual() -> SocketAddr {
-    for _ in 0..20 {
-        let s4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = s4.local_addr().unwrap();
-        match UdpSocket::bind((Ipv6Addr::LOCALHOST, addr.port())).await {
-            Ok(s6) => {
-                for s in [s4, s6] {
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 70_000];
-                        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-                            let _ = s.send_to(&buf[..n], from).await;
-                        }
-                    });
-                }
-                return addr;
-            }
-            Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
-            Err(_) => break, // No IPv6 loopback.
-        }
-    }
-    udp_echo(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
-}
-
 async fn recv(udp: &SocksDatagram) -> (Vec<u8>, TargetAddr) {
     let mut buf = vec![0u8; 70_000];
     let (n, from) = bounded(udp.recv_from(&mut buf))
@@ -417,4 +327,9 @@ async fn socks6_udp_datagrams_not_from_the_relay_are_skipped() {
     let (data, from) = recv(&udp).await;
     assert_eq!(data, b"relayed");
     assert_eq!(from, TargetAddr::from(echo));
+}
+
+/// Start the real server on 127.0.0.1:0, optionally with a users file.
+async fn start_server(users: Option<&Users>, f: impl FnOnce(&mut Config)) -> SocketAddr {
+    inproc::serve_local(users, f).await
 }
