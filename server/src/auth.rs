@@ -209,6 +209,11 @@ impl Authenticator {
         self.users.is_some()
     }
 
+    /// Users in the users file (0 without one).
+    pub fn user_count(&self) -> usize {
+        self.users.as_ref().map_or(0, |u| u.len())
+    }
+
     pub async fn verify(&self, username: Vec<u8>, password: Password) -> bool {
         let Some(users) = self.users.clone() else {
             return true;

@@ -80,6 +80,9 @@ pub struct Config {
     /// Largest SOCKS 6 idempotence token window granted; 0 grants none
     /// (token requests are then ignored, as the draft allows).
     pub socks6_max_token_window: u32,
+    /// Access rules, in order; first match wins (see [`crate::rules`]).
+    /// TOML: `[[rule]]` tables. With rules, what no rule matches is blocked.
+    pub rule: Vec<crate::rules::Rule>,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             udp_reassembly_timeout: 5,
             allow_open_proxy: false,
             socks6_max_token_window: 1024,
+            rule: Vec::new(),
         }
     }
 }
@@ -152,16 +156,21 @@ impl Config {
         if self.listen.is_empty() {
             return bad("`listen` must name at least one address");
         }
-        if self.users_file.is_none() && !self.allow_open_proxy {
+        let rules = crate::rules::Rules::new(self.rule.clone());
+        if self.users_file.is_none() && !self.allow_open_proxy && !rules.has_client_rule() {
             if let Some(open) = self.listen.iter().find(|a| !a.ip().is_loopback()) {
                 return Err(ConfigError::Invalid(format!(
                     "listening on {open} without authentication would make an open proxy that \
                      anyone who can reach that address may use; add a users file \
-                     (--users-file / users_file), listen on loopback only, or set \
+                     (--users-file / users_file), a rule that says which clients may use it \
+                     ([[rule]] with `from`), listen on loopback only, or set \
                      allow_open_proxy = true (--allow-open-proxy) if that is really intended"
                 )));
             }
         }
+        rules
+            .validate(|name| self.upstream_exists(name))
+            .map_err(ConfigError::Invalid)?;
         if self.socks6_max_token_window >= 1 << 31 {
             return bad("`socks6_max_token_window` must be below 2^31");
         }
@@ -181,6 +190,11 @@ impl Config {
             return bad("handshake, connect and resolve timeouts must be at least 1 second");
         }
         Ok(())
+    }
+
+    /// Whether `[upstream.NAME]` is configured.
+    pub fn upstream_exists(&self, _name: &str) -> bool {
+        false
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -264,6 +278,18 @@ mod tests {
         };
         with_users.validate().unwrap();
         Config::default().validate().unwrap();
+        // A rule restricting clients by address is not an open proxy.
+        let with_client_rule = Config::from_toml(
+            "listen = [\"0.0.0.0:1080\"]\n[[rule]]\naction = \"pass\"\nfrom = [\"192.0.2.0/24\"]\n",
+        )
+        .unwrap();
+        with_client_rule.validate().unwrap();
+        // A rule about destinations only does not restrict clients.
+        let dest_rule = Config::from_toml(
+            "listen = [\"0.0.0.0:1080\"]\n[[rule]]\naction = \"pass\"\nport = [443]\n",
+        )
+        .unwrap();
+        assert!(dest_rule.validate().is_err());
     }
 
     #[test]

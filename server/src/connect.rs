@@ -55,6 +55,13 @@ pub struct SocketOptions {
     pub tos: Option<u8>,
     /// Open the connection as Multipath TCP.
     pub mptcp: bool,
+    /// Source address (egress selection by rule or user). Addresses of the
+    /// other family must be filtered out before connecting.
+    pub source: Option<IpAddr>,
+    /// SO_MARK (Linux; needs CAP_NET_ADMIN). Failing to set it fails the
+    /// attempt: the mark usually selects a route, and ignoring it would
+    /// send the traffic where the operator said it must not go.
+    pub mark: Option<u32>,
 }
 
 /// What [`SocketOptions`] the kernel actually took.
@@ -166,6 +173,14 @@ pub fn outbound_socket(
         if r.is_ok() {
             applied.tos = Some(tos);
         }
+    }
+    if let Some(mark) = opts.mark {
+        socket.set_mark(mark)?;
+        applied.mark = Some(mark);
+    }
+    if let Some(src) = opts.source {
+        socket.bind(&SocketAddr::new(src, 0).into())?;
+        applied.source = Some(src);
     }
     socket.set_nonblocking(true)?;
     let std: std::net::TcpStream = socket.into();

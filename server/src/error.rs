@@ -36,6 +36,8 @@ pub enum RequestError {
     Disabled(&'static str),
     #[error("the target is one of the proxy's own listening sockets")]
     OwnSocket,
+    #[error("blocked by the rules ({0})")]
+    Blocked(String),
     #[error("limit reached: {0}")]
     Limit(&'static str),
     #[error("{0}")]
@@ -61,7 +63,9 @@ impl RequestError {
             RequestError::Limit(_) => ReplyCode::GeneralFailure,
             RequestError::CommandNotSupported(_) => ReplyCode::CommandNotSupported,
             RequestError::AddressTypeNotSupported => ReplyCode::AddressTypeNotSupported,
-            RequestError::AuthRequired | RequestError::OwnSocket => ReplyCode::NotAllowed,
+            RequestError::AuthRequired | RequestError::OwnSocket | RequestError::Blocked(_) => {
+                ReplyCode::NotAllowed
+            }
             RequestError::OnionInvalid => ReplyCode::ONION_INVALID_ADDRESS,
             RequestError::OnionUnreachable => ReplyCode::ONION_DESC_NOT_FOUND,
             RequestError::Io(e) => match classify_io(e) {

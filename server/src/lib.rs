@@ -13,6 +13,7 @@
 //! * [`bind`]: BIND, both replies and the relay after them.
 //! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed.
 //! * [`relay`]: moving bytes both ways once a connection is up.
+//! * [`rules`]: the ordered access rules (first match wins) and what they decide.
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod listener;
 pub mod relay;
 pub mod resolve;
+pub mod rules;
 pub mod session;
 pub mod socks6;
 pub mod udp_relay;

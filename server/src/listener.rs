@@ -11,8 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
+use arc_swap::ArcSwap;
+
 use crate::auth::{Authenticator, Users, UsersError};
 use crate::config::{Config, ConfigError};
+use crate::rules::Facts;
 use crate::session::{self, Shared};
 
 /// Backlog of each listening socket.
@@ -35,9 +38,71 @@ pub enum StartError {
 /// A bound server, ready to run.
 pub struct Server {
     listeners: Vec<TcpListener>,
-    shared: Arc<Shared>,
+    /// The configuration generation new sessions get (see [`Reloader`]).
+    current: Arc<ArcSwap<Shared>>,
     slots: Arc<Semaphore>,
     max_clients: usize,
+}
+
+/// Loads a users file if the configuration names one.
+fn load_auth(config: &Config) -> Result<Authenticator, StartError> {
+    let users = match &config.users_file {
+        Some(path) => {
+            let users = Users::load(path)?;
+            if users.is_empty() {
+                tracing::warn!(path = %path.display(), "users file lists no users: every login will fail");
+            }
+            Some(users)
+        }
+        None => None,
+    };
+    Ok(Authenticator::new(users))
+}
+
+/// Replaces the configuration of a running server (SIGHUP): rules, users,
+/// limits, upstreams, timeouts. Live sessions keep the configuration they
+/// started with; new ones get the new one.
+#[derive(Clone)]
+pub struct Reloader {
+    current: Arc<ArcSwap<Shared>>,
+}
+
+impl Reloader {
+    /// Validate `config` and load its users file; if both succeed, make it
+    /// the configuration of new sessions. On error the old one stays.
+    /// Settings that need the listening sockets or the runtime rebuilt
+    /// (`listen`, `max_clients`, `socks6_max_token_window`) keep their old
+    /// values until a restart; a warning says so.
+    pub fn reload(&self, mut config: Config) -> Result<(), StartError> {
+        config.validate()?;
+        let auth = load_auth(&config)?;
+        let old = self.current.load();
+        let mut kept = Vec::new();
+        if config.listen != old.config.listen {
+            kept.push("listen");
+            config.listen = old.config.listen.clone();
+        }
+        if config.max_clients != old.config.max_clients {
+            kept.push("max_clients");
+            config.max_clients = old.config.max_clients;
+        }
+        if config.socks6_max_token_window != old.config.socks6_max_token_window {
+            kept.push("socks6_max_token_window");
+            config.socks6_max_token_window = old.config.socks6_max_token_window;
+        }
+        if !kept.is_empty() {
+            tracing::warn!(
+                settings = %kept.join(", "),
+                "these settings changed but take effect only at restart"
+            );
+        }
+        let rules = config.rule.len();
+        let next = old.next(config, auth);
+        let users = next.auth.user_count();
+        self.current.store(Arc::new(next));
+        tracing::info!(rules, users, "configuration reloaded");
+        Ok(())
+    }
 }
 
 impl Server {
@@ -45,16 +110,7 @@ impl Server {
     /// listening address. Must be called inside a tokio runtime.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         config.validate()?;
-        let users = match &config.users_file {
-            Some(path) => {
-                let users = Users::load(path)?;
-                if users.is_empty() {
-                    tracing::warn!(path = %path.display(), "users file lists no users: every login will fail");
-                }
-                Some(users)
-            }
-            None => None,
-        };
+        let auth = load_auth(&config)?;
         let mut listeners = Vec::new();
         for addr in &config.listen {
             let l = listen(*addr).map_err(|source| StartError::Bind {
@@ -64,17 +120,26 @@ impl Server {
             listeners.push(l);
         }
         let max_clients = config.max_clients;
-        let mut shared = Shared::new(config, Authenticator::new(users));
-        shared.own_addrs = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
+        let mut shared = Shared::new(config, auth);
+        shared.own_addrs = Arc::new(
+            listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+        );
         Ok(Server {
             listeners,
-            shared: Arc::new(shared),
+            current: Arc::new(ArcSwap::from_pointee(shared)),
             slots: Arc::new(Semaphore::new(max_clients)),
             max_clients,
         })
+    }
+
+    /// A handle that replaces the configuration of this server while it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            current: self.current.clone(),
+        }
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -96,7 +161,7 @@ impl Server {
             }
             accept_tasks.push(tokio::spawn(accept_loop(
                 listener,
-                self.shared.clone(),
+                self.current.clone(),
                 self.slots.clone(),
                 self.max_clients,
                 stop_rx.clone(),
@@ -108,7 +173,7 @@ impl Server {
             let _ = t.await;
         }
         let live = self.max_clients - self.slots.available_permits();
-        let grace = self.shared.config.shutdown_grace();
+        let grace = self.current.load().config.shutdown_grace();
         tracing::info!(
             live,
             grace_secs = grace.as_secs(),
@@ -150,13 +215,18 @@ const TFO_QUEUE: i32 = 256;
 
 async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    current: Arc<ArcSwap<Shared>>,
     slots: Arc<Semaphore>,
     max_clients: usize,
     mut stop: watch::Receiver<bool>,
 ) {
     let over_limit = RateLimitedLog::default();
     let accept_errors = RateLimitedLog::default();
+    let blocked = RateLimitedLog::default();
+    let Ok(local) = listener.local_addr() else {
+        tracing::error!("listener has no local address; not accepting");
+        return;
+    };
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -165,9 +235,29 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let shared = shared.clone();
+                    let shared = current.load_full();
+                    // Client rules: decided now only if the first rule that
+                    // could apply needs nothing but the address and listener.
+                    let facts = Facts {
+                        client: Some(peer.ip()),
+                        listener: Some(local),
+                        ..Facts::default()
+                    };
+                    let verdict = shared.rules.decide(&facts, &"connection");
+                    if verdict.is_block() {
+                        drop(stream);
+                        blocked.log(|suppressed| {
+                            tracing::warn!(
+                                client = %peer,
+                                rule = %verdict.reason(),
+                                suppressed,
+                                "client blocked by the rules: connection closed"
+                            )
+                        });
+                        continue;
+                    }
                     tokio::spawn(async move {
-                        session::run(stream, peer, shared).await;
+                        session::run(stream, peer, local, shared).await;
                         drop(permit);
                     });
                 }

@@ -18,57 +18,103 @@ use tokio::time::Instant;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::connect::happy_eyeballs;
+use crate::connect::{happy_eyeballs_with, SocketOptions};
 use crate::error::RequestError;
 use crate::relay::{relay, Counters, RelayEnd};
 use crate::resolve::Resolver;
+use crate::rules::{Dest, Facts, Family, Rule, Rules, Verdict};
 
-/// What every session needs, shared by all of them.
+/// What every session needs, shared by all of them: one *generation*,
+/// built from one configuration. A reload (SIGHUP) builds the next
+/// generation with [`Shared::next`]; sessions keep the generation they
+/// started with, new sessions get the new one. The `Arc` fields are state
+/// that must outlive a generation and are handed from one to the next.
 pub struct Shared {
     pub config: Config,
     pub auth: Authenticator,
+    /// The access rules of this generation.
+    pub rules: Rules,
     pub resolver: Resolver,
     pub handshake: HandshakeConfig,
-    pub udp_limits: crate::udp_relay::AssociationLimits,
     /// SOCKS 6 caps on options and initial data.
     pub socks6_limits: Socks6Limits,
     /// Most bytes buffered during a handshake: the largest message (a SOCKS 6
     /// request with its options and initial data, or an HTTP head) plus the
     /// optimistic data that may follow it. More stays in the kernel's buffer.
     pub handshake_buf: usize,
-    /// SOCKS 6 idempotence token windows.
-    pub tokens: crate::socks6::TokenStore,
-    /// SOCKS 6 BIND listeners with a backlog.
-    pub backlogs: crate::socks6::Backlogs,
+    /// UDP associations alive (survives reloads).
+    pub udp_limits: Arc<crate::udp_relay::AssociationLimits>,
+    /// SOCKS 6 idempotence token windows (survive reloads).
+    pub tokens: Arc<crate::socks6::TokenStore>,
+    /// SOCKS 6 BIND listeners with a backlog (survive reloads).
+    pub backlogs: Arc<crate::socks6::Backlogs>,
     /// The addresses the server listens on: never a target (no loops).
-    pub own_addrs: Vec<SocketAddr>,
+    pub own_addrs: Arc<Vec<SocketAddr>>,
 }
 
 impl Shared {
+    /// The first generation. `config` must have been validated.
     pub fn new(config: Config, auth: Authenticator) -> Self {
-        let max_token_window = config.socks6_max_token_window;
+        let tokens = Arc::new(crate::socks6::TokenStore::new(
+            config.socks6_max_token_window,
+        ));
+        Self::build(
+            config,
+            auth,
+            Arc::default(),
+            tokens,
+            Arc::default(),
+            Arc::default(),
+        )
+    }
+
+    /// The next generation after a reload: new configuration, users and
+    /// rules; the live state (UDP association counts, SOCKS 6 tokens and
+    /// backlogs, own addresses) carried over.
+    pub fn next(&self, config: Config, auth: Authenticator) -> Self {
+        Self::build(
+            config,
+            auth,
+            self.udp_limits.clone(),
+            self.tokens.clone(),
+            self.backlogs.clone(),
+            self.own_addrs.clone(),
+        )
+    }
+
+    fn build(
+        config: Config,
+        auth: Authenticator,
+        udp_limits: Arc<crate::udp_relay::AssociationLimits>,
+        tokens: Arc<crate::socks6::TokenStore>,
+        backlogs: Arc<crate::socks6::Backlogs>,
+        own_addrs: Arc<Vec<SocketAddr>>,
+    ) -> Self {
         let handshake = HandshakeConfig {
             require_auth: auth.required(),
             lenient_auth: config.lenient_auth,
         };
         Shared {
             resolver: Resolver::new(config.resolve_timeout()),
+            rules: Rules::new(config.rule.clone()),
             config,
             auth,
             handshake,
-            udp_limits: Default::default(),
             socks6_limits: Socks6Limits::default(),
             handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
-            tokens: crate::socks6::TokenStore::new(max_token_window),
-            backlogs: Default::default(),
-            own_addrs: Vec::new(),
+            udp_limits,
+            tokens,
+            backlogs,
+            own_addrs,
         }
     }
 }
 
 /// Everything the session's log line reports.
-#[derive(Default)]
 pub(crate) struct Record {
+    /// The client's address and the listener it came in on.
+    pub(crate) client: SocketAddr,
+    pub(crate) listener: SocketAddr,
     pub(crate) version: Option<&'static str>,
     pub(crate) credentials: Credentials,
     pub(crate) command: Option<Command>,
@@ -76,6 +122,111 @@ pub(crate) struct Record {
     pub(crate) reply: Option<ReplyCode>,
     pub(crate) counters: Counters,
     pub(crate) outcome: Option<String>,
+}
+
+impl Record {
+    fn new(client: SocketAddr, listener: SocketAddr) -> Self {
+        Record {
+            client,
+            listener,
+            version: None,
+            credentials: Credentials::None,
+            command: None,
+            target: None,
+            reply: None,
+            counters: Counters::default(),
+            outcome: None,
+        }
+    }
+
+    /// The authenticated user name, if the client authenticated against the
+    /// users file (without one, any credentials are accepted unverified and
+    /// do not count as a user for rules and limits).
+    pub(crate) fn user<'a>(&'a self, shared: &Shared) -> Option<&'a str> {
+        match &self.credentials {
+            Credentials::UserPass { username, .. } if shared.auth.required() => {
+                std::str::from_utf8(username).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// What the rules may match on, with `dest` as the destination.
+    pub(crate) fn facts<'a>(&'a self, shared: &Shared, dest: Dest<'a>) -> Facts<'a> {
+        Facts {
+            client: Some(self.client.ip()),
+            listener: Some(self.listener),
+            version: self.version.and_then(crate::rules::version_of),
+            user: Some(self.user(shared)),
+            command: self.command,
+            dest,
+        }
+    }
+}
+
+/// Check a request against the rules; a block is an error (`02` / `5B`).
+/// `Undecided` comes back only for a name not resolved yet (or a UDP
+/// association, whose datagrams are checked one by one).
+pub(crate) fn check_rules<'s>(
+    shared: &'s Shared,
+    rec: &Record,
+    dest: Dest<'_>,
+) -> Result<Verdict<'s>, RequestError> {
+    let what = match &dest {
+        Dest::Unknown => "request".to_string(),
+        Dest::Name(n, p) => format!("request to {n}:{p}"),
+        Dest::Addr { ip, port, .. } => format!("request to {}", SocketAddr::new(*ip, *port)),
+    };
+    let verdict = shared.rules.decide(&rec.facts(shared, dest), &what);
+    match verdict {
+        Verdict::Block(_) => Err(RequestError::Blocked(verdict.reason())),
+        v => Ok(v),
+    }
+}
+
+/// The addresses of a resolved name that the rules let through, and the
+/// rule that passed the first of them. Blocked if none is left.
+pub(crate) fn check_addresses<'s>(
+    shared: &'s Shared,
+    rec: &Record,
+    name: Option<&str>,
+    addrs: Vec<IpAddr>,
+    port: u16,
+) -> Result<(Vec<IpAddr>, Option<&'s Rule>), RequestError> {
+    let mut kept = Vec::with_capacity(addrs.len());
+    let mut first_rule = None;
+    let mut first_block = None;
+    for ip in addrs {
+        let dest = Dest::Addr { name, ip, port };
+        match check_rules(shared, rec, dest) {
+            Ok(v) => {
+                if kept.is_empty() {
+                    first_rule = v.rule();
+                }
+                kept.push(ip);
+            }
+            Err(e) => {
+                first_block.get_or_insert(e);
+            }
+        }
+    }
+    match (kept.is_empty(), first_block) {
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(RequestError::HostUnreachable),
+        (false, _) => Ok((kept, first_rule)),
+    }
+}
+
+/// Outbound socket options a rule asks for.
+pub(crate) fn egress_of(rule: Option<&Rule>) -> (SocketOptions, Option<Family>) {
+    let mut opts = SocketOptions::default();
+    let mut prefer = None;
+    if let Some(r) = rule {
+        opts.source = r.source;
+        opts.mark = r.mark;
+        prefer = r.prefer;
+    }
+    (opts, prefer)
 }
 
 /// Why a handshake ended without a request.
@@ -91,9 +242,14 @@ enum HandshakeEnd {
 }
 
 /// Run one client session to its end and log it.
-pub async fn run(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared>) {
+pub async fn run(
+    mut stream: TcpStream,
+    client: SocketAddr,
+    listener: SocketAddr,
+    shared: Arc<Shared>,
+) {
     let started = Instant::now();
-    let mut rec = Record::default();
+    let mut rec = Record::new(client, listener);
     serve(&mut stream, &shared, &mut rec).await;
     let up = rec.counters.up.load(Ordering::Relaxed);
     let down = rec.counters.down.load(Ordering::Relaxed);
@@ -333,10 +489,22 @@ async fn execute(
         return Err(RequestError::AuthRequired);
     }
     let extended = shared.config.extended_errors;
+    // The rules for BIND (which names the host expected to connect in) and
+    // UDP (whose datagrams are then checked one by one); CONNECT and
+    // RESOLVE are checked with their addresses.
+    match request.command {
+        Command::BIND => {
+            check_rules(shared, rec, Dest::of(&request.target))?;
+        }
+        Command::UDP_ASSOCIATE => {
+            check_rules(shared, rec, Dest::Unknown)?;
+        }
+        _ => {}
+    }
     match request.command {
         Command::CONNECT => {
             // Boxed: connecting is short-lived, relaying is what idles.
-            let target = Box::pin(connect_target(&request.target, shared)).await?;
+            let target = Box::pin(connect_target(&request.target, shared, rec)).await?;
             let bound = target.local_addr().ok().map(TargetAddr::from);
             let reply = request.reply(ReplyCode::Succeeded, bound.as_ref(), extended);
             rec.reply = Some(ReplyCode::Succeeded);
@@ -348,7 +516,7 @@ async fn execute(
             Ok(())
         }
         Command::RESOLVE => {
-            let addrs = lookup(&request.target.host, shared).await?;
+            let (addrs, _) = resolve_checked(&request.target, shared, rec).await?;
             let pick = match request.version {
                 // SOCKS4 can only carry an IPv4 answer.
                 Version::V4 | Version::V4a => addrs.iter().find(|a| a.is_ipv4()).copied(),
@@ -364,6 +532,7 @@ async fn execute(
                     .parse::<IpAddr>()
                     .map_err(|_| RequestError::AddressTypeNotSupported)?,
             };
+            check_rules(shared, rec, Dest::of(&request.target))?;
             let name = shared.resolver.reverse(ip).await?;
             finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
         }
@@ -419,16 +588,65 @@ pub(crate) async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, 
     }
 }
 
-async fn connect_target(target: &TargetAddr, shared: &Shared) -> Result<TcpStream, RequestError> {
-    let addrs = lookup(&target.host, shared).await?;
+/// Check the rules, resolve, check the addresses, connect.
+async fn connect_target(
+    target: &TargetAddr,
+    shared: &Shared,
+    rec: &Record,
+) -> Result<TcpStream, RequestError> {
+    let (addrs, rule) = resolve_checked(target, shared, rec).await?;
     refuse_own_sockets(&addrs, target.port, shared)?;
-    happy_eyeballs(
+    let (opts, prefer) = egress_of(rule);
+    let addrs = order_for_egress(addrs, opts.source, prefer);
+    happy_eyeballs_with(
         &addrs,
         target.port,
         shared.config.happy_eyeballs_delay(),
         shared.config.connect_timeout(),
+        opts,
     )
     .await
+    .map(|(s, _)| s)
+}
+
+/// The rules' verdict on a request's target, then its addresses: a name is
+/// checked by name first (a block costs no DNS query), and, when that does
+/// not decide, by each address it resolves to. Returns the addresses the
+/// rules let through and the rule that passed them.
+pub(crate) async fn resolve_checked<'s>(
+    target: &TargetAddr,
+    shared: &'s Shared,
+    rec: &Record,
+) -> Result<(Vec<IpAddr>, Option<&'s Rule>), RequestError> {
+    let verdict = check_rules(shared, rec, Dest::of(target))?;
+    let addrs = lookup(&target.host, shared).await?;
+    match verdict {
+        Verdict::Undecided => {
+            let name = match &target.host {
+                Host::Domain(n) => Some(n.as_str()),
+                Host::Ip(_) => None,
+            };
+            check_addresses(shared, rec, name, addrs, target.port)
+        }
+        v => Ok((addrs, v.rule())),
+    }
+}
+
+/// Keep only addresses a source address can reach, and put the preferred
+/// family first (happy eyeballs then starts with it).
+pub(crate) fn order_for_egress(
+    mut addrs: Vec<IpAddr>,
+    source: Option<IpAddr>,
+    prefer: Option<Family>,
+) -> Vec<IpAddr> {
+    if let Some(src) = source {
+        addrs.retain(|a| a.is_ipv4() == src.is_ipv4());
+    }
+    if let Some(p) = prefer {
+        let want_v4 = p == Family::Ipv4;
+        addrs.sort_by_key(|a| a.is_ipv4() != want_v4);
+    }
+    addrs
 }
 
 /// Relay between the client and `target` until both directions end, and
@@ -550,7 +768,8 @@ mod size_tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let shared = Arc::new(Shared::new(Config::default(), Authenticator::new(None)));
-        let fut = run(c, "127.0.0.1:1".parse().unwrap(), shared);
+        let a = "127.0.0.1:1".parse().unwrap();
+        let fut = run(c, a, a, shared);
         let size = std::mem::size_of_val(&fut);
         eprintln!("session future: {size} bytes");
         assert!(size < 2048, "session future is {size} bytes");

@@ -19,8 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
+use crate::rules::Dest;
 
-use crate::session::{linger_close, lookup, relay_recorded, Record, Shared};
+use crate::session::{linger_close, relay_recorded, Record, Shared};
 
 /// Token windows kept at most (one per user, or per client address for
 /// anonymous clients); beyond it, the table is cleared and clients ask again.
@@ -112,7 +113,17 @@ pub(crate) async fn execute(
             return;
         }
     }
+    // The rules: CONNECT is checked with its addresses once resolved; a
+    // UDP association's datagrams are checked one by one.
+    let allowed = match req.command {
+        Command::CONNECT => Ok(()),
+        Command::UDP_ASSOCIATE | Command::NOOP => {
+            crate::session::check_rules(shared, rec, Dest::Unknown).map(|_| ())
+        }
+        _ => crate::session::check_rules(shared, rec, Dest::of(&req.target)).map(|_| ()),
+    };
     let result = match req.command {
+        _ if allowed.is_err() => allowed,
         Command::NOOP => reply(stream, &req, None, Options::new(), rec).await,
         Command::CONNECT => connect(stream, &req, leftover, shared, rec).await,
         Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
@@ -175,12 +186,15 @@ async fn connect(
 ) -> Result<(), RequestError> {
     let config = &shared.config;
     let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
+    let (addrs, rule) = crate::session::resolve_checked(&req.target, shared, rec).await?;
+    crate::session::refuse_own_sockets(&addrs, req.target.port, shared)?;
+    let (egress, prefer) = crate::session::egress_of(rule);
+    let addrs = crate::session::order_for_egress(addrs, egress.source, prefer);
     let opts = SocketOptions {
         tos: wanted.tos,
         mptcp: wanted.mptcp,
+        ..egress
     };
-    let addrs = lookup(&req.target.host, shared).await?;
-    crate::session::refuse_own_sockets(&addrs, req.target.port, shared)?;
     let use_tfo = wanted.tfo.is_some() && addrs.len() == 1 && !req.initial_data.is_empty();
     let (target, applied, tfo_used) = if use_tfo {
         let sa = SocketAddr::new(addrs[0], req.target.port);

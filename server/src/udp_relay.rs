@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::bind::same_ip;
 use crate::error::RequestError;
+use crate::rules::{Dest, Verdict};
 use crate::session::{Record, Shared};
 
 /// Receive buffer: the largest UDP payload plus room for our header.
@@ -277,7 +278,7 @@ impl Association {
                 Err(e) => return format!("socket error: {e}"),
             };
             if let Side::Resolved(name, result) = side {
-                self.on_resolved(name, result, rec).await;
+                self.on_resolved(name, result, shared, rec).await;
                 continue;
             }
             if let Side::Control = side {
@@ -397,26 +398,63 @@ impl Association {
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram("larger than max_datagram", src);
         }
-        let ip = match &target.host {
-            Host::Ip(ip) => *ip,
+        let (ip, name) = match &target.host {
+            Host::Ip(ip) => (*ip, None),
             Host::Domain(name) => match self.cached(name) {
-                Some(ip) => ip,
-                None => return self.queue_for_lookup(name, target.port, data, src, shared),
+                Some(ip) => (ip, Some(name.as_str())),
+                None => {
+                    // A name the rules block is not even looked up.
+                    let dest = Dest::Name(name, target.port);
+                    if let Verdict::Block(_) = shared.rules.check(&rec.facts(shared, dest)) {
+                        return self.drop_datagram("blocked by the rules", src);
+                    }
+                    return self.queue_for_lookup(name, target.port, data, src, shared);
+                }
             },
         };
-        self.send_remote(ip, target.port, &data, src, rec).await;
+        self.send_remote(ip, name, target.port, &data, src, shared, rec)
+            .await;
+    }
+
+    /// Whether the rules let a datagram go to `ip:port` (reached through
+    /// `name`, if it was one). Not logged per datagram: drops are counted.
+    fn allowed(
+        &self,
+        ip: IpAddr,
+        name: Option<&str>,
+        port: u16,
+        shared: &Shared,
+        rec: &Record,
+    ) -> Result<(), &'static str> {
+        if shared.rules.is_empty() {
+            return Ok(());
+        }
+        let dest = Dest::Addr { name, ip, port };
+        match shared.rules.check(&rec.facts(shared, dest)) {
+            Verdict::Block(_) => Err("blocked by the rules"),
+            Verdict::Pass(Some((_, rule))) if rule.route.is_some() => {
+                Err("the rules route it upstream: not supported for UDP")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Send one datagram to a remote host through the outbound socket of
     /// its family.
+    #[allow(clippy::too_many_arguments)]
     async fn send_remote(
         &mut self,
         ip: IpAddr,
+        name: Option<&str>,
         port: u16,
         data: &[u8],
         src: SocketAddr,
+        shared: &Shared,
         rec: &Record,
     ) {
+        if let Err(why) = self.allowed(ip, name, port, shared, rec) {
+            return self.drop_datagram(why, src);
+        }
         let dst = SocketAddr::new(ip, port);
         let out = match self.outbound(ip).await {
             Ok(s) => s,
@@ -531,7 +569,13 @@ impl Association {
     }
 
     /// A lookup finished: remember the answer and send what waited for it.
-    async fn on_resolved(&mut self, name: String, result: Result<IpAddr, String>, rec: &Record) {
+    async fn on_resolved(
+        &mut self,
+        name: String,
+        result: Result<IpAddr, String>,
+        shared: &Shared,
+        rec: &Record,
+    ) {
         let queued = self.resolving.remove(&name).unwrap_or_default();
         match result {
             Ok(ip) => {
@@ -541,10 +585,11 @@ impl Association {
                         self.dns.clear();
                     }
                 }
-                self.dns.insert(name, (Instant::now(), ip));
+                self.dns.insert(name.clone(), (Instant::now(), ip));
                 let src = SocketAddr::new(self.client_ip, self.client_port.unwrap_or(0));
                 for (port, data) in queued {
-                    self.send_remote(ip, port, &data, src, rec).await;
+                    self.send_remote(ip, Some(&name), port, &data, src, shared, rec)
+                        .await;
                 }
             }
             Err(e) => {

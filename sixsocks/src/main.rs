@@ -1,6 +1,7 @@
 //! The `sixsocks` command: a SOCKS4/4a/5 proxy server (`serve`) and its tools
 //! (`passwd`, `connect`, `resolve`).
 
+mod check;
 mod connect;
 mod passwd;
 mod serve;
@@ -23,6 +24,8 @@ struct Cli {
 enum Cmd {
     /// Run the proxy server (the default when no subcommand is given).
     Serve(Box<serve::ServeArgs>),
+    /// Check a configuration (file, users file, rules) and say what it means.
+    Check(Box<check::CheckArgs>),
     /// Add a user to a users file, or change a user's password.
     Passwd(passwd::PasswdArgs),
     /// Connect to HOST:PORT through a proxy; stdin goes to it, its answer to stdout (like nc).
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         None => serve::run(serve::ServeArgs::default()),
         Some(Cmd::Serve(args)) => serve::run(*args),
+        Some(Cmd::Check(args)) => check::run(*args),
         Some(Cmd::Passwd(args)) => passwd::run(args),
         Some(Cmd::Connect(args)) => connect::run_connect(args),
         Some(Cmd::Resolve(args)) => connect::run_resolve(args),

@@ -199,7 +199,27 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async move {
         let shutdown = shutdown_signal()?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let server = Server::bind(config)?;
+        let reloader = server.reloader();
+        // SIGHUP: read the configuration again (file and command line) and
+        // apply it to new sessions; a bad one is rejected and logged.
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading the configuration");
+                match args.config() {
+                    Ok(config) => match reloader.reload(config) {
+                        Ok(()) => {}
+                        Err(e) => tracing::error!(
+                            "reload rejected, the old configuration stays in force: {e}"
+                        ),
+                    },
+                    Err(e) => tracing::error!(
+                        "reload rejected, the old configuration stays in force: {e}"
+                    ),
+                }
+            }
+        });
         server.run(shutdown).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;

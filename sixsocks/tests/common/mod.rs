@@ -250,6 +250,9 @@ pub struct Server {
 /// TLD is reserved: no real resolver answers for it.)
 pub const PROXY_ONLY_NAME: &str = "sixsocks-e2e.test";
 
+/// A name that [`Server::start_with_hosts`] maps to both 127.0.0.1 and ::1.
+pub const PROXY_ONLY_DUAL_NAME: &str = "sixsocks-dual.test";
+
 impl Server {
     /// `sixsocks serve ARGS`, adding `--listen 127.0.0.1:0` unless ARGS
     /// have a `--listen` (or a `--config`, which may set listeners itself).
@@ -272,7 +275,9 @@ impl Server {
         }
         let dir = TempDir::new("hosts");
         let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        hosts.push_str(&format!("\n127.0.0.1\t{PROXY_ONLY_NAME}\n"));
+        hosts.push_str(&format!(
+            "\n127.0.0.1\t{PROXY_ONLY_NAME}\n127.0.0.1\t{PROXY_ONLY_DUAL_NAME}\n::1\t{PROXY_ONLY_DUAL_NAME}\n"
+        ));
         std::fs::write(dir.join("hosts"), hosts).unwrap();
         let mut cmd = Command::new("unshare");
         cmd.args([

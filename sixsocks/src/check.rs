@@ -1,0 +1,85 @@
+//! `sixsocks check`: validate a configuration and say what it means.
+
+use std::fmt::Write as _;
+
+use clap::Args;
+use sixsocks_server::auth::Users;
+use sixsocks_server::rules::Rules;
+use sixsocks_server::Config;
+
+use crate::serve::ServeArgs;
+
+/// Options of `sixsocks check`: the same as `serve`'s.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Validate the configuration `serve` would run with (file, users file,
+/// rules) and print a summary; an error says what is wrong.
+pub fn run(args: CheckArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = args.serve.config()?;
+    let users = match &config.users_file {
+        Some(path) => Some(Users::load(path)?),
+        None => None,
+    };
+    print!("{}", describe(&config, users.as_ref().map(Users::len)));
+    Ok(())
+}
+
+/// What a valid configuration means, in words.
+pub fn describe(c: &Config, users: Option<usize>) -> String {
+    let mut out = String::new();
+    let listen: Vec<String> = c.listen.iter().map(|a| a.to_string()).collect();
+    let _ = writeln!(out, "configuration is valid");
+    let _ = writeln!(out, "listen: {}", listen.join(", "));
+    match (&c.users_file, users) {
+        (Some(path), Some(n)) => {
+            let _ = writeln!(
+                out,
+                "authentication: username/password required ({n} users in {}); SOCKS4 refused",
+                path.display()
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "authentication: none");
+        }
+    }
+    let rules = Rules::new(c.rule.clone());
+    if rules.is_empty() {
+        let _ = writeln!(out, "rules: none (every request passes)");
+    } else {
+        let _ = writeln!(out, "rules (first match wins):");
+        for (i, r) in rules.iter().enumerate() {
+            let _ = writeln!(out, "  {:>2}. {}", i + 1, r.describe());
+        }
+        let _ = writeln!(out, "  anything else: block");
+    }
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    let _ = writeln!(
+        out,
+        "commands: CONNECT, RESOLVE, RESOLVE_PTR on; BIND {}; UDP ASSOCIATE {}",
+        onoff(c.allow_bind),
+        onoff(c.allow_udp)
+    );
+    let _ = writeln!(
+        out,
+        "limits: {} clients; timeouts: handshake {} s, connect {} s, idle {}",
+        c.max_clients,
+        c.handshake_timeout,
+        c.connect_timeout,
+        match c.idle_timeout {
+            0 => "never".to_string(),
+            n => format!("{n} s"),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "extended errors: {}; lenient auth: {}; relay: {:?}",
+        onoff(c.extended_errors),
+        onoff(c.lenient_auth),
+        c.relay_mode
+    );
+    out
+}
