@@ -83,6 +83,10 @@ pub struct Config {
     /// Access rules, in order; first match wins (see [`crate::rules`]).
     /// TOML: `[[rule]]` tables. With rules, what no rule matches is blocked.
     pub rule: Vec<crate::rules::Rule>,
+    /// Per-user limits and settings, by user name (`[users.alice]`); the
+    /// entry `"*"` applies to every user without one of their own. See
+    /// [`crate::limits`]. No command-line twin: it is a table.
+    pub users: crate::limits::UsersConfig,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Config {
             allow_open_proxy: false,
             socks6_max_token_window: 1024,
             rule: Vec::new(),
+            users: Default::default(),
         }
     }
 }
@@ -189,6 +194,7 @@ impl Config {
         if self.handshake_timeout == 0 || self.connect_timeout == 0 || self.resolve_timeout == 0 {
             return bad("handshake, connect and resolve timeouts must be at least 1 second");
         }
+        crate::limits::validate(&self.users).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -234,6 +240,7 @@ mod tests {
         cfg.validate().expect("example config is valid");
         assert_eq!(cfg.listen.len(), 2, "the example listens on IPv4 and IPv6");
         assert_eq!(cfg.handshake_timeout, Config::default().handshake_timeout);
+        assert!(cfg.users.contains_key(crate::limits::ANY_USER));
     }
 
     #[test]

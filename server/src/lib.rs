@@ -14,6 +14,8 @@
 //! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed.
 //! * [`relay`]: moving bytes both ways once a connection is up.
 //! * [`rules`]: the ordered access rules (first match wins) and what they decide.
+//! * [`limits`]: per-user limits (concurrent sessions, bandwidth) and the
+//!   registry of live users that enforces them.
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
 
@@ -24,6 +26,7 @@ pub mod bind;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod limits;
 pub mod listener;
 pub mod relay;
 pub mod resolve;
