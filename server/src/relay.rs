@@ -17,6 +17,16 @@
 //! Two engines move the bytes (see [`RelayMode`]): a copy through a user
 //! space buffer, and splice(2) through a pipe (Linux), which keeps the data
 //! in the kernel.
+//!
+//! Bandwidth limits (per user, see [`crate::limits`]): a limited relay has a
+//! token bucket per direction, which may be shared with other relays. A
+//! pump takes tokens once its source is readable and reads (or splices) at
+//! most that many bytes, giving back what it did not read; with too few
+//! tokens it arms a timer and sleeps until enough have accrued. A relay
+//! without limits (no user) carries one null pointer and does no extra
+//! work; a user's relay allocates its limits (a reference and two timer
+//! slots) once, and each timer on its first wait; while the user's rate is
+//! unlimited, a read costs one atomic load more.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -31,9 +41,11 @@ use serde::Deserialize;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use sixsocks_sys::{self as sys, Pipe};
+
+use crate::limits::{Bandwidth, TokenBucket};
 
 /// How bytes are moved, chosen by configuration (`relay_mode`).
 ///
@@ -97,7 +109,10 @@ pub enum RelayEnd {
 }
 
 /// Relay until both directions are done. `initial_up` (optimistic data read
-/// with the request) is written to the target first.
+/// with the request) is written to the target first (outside the bandwidth
+/// limit: it is at most a handshake buffer's worth).
+///
+/// With `bandwidth`, each direction reads only as fast as its bucket allows.
 ///
 /// The relay is a hand-written future (two [`Pump`]s and an optional idle
 /// timer) rather than `async` blocks: it is what every idle connection
@@ -109,6 +124,7 @@ pub async fn relay(
     idle: Option<Duration>,
     mode: RelayMode,
     counters: &Counters,
+    bandwidth: Option<&Bandwidth>,
 ) -> RelayEnd {
     if let Err(e) = write_all(target, initial_up).await {
         return RelayEnd::Error(e);
@@ -125,6 +141,13 @@ pub async fn relay(
         counters,
         idle: idle.map(|d| (d, Box::pin(tokio::time::sleep_until(now + d)))),
         last: now,
+        throttle: bandwidth.map(|bandwidth| {
+            Box::new(Throttle {
+                bandwidth,
+                up: None,
+                down: None,
+            })
+        }),
     }
     .await
 }
@@ -151,6 +174,49 @@ struct Relay<'a> {
     /// moved in the meantime.
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     last: Instant,
+    /// Bandwidth limits, boxed so that unlimited relays stay small.
+    throttle: Option<Box<Throttle<'a>>>,
+}
+
+/// A limited relay's buckets and its timers, one per direction, allocated
+/// on the first wait.
+struct Throttle<'a> {
+    bandwidth: &'a Bandwidth,
+    up: Option<Pin<Box<Sleep>>>,
+    down: Option<Pin<Box<Sleep>>>,
+}
+
+/// What a pump consults before reading: a bucket and its timer.
+struct Gate<'a> {
+    bucket: &'a TokenBucket,
+    sleep: &'a mut Option<Pin<Box<Sleep>>>,
+}
+
+impl Gate<'_> {
+    /// Tokens for up to `want` bytes (at least one), or Pending with the
+    /// timer armed for when enough will have accrued.
+    fn poll_take(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<usize> {
+        loop {
+            let wait = match self.bucket.take(want) {
+                Ok(n) => return Poll::Ready(n),
+                Err(wait) => wait,
+            };
+            // `wait` is at least 1 ms and the timer fires only once it has
+            // passed, by which time the tokens are there (unless a relay
+            // sharing the bucket took them first): no busy loop.
+            let deadline = Instant::now() + wait;
+            let sleep = match self.sleep {
+                Some(sleep) => {
+                    sleep.as_mut().reset(deadline);
+                    sleep
+                }
+                None => self
+                    .sleep
+                    .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            ready!(sleep.as_mut().poll(cx));
+        }
+    }
 }
 
 impl Future for Relay<'_> {
@@ -159,15 +225,34 @@ impl Future for Relay<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         let this = self.get_mut();
         let mut moved = false;
-        let up = this
-            .up
-            .poll(cx, this.client, this.target, &this.counters.up, &mut moved);
+        let (up_gate, down_gate) = match this.throttle.as_deref_mut() {
+            Some(t) => (
+                Some(Gate {
+                    bucket: &t.bandwidth.up,
+                    sleep: &mut t.up,
+                }),
+                Some(Gate {
+                    bucket: &t.bandwidth.down,
+                    sleep: &mut t.down,
+                }),
+            ),
+            None => (None, None),
+        };
+        let up = this.up.poll(
+            cx,
+            this.client,
+            this.target,
+            &this.counters.up,
+            &mut moved,
+            up_gate,
+        );
         let down = this.down.poll(
             cx,
             this.target,
             this.client,
             &this.counters.down,
             &mut moved,
+            down_gate,
         );
         match (up, down) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => {
@@ -232,6 +317,7 @@ impl Pump {
         dst: &TcpStream,
         count: &AtomicU64,
         moved: &mut bool,
+        mut gate: Option<Gate<'_>>,
     ) -> Poll<io::Result<()>> {
         let mut budget = BUDGET_BYTES;
         loop {
@@ -243,10 +329,29 @@ impl Pump {
                         return Poll::Pending;
                     }
                     ready!(src.poll_read_ready(cx))?;
+                    // Tokens are taken only once the source is readable, so
+                    // an idle relay holds none.
+                    let most = match *mode {
+                        RelayMode::Copy => CHUNK,
+                        RelayMode::Splice => SPLICE_CALL,
+                    };
+                    let allowed = match gate.as_mut() {
+                        Some(g) => ready!(g.poll_take(cx, most)).min(most),
+                        None => most,
+                    };
+                    // Give back the tokens of bytes not read.
+                    let bucket = gate.as_ref().map(|g| g.bucket);
+                    let refund = |read: usize| {
+                        if let Some(b) = bucket {
+                            b.refund(allowed - read);
+                        }
+                    };
                     let next = match *mode {
                         RelayMode::Copy => {
                             let mut buf = BUFFERS.with(|p| p.take());
-                            match src.try_read(&mut buf) {
+                            let r = src.try_read(&mut buf[..allowed]);
+                            refund(*r.as_ref().unwrap_or(&0));
+                            match r {
                                 Ok(0) => {
                                     BUFFERS.with(|p| p.give(buf));
                                     None
@@ -274,8 +379,9 @@ impl Pump {
                                 None => Pipe::new(PIPE_SIZE)?,
                             };
                             let r = src.try_io(Interest::READABLE, || {
-                                sys::splice(src.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CALL)
+                                sys::splice(src.as_raw_fd(), pipe.write.as_raw_fd(), allowed)
                             });
+                            refund(*r.as_ref().unwrap_or(&0));
                             match r {
                                 Ok(0) => {
                                     PIPES.with(|p| p.give(pipe));
@@ -409,7 +515,15 @@ mod tests {
         let (target_side, mut server) = pair().await;
         let counters = Counters::default();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let relay_fut = relay(&client_side, &target_side, b"early", None, mode, &counters);
+        let relay_fut = relay(
+            &client_side,
+            &target_side,
+            b"early",
+            None,
+            mode,
+            &counters,
+            None,
+        );
         let app_side = async {
             app.write_all(&data).await.unwrap();
             app.shutdown().await.unwrap();
@@ -456,8 +570,130 @@ mod tests {
             Some(Duration::from_secs(5)),
             RelayMode::Copy,
             &counters,
+            None,
         )
         .await;
         assert!(matches!(end, RelayEnd::Idle), "{end:?}");
+    }
+
+    /// A limited relay moves every byte, in order, both ways, with the
+    /// half-close passed on; and (in virtual time) no faster than the rate
+    /// allows: each direction's bytes beyond the bucket's burst need
+    /// `bytes / rate` seconds of refill.
+    async fn limited_roundtrip(mode: RelayMode) {
+        const RATE: u64 = 1_000_000;
+        let (mut app, client_side) = pair().await;
+        let (target_side, mut server) = pair().await;
+        let counters = Counters::default();
+        let bw = Bandwidth::new(Some(RATE));
+        let up: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let down: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+        let start = Instant::now();
+        let relay_fut = relay(
+            &client_side,
+            &target_side,
+            b"",
+            None,
+            mode,
+            &counters,
+            Some(&bw),
+        );
+        let app_side = async {
+            app.write_all(&up).await.unwrap();
+            app.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            app.read_to_end(&mut back).await.unwrap();
+            back
+        };
+        let server_side = async {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            let up_done = Instant::now();
+            // Only after the client's half-close: the directions run one
+            // after the other.
+            server.write_all(&down).await.unwrap();
+            server.shutdown().await.unwrap();
+            (got, up_done)
+        };
+        let (end, back, (got, up_done)) = tokio::join!(relay_fut, app_side, server_side);
+        let elapsed = start.elapsed();
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert!(got == up, "up: all bytes, in order");
+        assert!(back == down, "down: all bytes, in order");
+        assert_eq!(counters.up.load(Ordering::Relaxed), up.len() as u64);
+        assert_eq!(counters.down.load(Ordering::Relaxed), down.len() as u64);
+        let burst = crate::limits::burst(RATE);
+        let secs = |n: usize| Duration::from_secs_f64((n as u64 - burst) as f64 / RATE as f64);
+        assert!(
+            up_done - start >= secs(up.len()),
+            "up: {:?} for {} bytes at {RATE} B/s",
+            up_done - start,
+            up.len()
+        );
+        assert!(
+            elapsed >= secs(up.len()) + secs(down.len()),
+            "both: {elapsed:?} (virtual)"
+        );
+        eprintln!("{mode:?}: limited round trip took {elapsed:?} of virtual time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn copy_respects_the_bandwidth_limit() {
+        limited_roundtrip(RelayMode::Copy).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn splice_respects_the_bandwidth_limit() {
+        limited_roundtrip(RelayMode::Splice).await;
+    }
+
+    /// Two relays sharing one user's buckets share the rate.
+    #[tokio::test(start_paused = true)]
+    async fn relays_sharing_a_bucket_share_the_rate() {
+        const RATE: u64 = 500_000;
+        const LEN: usize = 1_000_000;
+        let bw = Bandwidth::new(Some(RATE));
+        let one = |seed: u32| {
+            let bw = &bw;
+            async move {
+                let (mut app, client_side) = pair().await;
+                let (target_side, mut server) = pair().await;
+                let counters = Counters::default();
+                let data: Vec<u8> = (0..LEN as u32).map(|i| (i % 239 + seed) as u8).collect();
+                let relay_fut = relay(
+                    &client_side,
+                    &target_side,
+                    b"",
+                    None,
+                    RelayMode::Copy,
+                    &counters,
+                    Some(bw),
+                );
+                let app_side = async {
+                    app.write_all(&data).await.unwrap();
+                    app.shutdown().await.unwrap();
+                    let mut rest = Vec::new();
+                    app.read_to_end(&mut rest).await.unwrap();
+                };
+                let server_side = async {
+                    let mut got = Vec::new();
+                    server.read_to_end(&mut got).await.unwrap();
+                    server.shutdown().await.unwrap();
+                    got
+                };
+                let (end, (), got) = tokio::join!(relay_fut, app_side, server_side);
+                assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+                assert!(got == data, "relay {seed}: all bytes, in order");
+            }
+        };
+        let start = Instant::now();
+        tokio::join!(one(0), one(1));
+        let elapsed = start.elapsed();
+        let floor = (2 * LEN as u64 - crate::limits::burst(RATE)) as f64 / RATE as f64;
+        assert!(
+            elapsed >= Duration::from_secs_f64(floor),
+            "two relays moved {} bytes in {elapsed:?} at {RATE} B/s shared",
+            2 * LEN
+        );
     }
 }

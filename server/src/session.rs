@@ -50,62 +50,57 @@ pub struct Shared {
     pub backlogs: Arc<crate::socks6::Backlogs>,
     /// The addresses the server listens on: never a target (no loops).
     pub own_addrs: Arc<Vec<SocketAddr>>,
+    /// Live users: session counts and shared bandwidth buckets. Must outlive
+    /// configuration reloads (apply new settings with `UserTable::apply`).
+    pub users: Arc<crate::limits::UserTable>,
 }
 
 impl Shared {
     /// The first generation. `config` must have been validated.
     pub fn new(config: Config, auth: Authenticator) -> Self {
-        let tokens = Arc::new(crate::socks6::TokenStore::new(
-            config.socks6_max_token_window,
-        ));
-        Self::build(
-            config,
-            auth,
-            Arc::default(),
-            tokens,
-            Arc::default(),
-            Arc::default(),
-        )
+        Self::build(config, auth, None)
     }
 
     /// The next generation after a reload: new configuration, users and
     /// rules; the live state (UDP association counts, SOCKS 6 tokens and
-    /// backlogs, own addresses) carried over.
+    /// backlogs, own addresses, live users with their new limits) carried
+    /// over.
     pub fn next(&self, config: Config, auth: Authenticator) -> Self {
-        Self::build(
-            config,
-            auth,
-            self.udp_limits.clone(),
-            self.tokens.clone(),
-            self.backlogs.clone(),
-            self.own_addrs.clone(),
-        )
+        Self::build(config, auth, Some(self))
     }
 
-    fn build(
-        config: Config,
-        auth: Authenticator,
-        udp_limits: Arc<crate::udp_relay::AssociationLimits>,
-        tokens: Arc<crate::socks6::TokenStore>,
-        backlogs: Arc<crate::socks6::Backlogs>,
-        own_addrs: Arc<Vec<SocketAddr>>,
-    ) -> Self {
+    fn build(config: Config, auth: Authenticator, prev: Option<&Shared>) -> Self {
         let handshake = HandshakeConfig {
             require_auth: auth.required(),
             lenient_auth: config.lenient_auth,
         };
+        let users = match prev {
+            Some(p) => {
+                p.users.apply(&config.users);
+                p.users.clone()
+            }
+            None => Arc::new(crate::limits::UserTable::new(config.users.clone())),
+        };
         Shared {
+            users,
             resolver: Resolver::new(config.resolve_timeout()),
             rules: Rules::new(config.rule.clone()),
+            udp_limits: prev.map_or_else(Arc::default, |p| p.udp_limits.clone()),
+            tokens: prev.map_or_else(
+                || {
+                    Arc::new(crate::socks6::TokenStore::new(
+                        config.socks6_max_token_window,
+                    ))
+                },
+                |p| p.tokens.clone(),
+            ),
+            backlogs: prev.map_or_else(Arc::default, |p| p.backlogs.clone()),
+            own_addrs: prev.map_or_else(Arc::default, |p| p.own_addrs.clone()),
             config,
             auth,
             handshake,
             socks6_limits: Socks6Limits::default(),
             handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
-            udp_limits,
-            tokens,
-            backlogs,
-            own_addrs,
         }
     }
 }
@@ -122,6 +117,8 @@ pub(crate) struct Record {
     pub(crate) reply: Option<ReplyCode>,
     pub(crate) counters: Counters,
     pub(crate) outcome: Option<String>,
+    /// The user's admission (per-user limits), held until the session ends.
+    pub(crate) admission: Option<crate::limits::UserSession>,
 }
 
 impl Record {
@@ -136,6 +133,7 @@ impl Record {
             reply: None,
             counters: Counters::default(),
             outcome: None,
+            admission: None,
         }
     }
 
@@ -488,6 +486,7 @@ async fn execute(
     if shared.auth.required() && matches!(request.version, Version::V4 | Version::V4a) {
         return Err(RequestError::AuthRequired);
     }
+    rec.admission = shared.users.admit(&request.credentials)?;
     let extended = shared.config.extended_errors;
     // The rules for BIND (which names the host expected to connect in) and
     // UDP (whose datagrams are then checked one by one); CONNECT and
@@ -667,6 +666,7 @@ pub(crate) async fn relay_recorded(
         config.idle_timeout(),
         config.relay_mode,
         &rec.counters,
+        rec.admission.as_ref().map(|u| u.bandwidth()),
     )
     .await;
     let what = match end {

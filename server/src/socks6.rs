@@ -113,6 +113,10 @@ pub(crate) async fn execute(
             return;
         }
     }
+    rec.admission = match shared.users.admit(&req.credentials) {
+        Ok(user) => user,
+        Err(e) => return fail(stream, &req, e.reply_code(), rec, e.to_string()).await,
+    };
     // The rules: CONNECT is checked with its addresses once resolved; a
     // UDP association's datagrams are checked one by one.
     let allowed = match req.command {
