@@ -250,7 +250,7 @@ pub async fn run(
     let mut rec = Record::new(client, listener);
     serve(&mut stream, &shared, &mut rec).await;
     // Free the user's session slot before the line that says it ended.
-    drop(rec.user.take());
+    drop(rec.admission.take());
     let up = rec.counters.up.load(Ordering::Relaxed);
     let down = rec.counters.down.load(Ordering::Relaxed);
     let reply = rec.reply.map_or_else(|| "-".to_string(), |r| r.to_string());
