@@ -215,14 +215,25 @@ pub(crate) fn check_addresses<'s>(
     }
 }
 
-/// Outbound socket options a rule asks for.
-pub(crate) fn egress_of(rule: Option<&Rule>) -> (SocketOptions, Option<Family>) {
+/// Outbound socket options: what the deciding rule asks for; the source
+/// address, when the rule names none, from the user's `[users]` entry.
+pub(crate) fn egress_of(
+    rule: Option<&Rule>,
+    shared: &Shared,
+    rec: &Record,
+) -> (SocketOptions, Option<Family>) {
     let mut opts = SocketOptions::default();
     let mut prefer = None;
     if let Some(r) = rule {
         opts.source = r.source;
         opts.mark = r.mark;
         prefer = r.prefer;
+    }
+    if opts.source.is_none() {
+        if let Some(user) = rec.user(shared) {
+            opts.source = crate::limits::settings_for(&shared.config.users, user.as_bytes())
+                .and_then(|s| s.source);
+        }
     }
     (opts, prefer)
 }
@@ -597,7 +608,7 @@ async fn connect_target(
 ) -> Result<TcpStream, RequestError> {
     let (addrs, rule) = resolve_checked(target, shared, rec).await?;
     refuse_own_sockets(&addrs, target.port, shared)?;
-    let (opts, prefer) = egress_of(rule);
+    let (opts, prefer) = egress_of(rule, shared, rec);
     let addrs = order_for_egress(addrs, opts.source, prefer);
     happy_eyeballs_with(
         &addrs,

@@ -192,7 +192,7 @@ async fn connect(
     let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
     let (addrs, rule) = crate::session::resolve_checked(&req.target, shared, rec).await?;
     crate::session::refuse_own_sockets(&addrs, req.target.port, shared)?;
-    let (egress, prefer) = crate::session::egress_of(rule);
+    let (egress, prefer) = crate::session::egress_of(rule, shared, rec);
     let addrs = crate::session::order_for_egress(addrs, egress.source, prefer);
     let opts = SocketOptions {
         tos: wanted.tos,

@@ -610,3 +610,29 @@ fn egress_source_family_preference_and_mark() {
         missing("IPv6 loopback, for the family preference");
     }
 }
+
+#[test]
+fn egress_source_per_user() {
+    let target = peer_reporter();
+    let dir = TempDir::new("rules-user-egress");
+    let users = dir.join("users");
+    passwd(&users, "alice", "pw-a");
+    passwd(&users, "bob", "pw-b");
+    let server = start_with(
+        &dir,
+        &format!(
+            "listen = [\"127.0.0.1:0\"]\nusers_file = \"{}\"\n[users.alice]\nsource = \"127.0.0.6\"\n",
+            users.display()
+        ),
+        &[],
+    );
+    let seen = |creds| {
+        let (mut s, r) = socks5_connect(server.addr, &v5_addr(target.addr), Some(creds));
+        assert_eq!(r.rep, 0);
+        String::from_utf8_lossy(&read_to_close(&mut s).0)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(seen(("alice", "pw-a")), "127.0.0.6");
+    assert_eq!(seen(("bob", "pw-b")), "127.0.0.1");
+}
