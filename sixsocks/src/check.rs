@@ -56,6 +56,24 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
         }
         let _ = writeln!(out, "  anything else: block");
     }
+    for (name, u) in &c.users {
+        let mut parts = Vec::new();
+        if let Some(n) = u.max_sessions {
+            parts.push(format!("at most {n} sessions"));
+        }
+        if let Some(b) = u.bandwidth {
+            parts.push(format!("{b} bytes/s each way"));
+        }
+        if let Some(s) = u.source {
+            parts.push(format!("source address {s}"));
+        }
+        let who = if name == "*" {
+            "every other user".to_string()
+        } else {
+            format!("user {name}")
+        };
+        let _ = writeln!(out, "{who}: {}", parts.join(", "));
+    }
     let onoff = |b: bool| if b { "on" } else { "off" };
     let _ = writeln!(
         out,

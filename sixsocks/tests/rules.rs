@@ -502,9 +502,16 @@ fn check_explains_a_config_and_refuses_bad_ones() {
         [[rule]]
         action = "block"
         log = true
+        [users.alice]
+        max_sessions = 3
+        bandwidth = 1000
         "#,
     );
     let (ok, text) = check(&["--config", &good]);
+    assert!(
+        text.contains("user alice: at most 3 sessions, 1000 bytes/s each way"),
+        "{text}"
+    );
     assert!(ok, "{text}");
     assert!(
         text.contains("1. pass from 192.0.2.0/24; to .example.com; port 443, 8000-8080")
