@@ -221,9 +221,13 @@ impl Authenticator {
         let Ok(_permit) = self.limit.clone().acquire_owned().await else {
             return false;
         };
-        tokio::task::spawn_blocking(move || users.verify_blocking(&username, &password))
+        let ok = tokio::task::spawn_blocking(move || users.verify_blocking(&username, &password))
             .await
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if !ok {
+            crate::metrics::auth_failure();
+        }
+        ok
     }
 }
 

@@ -120,9 +120,12 @@ pub async fn happy_eyeballs_with(
             }
         }
     };
-    tokio::time::timeout(timeout, run)
+    let started = tokio::time::Instant::now();
+    let result = tokio::time::timeout(timeout, run)
         .await
-        .unwrap_or(Err(RequestError::ConnectTimeout))
+        .unwrap_or(Err(RequestError::ConnectTimeout));
+    crate::metrics::connect_seconds(started.elapsed(), result.is_ok());
+    result
 }
 
 fn rank(e: &RequestError) -> u8 {

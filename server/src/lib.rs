@@ -18,6 +18,7 @@
 //!   registry of live users that enforces them.
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
+//! * [`metrics`]: the exported metrics (names, help, buckets) and their helpers.
 
 #![deny(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod connect;
 pub mod error;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod relay;
 pub mod resolve;
 pub mod rules;

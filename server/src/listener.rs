@@ -246,6 +246,7 @@ async fn accept_loop(
                     let verdict = shared.rules.decide(&facts, &"connection");
                     if verdict.is_block() {
                         drop(stream);
+                        crate::metrics::rule_block("accept");
                         blocked.log(|suppressed| {
                             tracing::warn!(
                                 client = %peer,
@@ -263,6 +264,7 @@ async fn accept_loop(
                 }
                 Err(_) => {
                     drop(stream);
+                    crate::metrics::rejected_max_clients();
                     over_limit.log(|suppressed| {
                         tracing::warn!(
                             client = %peer,

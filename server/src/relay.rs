@@ -33,7 +33,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ use tokio::time::{Instant, Sleep};
 use sixsocks_sys::{self as sys, Pipe};
 
 use crate::limits::{Bandwidth, TokenBucket};
+use crate::metrics::Direction;
 
 /// How bytes are moved, chosen by configuration (`relay_mode`).
 ///
@@ -88,13 +89,35 @@ pub const PIPE_SIZE: usize = 1024 * 1024;
 const POOL_KEEP: usize = 16;
 
 /// Bytes moved, counted as they are written (so they are right even when
-/// the relay ends with an error).
+/// the relay ends with an error). Add to them only through [`Counters::add`]
+/// (which also feeds the exported byte counter, see
+/// [`crate::metrics::count_bytes`]); read them directly.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Client → target.
     pub up: AtomicU64,
     /// Target → client.
     pub down: AtomicU64,
+}
+
+impl Counters {
+    /// Count `n` bytes moved in `direction`.
+    #[inline]
+    pub fn add(&self, direction: Direction, n: u64) {
+        let counter = match direction {
+            Direction::Up => &self.up,
+            Direction::Down => &self.down,
+        };
+        crate::metrics::count_bytes(counter, direction, n);
+    }
+    /// Count `n` bytes moved from the client to the target.
+    pub fn add_up(&self, n: u64) {
+        self.add(Direction::Up, n);
+    }
+    /// Count `n` bytes moved from the target to the client.
+    pub fn add_down(&self, n: u64) {
+        self.add(Direction::Down, n);
+    }
 }
 
 /// How a relay ended.
@@ -129,9 +152,7 @@ pub async fn relay(
     if let Err(e) = write_all(target, initial_up).await {
         return RelayEnd::Error(e);
     }
-    counters
-        .up
-        .fetch_add(initial_up.len() as u64, Ordering::Relaxed);
+    counters.add_up(initial_up.len() as u64);
     let now = Instant::now();
     Relay {
         client,
@@ -238,19 +259,22 @@ impl Future for Relay<'_> {
             ),
             None => (None, None),
         };
+        let (client, target, counters) = (this.client, this.target, this.counters);
         let up = this.up.poll(
             cx,
-            this.client,
-            this.target,
-            &this.counters.up,
+            client,
+            target,
+            counters,
+            Direction::Up,
             &mut moved,
             up_gate,
         );
         let down = this.down.poll(
             cx,
-            this.target,
-            this.client,
-            &this.counters.down,
+            target,
+            client,
+            counters,
+            Direction::Down,
             &mut moved,
             down_gate,
         );
@@ -315,7 +339,8 @@ impl Pump {
         cx: &mut Context<'_>,
         src: &TcpStream,
         dst: &TcpStream,
-        count: &AtomicU64,
+        counters: &Counters,
+        direction: Direction,
         moved: &mut bool,
         mut gate: Option<Gate<'_>>,
     ) -> Poll<io::Result<()>> {
@@ -427,7 +452,7 @@ impl Pump {
                         Err(e) => return Poll::Ready(Err(e)),
                     }
                     if *pos == *end {
-                        count.fetch_add(*end as u64, Ordering::Relaxed);
+                        counters.add(direction, *end as u64);
                         *moved = true;
                         let mode = RelayMode::Copy;
                         if let Pump::WritingBuf { buf, .. } =
@@ -449,7 +474,7 @@ impl Pump {
                         Err(e) => return Poll::Ready(Err(e)),
                     }
                     if *left == 0 {
-                        count.fetch_add(*total as u64, Ordering::Relaxed);
+                        counters.add(direction, *total as u64);
                         *moved = true;
                         if let Pump::WritingPipe { pipe, .. } =
                             std::mem::replace(self, Pump::Reading(RelayMode::Splice))
@@ -498,6 +523,7 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

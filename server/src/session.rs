@@ -258,6 +258,7 @@ pub async fn run(
     shared: Arc<Shared>,
 ) {
     let started = Instant::now();
+    let _active = crate::metrics::active_session();
     let mut rec = Record::new(client, listener);
     serve(&mut stream, &shared, &mut rec).await;
     // Free the user's session slot before the line that says it ended.
@@ -283,6 +284,8 @@ pub async fn run(
         outcome = %rec.outcome.as_deref().unwrap_or("ok"),
         "session end"
     );
+    crate::metrics::session_end(rec.version, rec.command, rec.reply);
+    crate::metrics::session_bytes_end(up, down);
 }
 
 async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
@@ -330,6 +333,7 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
     match execute(stream, &request, leftover, shared, rec).await {
         Ok(()) => {}
         Err(e) => {
+            crate::metrics::request_refused(&e);
             let code = e.reply_code();
             rec.reply = Some(code);
             rec.outcome = Some(e.to_string());
@@ -430,6 +434,7 @@ async fn handshake(
     hs: &mut ServerHandshake,
     shared: &Shared,
 ) -> Result<(Handshaken, Vec<u8>), HandshakeEnd> {
+    let started = Instant::now();
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut machine = Machine::Legacy(hs);
     let cap = shared.handshake_buf;
@@ -474,6 +479,7 @@ async fn handshake(
                 }
             }
             Instr::Done(consumed, request) => {
+                crate::metrics::handshake_seconds(started.elapsed());
                 buf.drain(..consumed);
                 return Ok((request, buf));
             }

@@ -141,6 +141,7 @@ pub(crate) async fn execute(
         other => Err(RequestError::CommandNotSupported(other)),
     };
     if let Err(e) = result {
+        crate::metrics::request_refused(&e);
         let code = e.reply_code();
         fail(stream, &req, code, rec, e.to_string()).await;
     }
@@ -203,10 +204,12 @@ async fn connect(
     let (target, applied, tfo_used) = if use_tfo {
         let sa = SocketAddr::new(addrs[0], req.target.port);
         let connect = connect_tfo(sa, opts, &req.initial_data);
-        let (s, a, used) = tokio::time::timeout(config.connect_timeout(), connect)
+        let started = tokio::time::Instant::now();
+        let connected = tokio::time::timeout(config.connect_timeout(), connect)
             .await
-            .map_err(|_| RequestError::ConnectTimeout)??;
-        (s, a, used)
+            .unwrap_or(Err(RequestError::ConnectTimeout));
+        crate::metrics::connect_seconds(started.elapsed(), connected.is_ok());
+        connected?
     } else {
         let (s, a) = happy_eyeballs_with(
             &addrs,
@@ -219,10 +222,7 @@ async fn connect(
         write_all(&s, &req.initial_data).await?;
         (s, a, false)
     };
-    rec.counters.up.fetch_add(
-        req.initial_data.len() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    rec.counters.add_up(req.initial_data.len() as u64);
     let reported = StackRequests {
         tos: applied.tos,
         tfo: if tfo_used { wanted.tfo } else { None },

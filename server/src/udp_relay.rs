@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use sixsocks_proto::udp::{Fragment, Reassembler, ReassemblyLimits, UdpHeader};
+use sixsocks_proto::udp::{DropReason, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
 use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Options, Socks6Request};
 use sixsocks_proto::{Host, ReplyCode, Request, TargetAddr};
 use tokio::io::AsyncWriteExt;
@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::bind::same_ip;
 use crate::error::RequestError;
+use crate::metrics::{udp_datagram, Direction, UdpDrop};
 use crate::rules::{Dest, Verdict};
 use crate::session::{Record, Shared};
 
@@ -329,8 +330,9 @@ impl Association {
         }
     }
 
-    fn drop_datagram(&self, why: &str, src: SocketAddr) {
+    fn drop_datagram(&self, reason: UdpDrop, why: &str, src: SocketAddr) {
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::udp_drop(reason, 1);
         tracing::debug!(%src, why, "udp datagram dropped");
     }
 
@@ -342,16 +344,22 @@ impl Association {
         rec: &Record,
     ) {
         if !same_ip(src.ip(), self.client_ip) {
-            return self.drop_datagram("not from the client", src);
+            return self.drop_datagram(UdpDrop::NotFromClient, "not from the client", src);
         }
         if matches!(self.client_port, Some(p) if p != src.port()) {
-            return self.drop_datagram("not from the client's port", src);
+            return self.drop_datagram(UdpDrop::NotFromClient, "not from the client's port", src);
         }
         let (target, data) = match &mut self.framing {
             Framing::Socks5 => {
                 let (header, offset) = match UdpHeader::parse(dgram) {
                     Ok(h) => h,
-                    Err(e) => return self.drop_datagram(&format!("bad header: {e}"), src),
+                    Err(e) => {
+                        return self.drop_datagram(
+                            UdpDrop::BadHeader,
+                            &format!("bad header: {e}"),
+                            src,
+                        )
+                    }
                 };
                 // The first datagram from the client's IP fixes its port.
                 self.client_port = Some(src.port());
@@ -362,11 +370,16 @@ impl Association {
                 // Sequences evicted to make room are lost datagrams too.
                 let evicted = self.reassembler.take_evicted() as u64;
                 self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
+                crate::metrics::udp_drop(UdpDrop::Fragment, evicted);
                 match pushed {
                     Fragment::Complete(t, d) => (t, d),
                     Fragment::Queued => return,
                     Fragment::Dropped(why) => {
-                        return self.drop_datagram(&format!("fragment: {why:?}"), src)
+                        let reason = match why {
+                            DropReason::TooLarge => UdpDrop::TooLarge,
+                            _ => UdpDrop::Fragment,
+                        };
+                        return self.drop_datagram(reason, &format!("fragment: {why:?}"), src);
                     }
                 }
             }
@@ -377,10 +390,16 @@ impl Association {
             } => {
                 let (header, offset) = match codec.parse_datagram_header(dgram) {
                     Ok(h) => h,
-                    Err(e) => return self.drop_datagram(&format!("bad header: {e}"), src),
+                    Err(e) => {
+                        return self.drop_datagram(
+                            UdpDrop::BadHeader,
+                            &format!("bad header: {e}"),
+                            src,
+                        )
+                    }
                 };
                 if header.association != *id {
-                    return self.drop_datagram("unknown association id", src);
+                    return self.drop_datagram(UdpDrop::BadHeader, "unknown association id", src);
                 }
                 // The first datagram with the right id fixes the 5-tuple,
                 // and is confirmed on the TCP connection.
@@ -396,7 +415,7 @@ impl Association {
             }
         };
         if data.len() > shared.config.max_datagram {
-            return self.drop_datagram("larger than max_datagram", src);
+            return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
         }
         let (ip, name) = match &target.host {
             Host::Ip(ip) => (*ip, None),
@@ -406,7 +425,8 @@ impl Association {
                     // A name the rules block is not even looked up.
                     let dest = Dest::Name(name, target.port);
                     if let Verdict::Block(_) = shared.rules.check(&rec.facts(shared, dest)) {
-                        return self.drop_datagram("blocked by the rules", src);
+                        crate::metrics::rule_block("udp");
+                        return self.drop_datagram(UdpDrop::Blocked, "blocked by the rules", src);
                     }
                     return self.queue_for_lookup(name, target.port, data, src, shared);
                 }
@@ -431,7 +451,10 @@ impl Association {
         }
         let dest = Dest::Addr { name, ip, port };
         match shared.rules.check(&rec.facts(shared, dest)) {
-            Verdict::Block(_) => Err("blocked by the rules"),
+            Verdict::Block(_) => {
+                crate::metrics::rule_block("udp");
+                Err("blocked by the rules")
+            }
             Verdict::Pass(Some((_, rule))) if rule.route.is_some() => {
                 Err("the rules route it upstream: not supported for UDP")
             }
@@ -453,21 +476,26 @@ impl Association {
         rec: &Record,
     ) {
         if let Err(why) = self.allowed(ip, name, port, shared, rec) {
-            return self.drop_datagram(why, src);
+            return self.drop_datagram(UdpDrop::Blocked, why, src);
         }
         let dst = SocketAddr::new(ip, port);
         let out = match self.outbound(ip).await {
             Ok(s) => s,
-            Err(e) => return self.drop_datagram(&format!("no outbound socket: {e}"), src),
+            Err(e) => {
+                return self.drop_datagram(
+                    UdpDrop::SendError,
+                    &format!("no outbound socket: {e}"),
+                    src,
+                )
+            }
         };
         match out.send_to(data, dst).await {
             Ok(_) => {
                 self.stats.to_remote.fetch_add(1, Ordering::Relaxed);
-                rec.counters
-                    .up
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                udp_datagram(Direction::Up);
+                rec.counters.add_up(data.len() as u64);
             }
-            Err(e) => self.drop_datagram(&format!("send to {dst}: {e}"), src),
+            Err(e) => self.drop_datagram(UdpDrop::SendError, &format!("send to {dst}: {e}"), src),
         }
     }
 
@@ -479,10 +507,10 @@ impl Association {
         rec: &Record,
     ) {
         let Some(port) = self.client_port else {
-            return self.drop_datagram("client address not known yet", src);
+            return self.drop_datagram(UdpDrop::NotReady, "client address not known yet", src);
         };
         if data.len() > shared.config.max_datagram {
-            return self.drop_datagram("larger than max_datagram", src);
+            return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
         }
         let source = TargetAddr::from(SocketAddr::new(src.ip().to_canonical(), src.port()));
         let dgram = match &self.framing {
@@ -497,7 +525,11 @@ impl Association {
                 confirmation,
             } => {
                 if confirmation.is_some() {
-                    return self.drop_datagram("association not confirmed yet", src);
+                    return self.drop_datagram(
+                        UdpDrop::NotReady,
+                        "association not confirmed yet",
+                        src,
+                    );
                 }
                 codec.datagram(
                     &DatagramHeader {
@@ -509,17 +541,16 @@ impl Association {
             }
         };
         let Ok(dgram) = dgram else {
-            return self.drop_datagram("cannot encode header", src);
+            return self.drop_datagram(UdpDrop::SendError, "cannot encode header", src);
         };
         let client = SocketAddr::new(self.client_ip, port);
         match self.socket.send_to(&dgram, client).await {
             Ok(_) => {
                 self.stats.to_client.fetch_add(1, Ordering::Relaxed);
-                rec.counters
-                    .down
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                udp_datagram(Direction::Down);
+                rec.counters.add_down(data.len() as u64);
             }
-            Err(e) => self.drop_datagram(&format!("send to client: {e}"), src),
+            Err(e) => self.drop_datagram(UdpDrop::SendError, &format!("send to client: {e}"), src),
         }
     }
 
@@ -543,13 +574,17 @@ impl Association {
     ) {
         if let Some(queue) = self.resolving.get_mut(name) {
             if queue.len() >= MAX_QUEUED_PER_NAME {
-                return self.drop_datagram("too many datagrams waiting for a lookup", src);
+                return self.drop_datagram(
+                    UdpDrop::Overload,
+                    "too many datagrams waiting for a lookup",
+                    src,
+                );
             }
             queue.push((port, data));
             return;
         }
         if self.resolving.len() >= MAX_LOOKUPS {
-            return self.drop_datagram("too many lookups in flight", src);
+            return self.drop_datagram(UdpDrop::Overload, "too many lookups in flight", src);
         }
         self.resolving.insert(name.to_string(), vec![(port, data)]);
         let resolver = shared.resolver.clone();
@@ -595,7 +630,11 @@ impl Association {
             Err(e) => {
                 let src = SocketAddr::new(self.client_ip, self.client_port.unwrap_or(0));
                 for _ in queued {
-                    self.drop_datagram(&format!("cannot resolve {name}: {e}"), src);
+                    self.drop_datagram(
+                        UdpDrop::Unresolved,
+                        &format!("cannot resolve {name}: {e}"),
+                        src,
+                    );
                 }
             }
         }
