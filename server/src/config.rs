@@ -87,6 +87,46 @@ pub struct Config {
     /// entry `"*"` applies to every user without one of their own. See
     /// [`crate::limits`]. No command-line twin: it is a table.
     pub users: crate::limits::UsersConfig,
+    /// Serve Prometheus metrics over HTTP on this address (at `/metrics`).
+    /// Default: none (no exporter, nothing collected). Read at start only.
+    pub metrics: Option<SocketAddr>,
+    /// Format of the log lines on stderr, the per-session access log
+    /// included: `text` (the default) or `json` (one object per line).
+    /// Read at start only.
+    pub log_format: LogFormat,
+    /// After binding every listener, switch to this user (by name): its uid,
+    /// its primary group (unless `group` is set) and its supplementary
+    /// groups. Needs root. Read at start only; files read later (a reload)
+    /// must be readable by this user.
+    pub user: Option<String>,
+    /// After binding every listener, switch to this group (by name) as the
+    /// primary group. With `user`, the user's supplementary groups are kept
+    /// (as login does); alone, it becomes the only group. Needs root.
+    pub group: Option<String>,
+}
+
+/// How log lines are written (`log_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines with `key=value` fields.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}` (expected text or json)"
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -119,6 +159,10 @@ impl Default for Config {
             socks6_max_token_window: 1024,
             rule: Vec::new(),
             users: Default::default(),
+            metrics: None,
+            log_format: LogFormat::Text,
+            user: None,
+            group: None,
         }
     }
 }
@@ -195,6 +239,12 @@ impl Config {
             return bad("handshake, connect and resolve timeouts must be at least 1 second");
         }
         crate::limits::validate(&self.users).map_err(ConfigError::Invalid)?;
+        if self.metrics.is_some_and(|a| a.port() == 0) {
+            return bad("`metrics` needs a fixed port (port 0 would pick one nobody knows)");
+        }
+        if self.user.as_deref() == Some("") || self.group.as_deref() == Some("") {
+            return bad("`user` and `group` must not be empty");
+        }
         Ok(())
     }
 
@@ -297,6 +347,31 @@ mod tests {
         )
         .unwrap();
         assert!(dest_rule.validate().is_err());
+    }
+
+    #[test]
+    fn operations_keys() {
+        let cfg = Config::from_toml(
+            "metrics = \"127.0.0.1:9100\"\nlog_format = \"json\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.user.as_deref(), Some("nobody"));
+        assert_eq!(cfg.group.as_deref(), Some("nogroup"));
+        cfg.validate().unwrap();
+        let e = Config::from_toml("log_format = \"xml\"").unwrap_err();
+        assert!(e.contains("xml") || e.contains("variant"), "{e}");
+        let port0 = Config {
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            ..Config::default()
+        };
+        assert!(port0.validate().is_err());
+        let empty = Config {
+            user: Some(String::new()),
+            ..Config::default()
+        };
+        assert!(empty.validate().is_err());
     }
 
     #[test]

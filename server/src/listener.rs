@@ -71,8 +71,9 @@ impl Reloader {
     /// Validate `config` and load its users file; if both succeed, make it
     /// the configuration of new sessions. On error the old one stays.
     /// Settings that need the listening sockets or the runtime rebuilt
-    /// (`listen`, `max_clients`, `socks6_max_token_window`) keep their old
-    /// values until a restart; a warning says so.
+    /// (`listen`, `max_clients`, `socks6_max_token_window`), and those read
+    /// once at start (`metrics`, `log_format`, `user`, `group`) keep their
+    /// old values until a restart; a warning says so.
     pub fn reload(&self, mut config: Config) -> Result<(), StartError> {
         config.validate()?;
         let auth = load_auth(&config)?;
@@ -89,6 +90,20 @@ impl Reloader {
         if config.socks6_max_token_window != old.config.socks6_max_token_window {
             kept.push("socks6_max_token_window");
             config.socks6_max_token_window = old.config.socks6_max_token_window;
+        }
+        // Read at start only: the exporter, the logger, the process's ids.
+        if config.metrics != old.config.metrics {
+            kept.push("metrics");
+            config.metrics = old.config.metrics;
+        }
+        if config.log_format != old.config.log_format {
+            kept.push("log_format");
+            config.log_format = old.config.log_format;
+        }
+        if (&config.user, &config.group) != (&old.config.user, &old.config.group) {
+            kept.push("user/group");
+            config.user.clone_from(&old.config.user);
+            config.group.clone_from(&old.config.group);
         }
         if !kept.is_empty() {
             tracing::warn!(
@@ -120,11 +135,14 @@ impl Server {
             listeners.push(l);
         }
         let max_clients = config.max_clients;
+        // The metrics endpoint is one of our sockets too: not a target.
+        let metrics_addr = config.metrics;
         let mut shared = Shared::new(config, auth);
         shared.own_addrs = Arc::new(
             listeners
                 .iter()
                 .filter_map(|l| l.local_addr().ok())
+                .chain(metrics_addr)
                 .collect(),
         );
         Ok(Server {

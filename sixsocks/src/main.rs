@@ -4,9 +4,11 @@
 mod check;
 mod connect;
 mod passwd;
+mod privileges;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use sixsocks_server::config::LogFormat;
 
 /// sixsocks: a SOCKS4, SOCKS4a and SOCKS5 proxy (with Tor's extensions).
 #[derive(Parser, Debug)]
@@ -36,14 +38,27 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // `serve` starts logging once its configuration (log_format) is known.
+    let text_logs = || init_logging(cli.verbose, LogFormat::Text);
     let result = match cli.command {
-        None => serve::run(serve::ServeArgs::default()),
-        Some(Cmd::Serve(args)) => serve::run(*args),
-        Some(Cmd::Check(args)) => check::run(*args),
-        Some(Cmd::Passwd(args)) => passwd::run(args),
-        Some(Cmd::Connect(args)) => connect::run_connect(args),
-        Some(Cmd::Resolve(args)) => connect::run_resolve(args),
+        None => serve::run(serve::ServeArgs::default(), cli.verbose),
+        Some(Cmd::Serve(args)) => serve::run(*args, cli.verbose),
+        Some(Cmd::Check(args)) => {
+            text_logs();
+            check::run(*args)
+        }
+        Some(Cmd::Passwd(args)) => {
+            text_logs();
+            passwd::run(args)
+        }
+        Some(Cmd::Connect(args)) => {
+            text_logs();
+            connect::run_connect(args)
+        }
+        Some(Cmd::Resolve(args)) => {
+            text_logs();
+            connect::run_resolve(args)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -54,7 +69,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Log to stderr, as text or as one JSON object per line.
+fn init_logging(verbose: u8, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -63,9 +79,20 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields at the top level (`{"timestamp":..,"level":..,
+        // "message":"session end","client":..}`). The logger's target is
+        // left out: the session line has a field named `target` (the
+        // destination), and a JSON object must not have the key twice.
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .with_ansi(false)
+            .init(),
+    }
 }

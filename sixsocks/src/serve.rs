@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Args;
-use sixsocks_server::config::RelayMode;
+
+use crate::privileges::Switch;
+use sixsocks_server::config::{LogFormat, RelayMode};
 use sixsocks_server::{Config, Server};
 
 /// Options of `sixsocks serve`. Each has a twin key in the config file
@@ -121,6 +123,22 @@ pub struct ServeArgs {
     /// Largest SOCKS 6 idempotence token window granted; 0 grants none [default: 1024].
     #[arg(long, value_name = "N")]
     pub socks6_max_token_window: Option<u32>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Log lines as `text` or `json` (one object per line) [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// After binding, switch to this user (needs root) [default: stay].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// After binding, switch to this group (needs root) [default: the user's].
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
 }
 
 impl ServeArgs {
@@ -186,13 +204,28 @@ impl ServeArgs {
         if let Some(n) = self.max_clients {
             c.max_clients = n;
         }
+        if self.metrics.is_some() {
+            c.metrics = self.metrics;
+        }
+        if let Some(f) = self.log_format {
+            c.log_format = f;
+        }
+        if self.user.is_some() {
+            c.user = self.user.clone();
+        }
+        if self.group.is_some() {
+            c.group = self.group.clone();
+        }
         c.validate()?;
         Ok(c)
     }
 }
 
-pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.config()?;
+    crate::init_logging(verbose, config.log_format);
+    // Unknown names fail now, before anything is bound.
+    let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
     raise_fd_limit(config.max_clients);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -200,7 +233,15 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async move {
         let shutdown = shutdown_signal()?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        if let Some(addr) = config.metrics {
+            install_metrics(addr)?;
+        }
         let server = Server::bind(config)?;
+        // Everything privileged is done: listeners and the metrics endpoint
+        // are bound, the users file is read, the open-file limit raised.
+        if let Some(switch) = switch {
+            switch.apply()?;
+        }
         let reloader = server.reloader();
         // SIGHUP: read the configuration again (file and command line) and
         // apply it to new sessions; a bad one is rejected and logged.
@@ -225,6 +266,24 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     // Sessions still running after the grace period end with the runtime.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
+}
+
+/// Install the Prometheus exporter (its own HTTP listener on `addr`, run
+/// on this runtime) as the global metrics recorder. Without it, the
+/// server's metric calls are no-ops.
+fn install_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    use sixsocks_server::metrics;
+    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
+    for (name, buckets) in metrics::HISTOGRAMS {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)?;
+    }
+    builder
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    metrics::describe();
+    tracing::info!("serving metrics at http://{addr}/metrics");
     Ok(())
 }
 
