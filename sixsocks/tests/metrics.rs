@@ -1,0 +1,352 @@
+//! `--metrics`: known traffic through the binary, then the Prometheus page
+//! scraped over plain HTTP, counter by counter.
+
+mod common;
+mod udpcommon;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use udpcommon::{dgram, recv_relayed, udp_client, udp_echo};
+
+const USER: &str = "metrics-user";
+const PASSWORD: &str = "metrics-password";
+/// Bytes each CONNECT moves each way (more than a few 64 KiB steps).
+const N: usize = 200_000;
+/// Datagrams relayed each way, and their payload size.
+const DATAGRAMS: usize = 4;
+const PAYLOAD: usize = 100;
+/// `--max-datagram`; the oversized datagram is larger.
+const MAX_DATAGRAM: usize = 1000;
+
+/// A free loopback port (the exporter needs a fixed one).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET /metrics with a plain TcpStream; returns the body (asserts a 200).
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8(resp).expect("the metrics page is UTF-8");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "scrape: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// `series -> value` for every sample line of a page.
+fn samples(page: &str) -> HashMap<String, f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            Some((series.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Scrape until `pred` holds (bounded); returns the last page's samples.
+fn scrape_until(
+    addr: SocketAddr,
+    what: &str,
+    pred: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let page = scrape(addr);
+        let s = samples(&page);
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {what}; last page:\n{page}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn get(s: &HashMap<String, f64>, series: &str) -> f64 {
+    s.get(series).copied().unwrap_or(f64::NAN)
+}
+
+/// A CONNECT tunnel to the echo target as USER; N bytes out and back.
+fn tunnel_with_traffic(proxy: SocketAddr, echo: SocketAddr) -> TcpStream {
+    let (mut s, r) = socks5_connect(proxy, &v5_addr(echo), Some((USER, PASSWORD)));
+    assert_eq!(r.rep, 0x00, "CONNECT: {r:?}");
+    let data: Vec<u8> = (0..N).map(|i| (i % 253) as u8).collect();
+    let mut w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || w.write_all(&data).unwrap());
+    let back = read_n(&mut s, N);
+    writer.join().unwrap();
+    assert!(back.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8));
+    s
+}
+
+/// UDP ASSOCIATE as USER, declaring `client`'s address.
+fn associate(proxy: SocketAddr, client: &UdpSocket) -> (TcpStream, SocketAddr) {
+    let mut c = connect(proxy);
+    socks5_handshake(&mut c, Some((USER, PASSWORD)));
+    c.write_all(&v5_request(0x03, &v5_addr(client.local_addr().unwrap())))
+        .unwrap();
+    let r = read_v5_reply(&mut c);
+    assert_eq!(r.rep, 0x00, "UDP ASSOCIATE: {r:?}");
+    (c, SocketAddr::new(proxy.ip(), r.port))
+}
+
+#[test]
+fn scrape_after_known_traffic() {
+    let dir = TempDir::new("metrics");
+    let users = dir.join("users");
+    passwd(&users, USER, PASSWORD);
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = Server::start(&[
+        USERS_FLAG,
+        users.to_str().unwrap(),
+        "--metrics",
+        &metrics.to_string(),
+        "--max-datagram",
+        &MAX_DATAGRAM.to_string(),
+    ]);
+    assert!(
+        server
+            .log_text()
+            .contains(&format!("serving metrics at http://{metrics}/metrics")),
+        "{}",
+        server.log_text()
+    );
+    let proxy = server.addr;
+    let echo = echo_server();
+
+    // Nothing happened yet: the unlabelled series exist, at 0.
+    let s = samples(&scrape(metrics));
+    assert_eq!(get(&s, "sixsocks_active_sessions"), 0.0);
+    assert_eq!(get(&s, "sixsocks_auth_failures_total"), 0.0);
+    assert_eq!(get(&s, "sixsocks_bytes_total{direction=\"up\"}"), 0.0);
+
+    // A long session is visible while it runs: its bytes in whole 64 KiB
+    // steps (200,000 bytes: 3 steps), and the active-sessions gauge.
+    let first = tunnel_with_traffic(proxy, echo.addr);
+    let steps = (N / 65_536 * 65_536) as f64;
+    scrape_until(metrics, "the running session", |s| {
+        get(s, "sixsocks_active_sessions") == 1.0
+            && get(s, "sixsocks_bytes_total{direction=\"up\"}") == steps
+            && get(s, "sixsocks_bytes_total{direction=\"down\"}") == steps
+    });
+    drop(first);
+    for _ in 0..2 {
+        drop(tunnel_with_traffic(proxy, echo.addr));
+    }
+
+    // Refused by the target: 05, and a failed connect.
+    let (_s, r) = socks5_connect(proxy, &v5_addr(closed_port()), Some((USER, PASSWORD)));
+    assert_eq!(r.rep, 0x05, "CONNECT to a closed port: {r:?}");
+    drop(_s);
+    // The metrics endpoint is one of the proxy's own sockets: 02.
+    let (_s, r) = socks5_connect(proxy, &v5_addr(metrics), Some((USER, PASSWORD)));
+    assert_eq!(r.rep, 0x02, "CONNECT to the metrics endpoint: {r:?}");
+    drop(_s);
+
+    // A failed login.
+    let mut s = connect(proxy);
+    s.write_all(&[0x05, 0x01, 0x02]).unwrap();
+    assert_eq!(read_n(&mut s, 2), [0x05, 0x02]);
+    s.write_all(&userpass_msg(USER.as_bytes(), b"wrong password"))
+        .unwrap();
+    assert_eq!(
+        read_n(&mut s, 2),
+        [0x01, 0x01],
+        "the wrong password is refused"
+    );
+    drop(s);
+
+    // UDP: DATAGRAMS echoed one by one, and one oversized datagram (sent
+    // before the last one, so it has been handled when that one is back).
+    let udp_target = udp_echo();
+    let client = udp_client();
+    let (control, relay) = associate(proxy, &client);
+    for i in 0..DATAGRAMS {
+        if i == DATAGRAMS - 1 {
+            let big = dgram(0, &v5_addr(udp_target.addr), &[7u8; MAX_DATAGRAM + 1]);
+            client.send_to(&big, relay).unwrap();
+        }
+        let payload = vec![i as u8; PAYLOAD];
+        client
+            .send_to(&dgram(0, &v5_addr(udp_target.addr), &payload), relay)
+            .unwrap();
+        let back = recv_relayed(&client);
+        assert_eq!(back.data, payload, "datagram {i} echoed");
+    }
+    assert_eq!(
+        udp_target.count(),
+        DATAGRAMS,
+        "the oversized datagram was relayed"
+    );
+    drop(control);
+
+    // 3 tunnels, refused, not allowed, failed login, UDP.
+    server.wait_session_ends(7);
+    let sessions = |s: &HashMap<String, f64>| -> f64 {
+        s.iter()
+            .filter(|(k, _)| k.starts_with("sixsocks_sessions_total{"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let s = scrape_until(metrics, "7 ended sessions", |s| {
+        sessions(s) == 7.0 && get(s, "sixsocks_active_sessions") == 0.0
+    });
+    let page = scrape(metrics);
+    let udp_bytes = (DATAGRAMS * PAYLOAD) as f64;
+    for (series, want) in [
+        (
+            "sixsocks_sessions_total{version=\"socks5\",command=\"connect\",reply=\"succeeded\"}",
+            3.0,
+        ),
+        (
+            "sixsocks_sessions_total{version=\"socks5\",command=\"connect\",reply=\"connection-refused\"}",
+            1.0,
+        ),
+        (
+            "sixsocks_sessions_total{version=\"socks5\",command=\"connect\",reply=\"not-allowed\"}",
+            1.0,
+        ),
+        (
+            "sixsocks_sessions_total{version=\"socks5\",command=\"none\",reply=\"none\"}",
+            1.0,
+        ),
+        (
+            "sixsocks_sessions_total{version=\"socks5\",command=\"udp-associate\",reply=\"succeeded\"}",
+            1.0,
+        ),
+        ("sixsocks_active_sessions", 0.0),
+        (
+            "sixsocks_bytes_total{direction=\"up\"}",
+            3.0 * N as f64 + udp_bytes,
+        ),
+        (
+            "sixsocks_bytes_total{direction=\"down\"}",
+            3.0 * N as f64 + udp_bytes,
+        ),
+        // Every handshake that reached a request: all but the failed login.
+        ("sixsocks_handshake_seconds_count", 6.0),
+        ("sixsocks_handshake_seconds_bucket{le=\"+Inf\"}", 6.0),
+        ("sixsocks_connect_seconds_count{result=\"ok\"}", 3.0),
+        ("sixsocks_connect_seconds_count{result=\"error\"}", 1.0),
+        ("sixsocks_auth_failures_total", 1.0),
+        ("sixsocks_udp_datagrams_total{direction=\"up\"}", DATAGRAMS as f64),
+        ("sixsocks_udp_datagrams_total{direction=\"down\"}", DATAGRAMS as f64),
+        ("sixsocks_udp_drops_total{reason=\"too_large\"}", 1.0),
+    ] {
+        assert_eq!(get(&s, series), want, "{series}; page:\n{page}");
+    }
+    assert_eq!(
+        sessions(&s),
+        7.0,
+        "no other sessions_total series; page:\n{page}"
+    );
+    let drops: f64 = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("sixsocks_udp_drops_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        drops, 1.0,
+        "only the oversized datagram was dropped:\n{page}"
+    );
+    // Histograms have the buckets of server/src/metrics.rs, and help texts.
+    assert!(
+        page.contains("sixsocks_connect_seconds_bucket{result=\"ok\",le=\"30\"} 3"),
+        "{page}"
+    );
+    assert!(
+        page.contains("# TYPE sixsocks_handshake_seconds histogram"),
+        "{page}"
+    );
+    assert!(page.contains("# HELP sixsocks_udp_drops_total "), "{page}");
+}
+
+#[test]
+fn metrics_port_zero_and_busy_ports_are_refused_at_start() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metrics") && err.contains("port"), "{err}");
+
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with a busy metrics port");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot serve metrics on {addr}")),
+        "{err}"
+    );
+}
+
+/// Listening TCP sockets the process `pid` holds (its socket inodes that
+/// /proc/net/tcp{,6} list in state 0A, LISTEN).
+fn listening_sockets(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().to_string();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f.len() > 9 && f[3] == "0A" && inodes.contains(&f[9]))
+        .count()
+}
+
+#[test]
+fn the_exporter_listens_only_when_asked() {
+    let server = Server::start(&[]);
+    assert!(!server.log_text().contains("serving metrics"));
+    assert_eq!(listening_sockets(server.pid()), 1, "without --metrics");
+    let echo = echo_server();
+    server.assert_serves(echo.addr, None);
+
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = Server::start(&["--metrics", &metrics.to_string()]);
+    assert_eq!(listening_sockets(server.pid()), 2, "with --metrics");
+    assert!(samples(&scrape(metrics)).contains_key("sixsocks_active_sessions"));
+}
