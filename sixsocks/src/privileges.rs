@@ -116,7 +116,7 @@ impl Switch {
         let euid = unistd::geteuid();
         if !euid.is_root() {
             if uid.is_none_or(|u| u == euid) && gid == unistd::getegid() {
-                tracing::info!(%target, "already running as the configured user and group");
+                tracing::info!(to = %target, "already running as the configured user and group");
                 return Ok(());
             }
             return Err(PrivilegeError::NotRoot {
@@ -154,14 +154,14 @@ impl Switch {
             .unwrap_or_default();
         match uid {
             Some(uid) => tracing::info!(
-                %target,
+                to = %target,
                 uid = uid.as_raw(),
                 gid = gid.as_raw(),
                 ?groups,
                 "dropped root privileges"
             ),
             None => tracing::warn!(
-                %target,
+                to = %target,
                 gid = gid.as_raw(),
                 ?groups,
                 "switched group only: still running as root (uid 0); set --user to drop root"
