@@ -374,6 +374,30 @@ mod tests {
         assert!(empty.validate().is_err());
     }
 
+    /// The first TOML example of a README section.
+    fn readme_example(heading: &str) -> Config {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split(heading)
+            .nth(1)
+            .and_then(|s| s.split("```toml").nth(1))
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("README section {heading} has a TOML example"));
+        let cfg = Config::from_toml(block).unwrap_or_else(|e| panic!("{heading}: {e}"));
+        cfg.validate().unwrap_or_else(|e| panic!("{heading}: {e}"));
+        cfg
+    }
+
+    #[test]
+    fn readme_operations_examples_parse() {
+        let cfg = readme_example("### Logging");
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        let cfg = readme_example("### Metrics");
+        assert!(cfg.metrics.is_some());
+        let cfg = readme_example("### Running as a service / dropping privileges");
+        assert!(cfg.user.is_some() && cfg.group.is_some());
+    }
+
     #[test]
     fn validation_rejects_nonsense() {
         let cfg = Config {
