@@ -350,3 +350,73 @@ fn the_exporter_listens_only_when_asked() {
     assert_eq!(listening_sockets(server.pid()), 2, "with --metrics");
     assert!(samples(&scrape(metrics)).contains_key("sixsocks_active_sessions"));
 }
+
+#[test]
+fn rule_blocks_by_stage() {
+    let dir = TempDir::new("metrics-rules");
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg = dir.join("sixsocks.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nmetrics = \"{metrics}\"\n\
+             [[rule]]\naction = \"block\"\nfrom = [\"127.0.0.3\"]\n\
+             [[rule]]\naction = \"block\"\nto = [\"127.0.0.4\"]\n\
+             [[rule]]\naction = \"pass\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let proxy = server.addr;
+
+    // Accept: a client from 127.0.0.3 is closed before a byte is read.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from(([127, 0, 0, 3], 0)).into())
+        .unwrap();
+    sock.connect(&proxy.into()).unwrap();
+    let mut blocked: TcpStream = sock.into();
+    blocked.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let _ = blocked.write_all(&[0x05, 0x01, 0x00]);
+    let (got, end) = read_to_close(&mut blocked);
+    assert!(got.is_empty() && end != End::Timeout, "{got:02x?} {end:?}");
+
+    // Request: CONNECT to a blocked address gets 02.
+    let target = SocketAddr::from(([127, 0, 0, 4], 9));
+    let (_s, r) = socks5_connect(proxy, &v5_addr(target), None);
+    assert_eq!(r.rep, 0x02, "{r:?}");
+    drop(_s);
+
+    // UDP: a datagram to the blocked address is dropped; the next one,
+    // allowed, comes back (so the first was handled).
+    let udp_target = udp_echo();
+    let client = udp_client();
+    let mut c = connect(proxy);
+    socks5_handshake(&mut c, None);
+    c.write_all(&v5_request(0x03, &v5_addr(client.local_addr().unwrap())))
+        .unwrap();
+    let r = read_v5_reply(&mut c);
+    assert_eq!(r.rep, 0x00, "{r:?}");
+    let relay = SocketAddr::new(proxy.ip(), r.port);
+    client
+        .send_to(&dgram(0, &v5_addr(target), b"blocked"), relay)
+        .unwrap();
+    client
+        .send_to(&dgram(0, &v5_addr(udp_target.addr), b"allowed"), relay)
+        .unwrap();
+    assert_eq!(recv_relayed(&client).data, b"allowed");
+    assert!(!udp_target.saw_prefix(b"blocked"));
+
+    let s = scrape_until(metrics, "the three blocks", |s| {
+        get(s, "sixsocks_rule_blocks_total{stage=\"accept\"}") == 1.0
+            && get(s, "sixsocks_rule_blocks_total{stage=\"request\"}") == 1.0
+            && get(s, "sixsocks_rule_blocks_total{stage=\"udp\"}") == 1.0
+    });
+    assert_eq!(get(&s, "sixsocks_udp_drops_total{reason=\"blocked\"}"), 1.0);
+    assert_eq!(
+        get(
+            &s,
+            "sixsocks_sessions_total{version=\"socks5\",command=\"connect\",reply=\"not-allowed\"}"
+        ),
+        1.0
+    );
+}
