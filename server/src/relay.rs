@@ -264,8 +264,7 @@ impl Future for Relay<'_> {
             cx,
             client,
             target,
-            counters,
-            Direction::Up,
+            (counters, Direction::Up),
             &mut moved,
             up_gate,
         );
@@ -273,8 +272,7 @@ impl Future for Relay<'_> {
             cx,
             target,
             client,
-            counters,
-            Direction::Down,
+            (counters, Direction::Down),
             &mut moved,
             down_gate,
         );
@@ -339,8 +337,8 @@ impl Pump {
         cx: &mut Context<'_>,
         src: &TcpStream,
         dst: &TcpStream,
-        counters: &Counters,
-        direction: Direction,
+        // Where the bytes written are counted.
+        (counters, direction): (&Counters, Direction),
         moved: &mut bool,
         mut gate: Option<Gate<'_>>,
     ) -> Poll<io::Result<()>> {
