@@ -94,10 +94,25 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
     );
     let _ = writeln!(
         out,
-        "extended errors: {}; lenient auth: {}; relay: {:?}",
+        "extended errors: {}; lenient auth: {}; relay: {}",
         onoff(c.extended_errors),
         onoff(c.lenient_auth),
-        c.relay_mode
+        format!("{:?}", c.relay_mode).to_lowercase()
     );
+    let _ = writeln!(
+        out,
+        "metrics: {}; log format: {}",
+        c.metrics
+            .map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
+        format!("{:?}", c.log_format).to_lowercase()
+    );
+    if c.user.is_some() || c.group.is_some() {
+        let _ = writeln!(
+            out,
+            "privileges: dropped after binding to user {} group {}",
+            c.user.as_deref().unwrap_or("(unchanged)"),
+            c.group.as_deref().unwrap_or("(the user's)")
+        );
+    }
     out
 }
