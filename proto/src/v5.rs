@@ -4,7 +4,7 @@
 //! request `05 | CMD | 00 | ATYP | DST.ADDR | DST.PORT`;
 //! reply `05 | REP | 00 | ATYP | BND.ADDR | BND.PORT`.
 
-use crate::addr::TargetAddr;
+use crate::addr::{atyp, TargetAddr};
 use crate::error::ProtoError;
 use crate::parse::{need, Parsed};
 use crate::reply::ReplyCode;
@@ -140,6 +140,13 @@ impl Reply {
         out
     }
 
+    /// Parse.
+    ///
+    /// A *failure* reply whose address type is unknown is read as a failure
+    /// with no address, four bytes long: Tor answers a RESOLVE it could not
+    /// carry out with `05 04 00 00` and six zero bytes (ATYP `00`). Only the
+    /// code of a failure means anything, and the connection ends with it,
+    /// so the client gets the code rather than a protocol error.
     pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, ProtoError> {
         need!(buf, 1);
         if buf[0] != VERSION {
@@ -147,6 +154,15 @@ impl Reply {
         }
         need!(buf, 4);
         let rep = buf[1];
+        if rep != 0 && !matches!(buf[3], atyp::IPV4 | atyp::DOMAIN | atyp::IPV6) {
+            return Ok(Parsed::Complete {
+                value: Reply {
+                    rep,
+                    bound: TargetAddr::unspecified(),
+                },
+                consumed: 4,
+            });
+        }
         Ok(TargetAddr::parse_v5(&buf[3..])?
             .map(|bound| Reply { rep, bound })
             .map_consumed(3))

@@ -555,6 +555,27 @@ fn v5_reply_known_bytes_and_codes() {
     }
 }
 
+/// Tor answers a RESOLVE it could not carry out with ATYP 00 (seen from
+/// tor 0.4.9: `05 04 00 00 00 00 00 00 00 00`): the failure code is read,
+/// the unknown address type of a failure is not an error.
+#[test]
+fn v5_failure_reply_with_unknown_address_type_keeps_its_code() {
+    let tor = [5, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+    let (r, used) = v5::Reply::parse(&tor).unwrap().complete().unwrap();
+    assert_eq!(r.rep, 4);
+    assert_eq!(r.bound, TargetAddr::unspecified());
+    assert_eq!(used, 4);
+    assert_eq!(
+        v5::Reply::parse(&[5, 4, 0]),
+        Ok(sixsocks_proto::Parsed::Incomplete { needed: 1 })
+    );
+    // A success still needs a real address.
+    assert_eq!(
+        v5::Reply::parse(&[5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Err(ProtoError::UnknownAddressType(0))
+    );
+}
+
 #[test]
 fn v5_reply_all_targets_fed_all_ways() {
     let mut all = Vec::new();
