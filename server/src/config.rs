@@ -5,6 +5,7 @@
 //! defaults. Durations are whole seconds unless the name says otherwise.
 //! `sixsocks.example.toml` at the repository root documents every field.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::relay::RelayMode;
+pub use crate::upstream::UpstreamConfig;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -103,6 +105,10 @@ pub struct Config {
     /// primary group. With `user`, the user's supplementary groups are kept
     /// (as login does); alone, it becomes the only group. Needs root.
     pub group: Option<String>,
+    /// Upstream proxies by name (`[upstream.NAME]` tables): a rule with
+    /// `route = "NAME"` carries its requests out through that proxy. See
+    /// [`crate::upstream`].
+    pub upstream: BTreeMap<String, UpstreamConfig>,
 }
 
 /// How log lines are written (`log_format`).
@@ -163,6 +169,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             user: None,
             group: None,
+            upstream: BTreeMap::new(),
         }
     }
 }
@@ -245,12 +252,17 @@ impl Config {
         if self.user.as_deref() == Some("") || self.group.as_deref() == Some("") {
             return bad("`user` and `group` must not be empty");
         }
+        for (name, upstream) in &self.upstream {
+            upstream
+                .check(name, &self.listen)
+                .map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 
     /// Whether `[upstream.NAME]` is configured.
-    pub fn upstream_exists(&self, _name: &str) -> bool {
-        false
+    pub fn upstream_exists(&self, name: &str) -> bool {
+        self.upstream.contains_key(name)
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -396,6 +408,28 @@ mod tests {
         assert!(cfg.metrics.is_some());
         let cfg = readme_example("### Running as a service / dropping privileges");
         assert!(cfg.user.is_some() && cfg.group.is_some());
+    }
+
+    #[test]
+    fn upstreams_parse_and_bad_ones_are_named() {
+        let cfg = Config::from_toml(
+            "[upstream.tor]\nurl = \"socks5h://127.0.0.1:9050\"\npass_credentials = true\n\
+             [upstream.b]\nurl = \"socks6://u:p@127.0.0.1:1081\"\nconnect_timeout = 5\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let tor = &cfg.upstream["tor"];
+        assert_eq!(tor.url, "socks5h://127.0.0.1:9050");
+        assert!(tor.pass_credentials);
+        assert_eq!(tor.connect_timeout, None);
+        assert_eq!(cfg.upstream["b"].connect_timeout, Some(5));
+
+        let e =
+            Config::from_toml("[upstream.x]\nurl = \"socks5h://a:1\"\nuser = \"u\"\n").unwrap_err();
+        assert!(e.contains("user"), "{e}");
+        let bad = Config::from_toml("[upstream.web]\nurl = \"http://127.0.0.1:3128\"\n").unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("upstream \"web\"") && e.contains("http"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::io;
 
+use sixsocks_client::ClientError;
 use sixsocks_proto::{Command, ReplyCode};
 
 /// Why a request was not carried out.
@@ -40,6 +41,22 @@ pub enum RequestError {
     Blocked(String),
     #[error("limit reached: {0}")]
     Limit(&'static str),
+    /// The request went through an upstream proxy (`[upstream.NAME]`) and
+    /// failed there: the upstream refused it, or could not be reached, or
+    /// did not answer in time.
+    #[error("upstream {upstream}: {error}")]
+    Upstream {
+        upstream: String,
+        #[source]
+        error: ClientError,
+        /// Whether the client's own credentials were sent upstream (a
+        /// rejection of them is then the client's, not the operator's).
+        passed_credentials: bool,
+    },
+    /// The upstream's protocol cannot carry this command (RESOLVE needs
+    /// SOCKS5 or SOCKS4a, RESOLVE_PTR SOCKS5; BIND and UDP are never routed).
+    #[error("upstream {upstream} cannot carry {what}")]
+    UpstreamCannot { upstream: String, what: String },
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -68,6 +85,12 @@ impl RequestError {
             }
             RequestError::OnionInvalid => ReplyCode::ONION_INVALID_ADDRESS,
             RequestError::OnionUnreachable => ReplyCode::ONION_DESC_NOT_FOUND,
+            RequestError::Upstream {
+                error,
+                passed_credentials,
+                ..
+            } => upstream_code(error, *passed_credentials),
+            RequestError::UpstreamCannot { .. } => ReplyCode::CommandNotSupported,
             RequestError::Io(e) => match classify_io(e) {
                 Some(inner) => inner.reply_code(),
                 None => ReplyCode::GeneralFailure,
@@ -78,6 +101,36 @@ impl RequestError {
     /// Turn an OS error from `connect` into the matching variant.
     pub fn from_connect(e: io::Error) -> Self {
         classify_io(&e).unwrap_or(RequestError::Io(e))
+    }
+}
+
+/// The reply code for a request that failed at an upstream proxy.
+///
+/// A refusal passes the upstream's own code through: Tor's extended codes
+/// (`F0`–`F7`) reach a SOCKS5 client as they are when `extended_errors` is
+/// on and as `04` when it is off ([`ReplyCode::to_v5`]), a SOCKS 6 client
+/// sees `04`, a SOCKS4 client `5B`. A code that means nothing to us (or a
+/// "success" reported as a failure) is a general failure.
+///
+/// The upstream itself failing is ours to report: unreachable, closed,
+/// spoke nonsense: `01` general failure; no answer in time: `06`, as for a
+/// connect timeout; the client's passed-on credentials rejected: `02`;
+/// a target the upstream's protocol cannot carry (IPv6 over SOCKS4): `08`;
+/// a name the upstream's scheme resolves locally (`socks5://`, `socks4://`)
+/// that does not resolve: `04`.
+fn upstream_code(e: &ClientError, passed_credentials: bool) -> ReplyCode {
+    match e {
+        ClientError::Refused { code, .. } | ClientError::Socks6Refused { code, .. } => match code {
+            ReplyCode::Succeeded | ReplyCode::Other(_) => ReplyCode::GeneralFailure,
+            c => *c,
+        },
+        ClientError::Timeout { .. } => ReplyCode::TtlExpired,
+        ClientError::LocalResolve { .. } => ReplyCode::HostUnreachable,
+        ClientError::AuthFailed | ClientError::NoAcceptableMethod { .. } if passed_credentials => {
+            ReplyCode::NotAllowed
+        }
+        ClientError::Unsupported(_) => ReplyCode::AddressTypeNotSupported,
+        _ => ReplyCode::GeneralFailure,
     }
 }
 
@@ -117,6 +170,87 @@ mod tests {
             let e = RequestError::from_connect(io::Error::from_raw_os_error(errno));
             assert_eq!(e.reply_code().to_v5(false), rep, "errno {errno}");
         }
+    }
+
+    fn upstream(error: ClientError, passed_credentials: bool) -> RequestError {
+        RequestError::Upstream {
+            upstream: "tor".into(),
+            error,
+            passed_credentials,
+        }
+    }
+
+    #[test]
+    fn upstream_refusals_keep_their_code() {
+        use sixsocks_proto::Version;
+        let refused = |raw: u8| {
+            upstream(
+                ClientError::Refused {
+                    version: Version::V5,
+                    code: ReplyCode::from_v5(raw),
+                    raw,
+                },
+                false,
+            )
+        };
+        // Tor's extended codes: as they are with extended errors, else 04;
+        // 5B for SOCKS4 clients; 04 for SOCKS 6 clients.
+        for raw in 0xF0..=0xF7 {
+            let code = refused(raw).reply_code();
+            assert_eq!(code.to_v5(true), raw);
+            assert_eq!(code.to_v5(false), 0x04);
+            assert_eq!(code.to_v4(), 0x5B);
+            assert_eq!(code.to_v6(), 0x04);
+        }
+        for raw in 1..=8 {
+            assert_eq!(refused(raw).reply_code().to_v5(false), raw);
+        }
+        // Nonsense codes are a general failure.
+        assert_eq!(refused(0x42).reply_code(), ReplyCode::GeneralFailure);
+        assert_eq!(refused(0x00).reply_code(), ReplyCode::GeneralFailure);
+        let text = refused(0xF6).to_string();
+        assert!(
+            text.starts_with("upstream tor: ") && text.contains("f6"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn upstream_failures_are_ours() {
+        let unreachable = upstream(
+            ClientError::ProxyConnect {
+                proxy: "127.0.0.1:9".into(),
+                source: io::Error::from_raw_os_error(libc::ECONNREFUSED),
+            },
+            true,
+        );
+        assert_eq!(unreachable.reply_code(), ReplyCode::GeneralFailure);
+        let slow = upstream(
+            ClientError::Timeout {
+                stage: sixsocks_client::Stage::Handshake,
+                timeout: std::time::Duration::from_secs(1),
+            },
+            false,
+        );
+        assert_eq!(slow.reply_code(), ReplyCode::TtlExpired);
+        assert_eq!(
+            upstream(ClientError::AuthFailed, true).reply_code(),
+            ReplyCode::NotAllowed
+        );
+        assert_eq!(
+            upstream(ClientError::AuthFailed, false).reply_code(),
+            ReplyCode::GeneralFailure
+        );
+        assert_eq!(
+            upstream(ClientError::Unsupported("ipv6".into()), false).reply_code(),
+            ReplyCode::AddressTypeNotSupported
+        );
+        let cannot = RequestError::UpstreamCannot {
+            upstream: "s6".into(),
+            what: "RESOLVE".into(),
+        };
+        assert_eq!(cannot.reply_code().to_v5(false), 0x07);
+        assert_eq!(cannot.reply_code().to_v4(), 0x5B);
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
 //! * [`metrics`]: the exported metrics (names, help, buckets) and their helpers.
+//! * [`upstream`]: upstream chaining: requests carried out through another
+//!   SOCKS proxy (`[upstream.NAME]`, e.g. Tor).
 
 #![deny(unsafe_code)]
 
@@ -36,6 +38,7 @@ pub mod rules;
 pub mod session;
 pub mod socks6;
 pub mod udp_relay;
+pub mod upstream;
 
 pub use config::Config;
 pub use listener::Server;
