@@ -303,6 +303,8 @@ mod tests {
         assert_eq!(cfg.listen.len(), 2, "the example listens on IPv4 and IPv6");
         assert_eq!(cfg.handshake_timeout, Config::default().handshake_timeout);
         assert!(cfg.users.contains_key(crate::limits::ANY_USER));
+        let tor = &cfg.upstream["tor"];
+        assert!(tor.url.starts_with("socks5h://") && tor.pass_credentials);
     }
 
     #[test]
