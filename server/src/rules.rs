@@ -429,8 +429,12 @@ impl Rule {
                 let name = normalize_name(name);
                 let to = if self.to.is_empty() || self.to.iter().any(|d| d.matches_name(&name)) {
                     Tri::Yes
-                } else if self.to.iter().any(|d| matches!(d, DestMatch::Net(_))) {
-                    // Only its address can tell.
+                } else if self.to.iter().any(|d| matches!(d, DestMatch::Net(_)))
+                    && crate::session::onion_address(&name).is_none()
+                {
+                    // Only its address can tell. (A `.onion` name has none,
+                    // RFC 7686: address entries never match it, so a rule
+                    // routing `.onion` to Tor decides behind address blocks.)
                     Tri::Maybe
                 } else {
                     Tri::No

@@ -478,3 +478,27 @@ fn the_readme_example_parses_and_says_what_it_means() {
         assert!(readme.contains(l.as_str()), "README lacks {l:?}");
     }
 }
+
+#[test]
+fn onion_names_are_decided_by_name_behind_address_rules() {
+    let r = rules(
+        r#"
+        [[rule]]
+        action = "block"
+        to = ["10.0.0.0/8"]
+        [[rule]]
+        action = "pass"
+        to = [".onion"]
+        route = "tor"
+        [[rule]]
+        action = "pass"
+        "#,
+    );
+    let onion = format!("{}.onion", "a".repeat(56));
+    let v = r.check(&connect("127.0.0.1", Dest::Name(&onion, 80)));
+    assert_eq!(v.reason(), "rule 2", "{v:?}");
+    assert_eq!(v.rule().and_then(|r| r.route.as_deref()), Some("tor"));
+    // Any other name still waits for its addresses.
+    let v = r.check(&connect("127.0.0.1", Dest::Name("example.com", 80)));
+    assert!(matches!(v, Verdict::Undecided), "{v:?}");
+}
