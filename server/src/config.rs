@@ -257,6 +257,17 @@ impl Config {
                 .check(name, &self.listen)
                 .map_err(ConfigError::Invalid)?;
         }
+        for (i, r) in self.rule.iter().enumerate() {
+            if let Some(route) = &r.route {
+                if r.source.is_some() || r.mark.is_some() || r.prefer.is_some() {
+                    return Err(ConfigError::Invalid(format!(
+                        "rule {}: source, mark and prefer do not apply to requests routed \
+                         through upstream {route:?} (sixsocks does not connect to their targets)",
+                        i + 1
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -429,6 +440,16 @@ mod tests {
         let e =
             Config::from_toml("[upstream.x]\nurl = \"socks5h://a:1\"\nuser = \"u\"\n").unwrap_err();
         assert!(e.contains("user"), "{e}");
+        let routed = Config::from_toml(
+            "[[rule]]\naction = \"pass\"\nroute = \"tor\"\nmark = 7\n\
+             [upstream.tor]\nurl = \"socks5h://127.0.0.1:9050\"\n",
+        )
+        .unwrap();
+        let e = routed.validate().unwrap_err().to_string();
+        assert!(e.contains("rule 1") && e.contains("mark"), "{e}");
+        let unknown = Config::from_toml("[[rule]]\naction = \"pass\"\nroute = \"tor\"\n").unwrap();
+        let e = unknown.validate().unwrap_err().to_string();
+        assert!(e.contains("[upstream.tor]"), "{e}");
         let bad = Config::from_toml("[upstream.web]\nurl = \"http://127.0.0.1:3128\"\n").unwrap();
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("upstream \"web\"") && e.contains("http"), "{e}");

@@ -43,22 +43,29 @@ pub enum RequestError {
     Limit(&'static str),
     /// The request went through an upstream proxy (`[upstream.NAME]`) and
     /// failed there: the upstream refused it, or could not be reached, or
-    /// did not answer in time.
-    #[error("upstream {upstream}: {error}")]
-    Upstream {
-        upstream: String,
-        #[source]
-        error: ClientError,
-        /// Whether the client's own credentials were sent upstream (a
-        /// rejection of them is then the client's, not the operator's).
-        passed_credentials: bool,
-    },
+    /// did not answer in time. (Boxed: it is rare and large.)
+    #[error(transparent)]
+    Upstream(Box<UpstreamError>),
     /// The upstream's protocol cannot carry this command (RESOLVE needs
-    /// SOCKS5 or SOCKS4a, RESOLVE_PTR SOCKS5; BIND and UDP are never routed).
-    #[error("upstream {upstream} cannot carry {what}")]
-    UpstreamCannot { upstream: String, what: String },
+    /// SOCKS5 or SOCKS4a, RESOLVE_PTR SOCKS5; BIND and UDP are never
+    /// routed). The text names the upstream and the command.
+    #[error("{0}")]
+    UpstreamCannot(String),
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+/// A request that failed at, or on the way to, an upstream proxy.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {upstream}: {error}")]
+pub struct UpstreamError {
+    /// The name of its `[upstream.NAME]` table.
+    pub upstream: String,
+    #[source]
+    pub error: ClientError,
+    /// Whether the client's own credentials were sent upstream (a
+    /// rejection of them is then the client's, not the operator's).
+    pub passed_credentials: bool,
 }
 
 impl RequestError {
@@ -85,12 +92,8 @@ impl RequestError {
             }
             RequestError::OnionInvalid => ReplyCode::ONION_INVALID_ADDRESS,
             RequestError::OnionUnreachable => ReplyCode::ONION_DESC_NOT_FOUND,
-            RequestError::Upstream {
-                error,
-                passed_credentials,
-                ..
-            } => upstream_code(error, *passed_credentials),
-            RequestError::UpstreamCannot { .. } => ReplyCode::CommandNotSupported,
+            RequestError::Upstream(u) => upstream_code(&u.error, u.passed_credentials),
+            RequestError::UpstreamCannot(_) => ReplyCode::CommandNotSupported,
             RequestError::Io(e) => match classify_io(e) {
                 Some(inner) => inner.reply_code(),
                 None => ReplyCode::GeneralFailure,
@@ -173,11 +176,11 @@ mod tests {
     }
 
     fn upstream(error: ClientError, passed_credentials: bool) -> RequestError {
-        RequestError::Upstream {
+        RequestError::Upstream(Box::new(UpstreamError {
             upstream: "tor".into(),
             error,
             passed_credentials,
-        }
+        }))
     }
 
     #[test]
@@ -245,12 +248,16 @@ mod tests {
             upstream(ClientError::Unsupported("ipv6".into()), false).reply_code(),
             ReplyCode::AddressTypeNotSupported
         );
-        let cannot = RequestError::UpstreamCannot {
-            upstream: "s6".into(),
-            what: "RESOLVE".into(),
-        };
+        let cannot = RequestError::UpstreamCannot("upstream s6 cannot carry RESOLVE".into());
         assert_eq!(cannot.reply_code().to_v5(false), 0x07);
         assert_eq!(cannot.reply_code().to_v4(), 0x5B);
+    }
+
+    /// Every session future holds a `Result<_, RequestError>` somewhere:
+    /// keep the error small (the upstream variant is boxed for this).
+    #[test]
+    fn request_error_is_small() {
+        assert!(std::mem::size_of::<RequestError>() <= 32);
     }
 
     #[test]

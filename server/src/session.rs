@@ -23,6 +23,7 @@ use crate::error::RequestError;
 use crate::relay::{relay, Counters, RelayEnd};
 use crate::resolve::Resolver;
 use crate::rules::{Dest, Facts, Family, Rule, Rules, Verdict};
+use crate::upstream::{Upstream, Upstreams};
 
 /// What every session needs, shared by all of them: one *generation*,
 /// built from one configuration. A reload (SIGHUP) builds the next
@@ -34,6 +35,8 @@ pub struct Shared {
     pub auth: Authenticator,
     /// The access rules of this generation.
     pub rules: Rules,
+    /// The upstream proxies rules route through (`[upstream.NAME]`).
+    pub upstreams: Upstreams,
     pub resolver: Resolver,
     pub handshake: HandshakeConfig,
     /// SOCKS 6 caps on options and initial data.
@@ -96,6 +99,7 @@ impl Shared {
             ),
             backlogs: prev.map_or_else(Arc::default, |p| p.backlogs.clone()),
             own_addrs: prev.map_or_else(Arc::default, |p| p.own_addrs.clone()),
+            upstreams: Upstreams::from_config(&config),
             config,
             auth,
             handshake,
@@ -512,29 +516,33 @@ async fn execute(
     // RESOLVE are checked with their addresses.
     match request.command {
         Command::BIND => {
-            check_rules(shared, rec, Dest::of(&request.target))?;
+            let v = check_rules(shared, rec, Dest::of(&request.target))?;
+            refuse_route(&v, "BIND")?;
         }
         Command::UDP_ASSOCIATE => {
-            check_rules(shared, rec, Dest::Unknown)?;
+            let v = check_rules(shared, rec, Dest::Unknown)?;
+            refuse_route(&v, "UDP ASSOCIATE")?;
         }
         _ => {}
     }
     match request.command {
         Command::CONNECT => {
             // Boxed: connecting is short-lived, relaying is what idles.
-            let target = Box::pin(connect_target(&request.target, shared, rec)).await?;
-            let bound = target.local_addr().ok().map(TargetAddr::from);
-            let reply = request.reply(ReplyCode::Succeeded, bound.as_ref(), extended);
-            rec.reply = Some(ReplyCode::Succeeded);
-            if let Err(e) = stream.write_all(&reply).await {
-                rec.outcome = Some(format!("client gone before the reply: {e}"));
+            let out = Box::pin(connect_target(&request.target, shared, rec, &leftover)).await?;
+            let Some((target, early_sent)) =
+                answer_connect(stream, request, out, rec, extended).await
+            else {
                 return Ok(());
-            }
-            relay_recorded(stream, &target, &leftover, shared, rec, None).await;
+            };
+            // Unless they went with an upstream's request, the client's
+            // early bytes go first.
+            let early = if early_sent { 0 } else { leftover.len() };
+            relay_recorded(stream, &target, &leftover[..early], shared, rec, None).await;
             Ok(())
         }
         Command::RESOLVE => {
-            let (addrs, _) = resolve_checked(&request.target, shared, rec).await?;
+            // Boxed, like the connect phase: short-lived.
+            let addrs = Box::pin(resolve_routed(&request.target, shared, rec)).await?;
             let pick = match request.version {
                 // SOCKS4 can only carry an IPv4 answer.
                 Version::V4 | Version::V4a => addrs.iter().find(|a| a.is_ipv4()).copied(),
@@ -550,8 +558,7 @@ async fn execute(
                     .parse::<IpAddr>()
                     .map_err(|_| RequestError::AddressTypeNotSupported)?,
             };
-            check_rules(shared, rec, Dest::of(&request.target))?;
-            let name = shared.resolver.reverse(ip).await?;
+            let name = Box::pin(reverse_routed(ip, &request.target, shared, rec)).await?;
             finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
         }
         Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
@@ -569,6 +576,30 @@ async fn execute(
         }
         other => Err(RequestError::CommandNotSupported(other)),
     }
+}
+
+/// Send a CONNECT's success reply, then the target bytes an upstream sent
+/// behind its own. Returns the outbound stream and whether the client's
+/// early bytes already went out; `None` when the client is gone. (One
+/// await in the session for both writes keeps the session future small.)
+async fn answer_connect(
+    stream: &mut TcpStream,
+    request: &Request,
+    out: Outbound,
+    rec: &mut Record,
+    extended: bool,
+) -> Option<(TcpStream, bool)> {
+    let reply = request.reply(ReplyCode::Succeeded, out.bound.as_ref(), extended);
+    rec.reply = Some(ReplyCode::Succeeded);
+    if let Err(e) = stream.write_all(&reply).await {
+        rec.outcome = Some(format!("client gone before the reply: {e}"));
+        return None;
+    }
+    if let Err(e) = deliver(stream, out.to_client, rec).await {
+        rec.outcome = Some(format!("client gone after the reply: {e}"));
+        return None;
+    }
+    Some((out.stream, out.early_sent))
 }
 
 /// Send a success reply carrying `answer`, then close.
@@ -606,13 +637,87 @@ pub(crate) async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, 
     }
 }
 
-/// Check the rules, resolve, check the addresses, connect.
+/// An outbound connection for CONNECT, direct or through an upstream.
+pub(crate) struct Outbound {
+    pub(crate) stream: TcpStream,
+    /// The address for the success reply.
+    pub(crate) bound: Option<TargetAddr>,
+    /// Target bytes an upstream sent right behind its reply: the client
+    /// gets them first ([`deliver`]).
+    pub(crate) to_client: Vec<u8>,
+    /// Whether the client's early bytes already went out (as SOCKS 6
+    /// initial data to an upstream).
+    pub(crate) early_sent: bool,
+}
+
+impl Outbound {
+    fn direct(stream: TcpStream) -> Self {
+        Outbound {
+            bound: stream.local_addr().ok().map(TargetAddr::from),
+            stream,
+            to_client: Vec::new(),
+            early_sent: false,
+        }
+    }
+
+    /// A connection through `up`; `early` goes with the request when the
+    /// upstream speaks SOCKS 6 (counted as sent).
+    pub(crate) async fn via(
+        up: &Upstream,
+        target: &TargetAddr,
+        early: &[u8],
+        rec: &mut Record,
+    ) -> Result<Self, RequestError> {
+        let s = up.connect(target, &rec.credentials, early).await?;
+        if s.early_sent {
+            rec.counters
+                .up
+                .fetch_add(early.len() as u64, Ordering::Relaxed);
+        }
+        rec.outcome = Some(format!("via upstream {}", up.name()));
+        // The upstream's own outbound address when it says; zeros if not.
+        let bound = match s.bound.host {
+            Host::Ip(_) => s.bound,
+            Host::Domain(_) => TargetAddr::unspecified(),
+        };
+        Ok(Outbound {
+            stream: s.stream,
+            bound: Some(bound),
+            to_client: s.leftover,
+            early_sent: s.early_sent,
+        })
+    }
+}
+
+/// Send the client what an upstream sent behind its reply (after our
+/// success reply, before the relay): [`Outbound::to_client`].
+pub(crate) async fn deliver(
+    client: &mut TcpStream,
+    to_client: Vec<u8>,
+    rec: &mut Record,
+) -> std::io::Result<()> {
+    if !to_client.is_empty() {
+        client.write_all(&to_client).await?;
+        rec.counters
+            .down
+            .fetch_add(to_client.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Check the rules, then connect: through the upstream a rule routes to, or
+/// directly (resolve, check the addresses, connect). `early`: the client's
+/// first bytes (an upstream speaking SOCKS 6 takes them with its request).
 async fn connect_target(
     target: &TargetAddr,
     shared: &Shared,
-    rec: &Record,
-) -> Result<TcpStream, RequestError> {
-    let (addrs, rule) = resolve_checked(target, shared, rec).await?;
+    rec: &mut Record,
+    early: &[u8],
+) -> Result<Outbound, RequestError> {
+    let (addrs, rule) = match route_checked(target, shared, rec).await? {
+        Route::Upstream(up) => return Outbound::via(up, target, early, rec).await,
+        Route::Direct(addrs, rule) => (addrs, rule),
+    };
     refuse_own_sockets(&addrs, target.port, shared)?;
     let (opts, prefer) = egress_of(rule, shared, rec);
     let addrs = order_for_egress(addrs, opts.source, prefer);
@@ -624,30 +729,112 @@ async fn connect_target(
         opts,
     )
     .await
-    .map(|(s, _)| s)
+    .map(|(s, _)| Outbound::direct(s))
+}
+
+/// Where the rules send a CONNECT or RESOLVE.
+pub(crate) enum Route<'s> {
+    /// Directly: the addresses the rules let through, and the rule that
+    /// passed them.
+    Direct(Vec<IpAddr>, Option<&'s Rule>),
+    /// Through this upstream, which gets the target as the client gave it.
+    Upstream(&'s Upstream),
 }
 
 /// The rules' verdict on a request's target, then its addresses: a name is
 /// checked by name first (a block costs no DNS query), and, when that does
-/// not decide, by each address it resolves to. Returns the addresses the
-/// rules let through and the rule that passed them.
-pub(crate) async fn resolve_checked<'s>(
+/// not decide, by each address it resolves to. A rule that decides with a
+/// `route` sends the request upstream: decided by name, the name is never
+/// resolved here (a `.onion` name goes to Tor untouched); a name that
+/// needed its addresses to decide was resolved here first, and still goes
+/// upstream as a name.
+pub(crate) async fn route_checked<'s>(
     target: &TargetAddr,
     shared: &'s Shared,
     rec: &Record,
-) -> Result<(Vec<IpAddr>, Option<&'s Rule>), RequestError> {
+) -> Result<Route<'s>, RequestError> {
     let verdict = check_rules(shared, rec, Dest::of(target))?;
+    if let Some(up) = upstream_of(shared, verdict.rule())? {
+        return Ok(Route::Upstream(up));
+    }
     let addrs = lookup(&target.host, shared).await?;
-    match verdict {
+    let (addrs, rule) = match verdict {
         Verdict::Undecided => {
             let name = match &target.host {
                 Host::Domain(n) => Some(n.as_str()),
                 Host::Ip(_) => None,
             };
-            check_addresses(shared, rec, name, addrs, target.port)
+            check_addresses(shared, rec, name, addrs, target.port)?
         }
-        v => Ok((addrs, v.rule())),
+        v => (addrs, v.rule()),
+    };
+    Ok(match upstream_of(shared, rule)? {
+        Some(up) => Route::Upstream(up),
+        None => Route::Direct(addrs, rule),
+    })
+}
+
+/// RESOLVE: the addresses of a name, from the resolver or from the
+/// upstream the rules route it to.
+async fn resolve_routed(
+    target: &TargetAddr,
+    shared: &Shared,
+    rec: &Record,
+) -> Result<Vec<IpAddr>, RequestError> {
+    Ok(match route_checked(target, shared, rec).await? {
+        Route::Direct(addrs, _) => addrs,
+        Route::Upstream(up) => match &target.host {
+            Host::Domain(name) => vec![up.resolve(name, &rec.credentials).await?],
+            Host::Ip(ip) => vec![*ip],
+        },
+    })
+}
+
+/// RESOLVE_PTR: the name of an address, from the resolver or from the
+/// upstream the rules route it to.
+async fn reverse_routed(
+    ip: IpAddr,
+    target: &TargetAddr,
+    shared: &Shared,
+    rec: &Record,
+) -> Result<String, RequestError> {
+    let verdict = check_rules(shared, rec, Dest::of(target))?;
+    match upstream_of(shared, verdict.rule())? {
+        Some(up) => up.resolve_ptr(ip, &rec.credentials).await,
+        None => shared.resolver.reverse(ip).await,
     }
+}
+
+/// The upstream the deciding rule routes through, if it has a route.
+pub(crate) fn upstream_of<'s>(
+    shared: &'s Shared,
+    rule: Option<&Rule>,
+) -> Result<Option<&'s Upstream>, RequestError> {
+    let Some(name) = rule.and_then(|r| r.route.as_deref()) else {
+        return Ok(None);
+    };
+    // Validation makes every route name an upstream; be safe anyway.
+    shared
+        .upstreams
+        .get(name)
+        .map(Some)
+        .ok_or_else(|| RequestError::UpstreamCannot(format!("upstream {name} is not configured")))
+}
+
+/// BIND and UDP ASSOCIATE cannot go through an upstream: a rule that
+/// routes them refuses them (`07` / `5B`), with a log line.
+pub(crate) fn refuse_route(verdict: &Verdict<'_>, what: &str) -> Result<(), RequestError> {
+    let Some(name) = verdict.rule().and_then(|r| r.route.as_deref()) else {
+        return Ok(());
+    };
+    tracing::warn!(
+        upstream = name,
+        rule = %verdict.reason(),
+        "{what} matched a rule routing through upstream {name}: routing {what} is not supported"
+    );
+    Err(RequestError::UpstreamCannot(format!(
+        "upstream {name} cannot carry {what} (routing BIND or UDP ASSOCIATE is not supported)"
+    )))
 }
 
 /// Keep only addresses a source address can reach, and put the preferred

@@ -21,7 +21,8 @@ use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
 use crate::rules::Dest;
 
-use crate::session::{linger_close, relay_recorded, Record, Shared};
+use crate::session::{linger_close, relay_recorded, Outbound, Record, Route, Shared};
+use crate::upstream::Upstream;
 
 /// Token windows kept at most (one per user, or per client address for
 /// anonymous clients); beyond it, the table is cleared and clients ask again.
@@ -119,12 +120,14 @@ pub(crate) async fn execute(
     };
     // The rules: CONNECT is checked with its addresses once resolved; a
     // UDP association's datagrams are checked one by one.
+    // BIND and UDP cannot go through an upstream (07 when a rule routes them).
     let allowed = match req.command {
         Command::CONNECT => Ok(()),
-        Command::UDP_ASSOCIATE | Command::NOOP => {
-            crate::session::check_rules(shared, rec, Dest::Unknown).map(|_| ())
-        }
-        _ => crate::session::check_rules(shared, rec, Dest::of(&req.target)).map(|_| ()),
+        Command::NOOP => crate::session::check_rules(shared, rec, Dest::Unknown).map(|_| ()),
+        Command::UDP_ASSOCIATE => crate::session::check_rules(shared, rec, Dest::Unknown)
+            .and_then(|v| crate::session::refuse_route(&v, "UDP ASSOCIATE")),
+        _ => crate::session::check_rules(shared, rec, Dest::of(&req.target))
+            .and_then(|v| crate::session::refuse_route(&v, "BIND")),
     };
     let result = match req.command {
         _ if allowed.is_err() => allowed,
@@ -191,7 +194,12 @@ async fn connect(
 ) -> Result<(), RequestError> {
     let config = &shared.config;
     let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
-    let (addrs, rule) = crate::session::resolve_checked(&req.target, shared, rec).await?;
+    let (addrs, rule) = match crate::session::route_checked(&req.target, shared, rec).await? {
+        Route::Direct(addrs, rule) => (addrs, rule),
+        Route::Upstream(up) => {
+            return Box::pin(connect_upstream(stream, req, leftover, up, shared, rec)).await
+        }
+    };
     crate::session::refuse_own_sockets(&addrs, req.target.port, shared)?;
     let (egress, prefer) = crate::session::egress_of(rule, shared, rec);
     let addrs = crate::session::order_for_egress(addrs, egress.source, prefer);
@@ -256,6 +264,31 @@ async fn connect(
             .unwrap_or_default()
     ));
     relay_recorded(stream, &target, &leftover, shared, rec, None).await;
+    Ok(())
+}
+
+/// CONNECT through an upstream: the initial data goes with the upstream's
+/// request when it speaks SOCKS 6, else right after its reply; stack
+/// options are not applied (the reply reports none), then relay.
+async fn connect_upstream(
+    stream: &mut TcpStream,
+    req: &Socks6Request,
+    leftover: Vec<u8>,
+    up: &Upstream,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), RequestError> {
+    let out = Outbound::via(up, &req.target, &req.initial_data, rec).await?;
+    if !out.early_sent {
+        write_all(&out.stream, &req.initial_data).await?;
+        rec.counters.up.fetch_add(
+            req.initial_data.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    reply(stream, req, out.bound.as_ref(), Options::new(), rec).await?;
+    crate::session::deliver(stream, out.to_client, rec).await?;
+    relay_recorded(stream, &out.stream, &leftover, shared, rec, None).await;
     Ok(())
 }
 

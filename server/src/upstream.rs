@@ -51,7 +51,7 @@ use sixsocks_client::{ClientError, Proxy, Scheme, Socks6Options, Stage, UrlError
 use sixsocks_proto::{Credentials, Host, Password, TargetAddr};
 use tokio::net::TcpStream;
 
-use crate::error::RequestError;
+use crate::error::{RequestError, UpstreamError};
 
 /// One `[upstream.NAME]` table.
 #[derive(Clone, Deserialize, PartialEq)]
@@ -334,10 +334,7 @@ impl Upstream {
             "upstream {} cannot carry {what}",
             self.name
         );
-        RequestError::UpstreamCannot {
-            upstream: self.name.clone(),
-            what: what.to_string(),
-        }
+        RequestError::UpstreamCannot(format!("upstream {} cannot carry {what}", self.name))
     }
 
     /// Wrap a client error; log the upstream's own failures (a refusal is
@@ -363,11 +360,11 @@ impl Upstream {
                 self.name
             );
         }
-        RequestError::Upstream {
+        RequestError::Upstream(Box::new(UpstreamError {
             upstream: self.name.clone(),
             error,
             passed_credentials: passed,
-        }
+        }))
     }
 }
 
@@ -391,6 +388,23 @@ impl Upstreams {
             by_name.insert(name.clone(), up);
         }
         Ok(Upstreams { by_name })
+    }
+
+    /// The upstreams of a configuration that passed
+    /// [`Config::validate`](crate::Config::validate) (one that did not
+    /// loses its invalid upstreams, with an error logged; rules naming them
+    /// then refuse their requests).
+    pub fn from_config(config: &crate::Config) -> Self {
+        let mut by_name = BTreeMap::new();
+        for (name, table) in &config.upstream {
+            match Upstream::new(name, table, config.connect_timeout()) {
+                Ok(up) => {
+                    by_name.insert(name.clone(), up);
+                }
+                Err(e) => tracing::error!(upstream = %name, "upstream {name:?}: invalid url: {e}"),
+            }
+        }
+        Upstreams { by_name }
     }
 
     /// The upstream named `name`.

@@ -200,7 +200,7 @@ async fn client_credentials_are_passed_on_when_asked() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, RequestError::Upstream { error, .. } if error.is_auth_failure()),
+            matches!(&e, RequestError::Upstream(u) if u.error.is_auth_failure()),
             "{scheme}: {e:?}"
         );
         assert_eq!(e.reply_code(), ReplyCode::GeneralFailure, "{scheme}: {e}");
@@ -298,7 +298,7 @@ async fn resolve_and_resolve_ptr_through_the_upstream() {
                 .unwrap_err(),
         };
         assert!(
-            matches!(e, RequestError::UpstreamCannot { .. }),
+            matches!(e, RequestError::UpstreamCannot(_)),
             "{url} {what}: {e:?}"
         );
         assert_eq!(e.reply_code(), ReplyCode::CommandNotSupported);
@@ -375,13 +375,7 @@ async fn an_unreachable_or_silent_upstream_is_ours_to_report() {
     .await
     .unwrap_err();
     assert!(
-        matches!(
-            &e,
-            RequestError::Upstream {
-                error: ClientError::ProxyConnect { .. },
-                ..
-            }
-        ),
+        matches!(&e, RequestError::Upstream(u) if matches!(u.error, ClientError::ProxyConnect { .. })),
         "{e:?}"
     );
     assert_eq!(e.reply_code(), ReplyCode::GeneralFailure);
@@ -405,7 +399,7 @@ async fn an_unreachable_or_silent_upstream_is_ours_to_report() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, RequestError::Upstream { error, .. } if error.is_timeout()),
+        matches!(&e, RequestError::Upstream(u) if u.error.is_timeout()),
         "{e:?}"
     );
     assert_eq!(e.reply_code(), ReplyCode::TtlExpired);
@@ -595,7 +589,7 @@ fn via_code(r: Result<impl std::fmt::Debug, RequestError>, what: &str) -> (u8, u
     match r {
         Err(e) => {
             assert!(
-                matches!(&e, RequestError::Upstream { error, .. } if error.reply_code().is_some()),
+                matches!(&e, RequestError::Upstream(u) if u.error.reply_code().is_some()),
                 "{what} through the upstream: not Tor's refusal: {e:?}"
             );
             codes(&e)
