@@ -527,6 +527,29 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### Upstream chaining")
+            .nth(1)
+            .expect("README has an Upstream chaining section");
+        let block = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("the section has a TOML example");
+        let cfg = crate::Config::from_toml(block).expect("README example parses");
+        cfg.validate().expect("README example validates");
+        assert!(cfg.upstream["tor"].pass_credentials);
+        let routes: Vec<_> = cfg.rule.iter().filter_map(|r| r.route.as_deref()).collect();
+        assert_eq!(routes, ["tor", "office"]);
+        let ups = Upstreams::from_config(&cfg);
+        assert_eq!(ups.len(), 2);
+        assert_eq!(ups.get("tor").unwrap().timeout(), Duration::from_secs(120));
+        assert!(ups.get("office").unwrap().proxy().scheme.is_socks6());
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let cfg = UpstreamConfig::new("socks5h://user:hunter2@127.0.0.1:9050");
         let shown = format!("{cfg:?}");

@@ -56,6 +56,22 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
         }
         let _ = writeln!(out, "  anything else: block");
     }
+    for (name, up) in &c.upstream {
+        // The URL as the proxy prints it: the password hidden.
+        let url = up
+            .proxy()
+            .map_or_else(|_| "<invalid>".to_string(), |p| p.to_string());
+        let creds = if up.pass_credentials {
+            "each client's own credentials passed on"
+        } else {
+            "the URL's credentials"
+        };
+        let _ = writeln!(
+            out,
+            "upstream {name}: {url} ({creds}; timeout {} s)",
+            up.connect_timeout.unwrap_or(c.connect_timeout)
+        );
+    }
     for (name, u) in &c.users {
         let mut parts = Vec::new();
         if let Some(n) = u.max_sessions {
