@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -25,6 +25,10 @@ use sixsocks_server::upstream::{Upstream, UpstreamConfig};
 use sixsocks_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// Tor as a test upstream, shared with the e2e tests.
+#[path = "../../sixsocks/tests/common/tor.rs"]
+mod tor;
 
 /// Every wait in a test is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -423,12 +427,9 @@ fn missing(what: &str) -> bool {
     false
 }
 
-fn find_tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
+fn have_tool(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .chain(extra.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).any(|d| d.join(name).is_file())
 }
 
 const NETNS_ENV: &str = "SIXSOCKS_UPSTREAM_TEST_IN_NETNS";
@@ -441,7 +442,7 @@ fn in_netns(name: &str) -> bool {
         return true;
     }
     for tool in ["unshare", "ip", "sh"] {
-        if find_tool(tool, &[]).is_none() {
+        if !have_tool(tool) {
             return missing(tool);
         }
     }
@@ -472,108 +473,6 @@ fn in_netns(name: &str) -> bool {
     false
 }
 
-/// A Tor child process, killed (by its PID) on drop.
-struct Tor {
-    child: Child,
-    socks: SocketAddr,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Tor {
-    /// Start Tor with a private data directory and its SocksPort (with
-    /// extended errors) on a free loopback port; wait (bounded) until the
-    /// port accepts.
-    fn start(bin: &Path) -> Tor {
-        let dir = TempDir::new("tor");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let socks = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let torrc = dir.path().join("torrc");
-        std::fs::write(
-            &torrc,
-            format!(
-                "DataDirectory {}\n\
-                 SocksPort {socks} ExtendedErrors\n\
-                 SocksTimeout 5\n\
-                 Log notice stderr\n\
-                 AvoidDiskWrites 1\n\
-                 ControlPort 0\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let defaults = dir.path().join("torrc-defaults");
-        std::fs::write(&defaults, "").unwrap();
-        let log = dir.path().join("tor.log");
-        let child = Command::new(bin)
-            .arg("-f")
-            .arg(&torrc)
-            .arg("--defaults-torrc")
-            .arg(&defaults)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut tor = Tor {
-            child,
-            socks,
-            log,
-            _dir: dir,
-        };
-        let start = std::time::Instant::now();
-        loop {
-            if std::net::TcpStream::connect(socks).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = tor.child.try_wait() {
-                panic!(
-                    "tor exited ({status}) before its SocksPort opened:\n{}",
-                    tor.log()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "tor's SocksPort {socks} did not open within 30 s:\n{}",
-                tor.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        tor
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Tor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- tor log ---\n{}", self.log());
-        }
-    }
-}
-
-/// A valid v3 onion address (the Tor Project's: its checksum is right, so
-/// Tor waits for a descriptor it cannot fetch here, and gives up after
-/// SocksTimeout).
-const ONION_V3: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
-/// The same with its last character changed: a bad checksum, refused at once.
-const ONION_BAD_CHECKSUM: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wia.onion";
-
 /// The raw code of a refusal Tor sent directly to the client library.
 fn direct_code(r: Result<impl std::fmt::Debug, ClientError>, what: &str) -> u8 {
     match r {
@@ -600,7 +499,7 @@ fn via_code(r: Result<impl std::fmt::Debug, RequestError>, what: &str) -> (u8, u
 
 #[test]
 fn tor_upstream_gives_tors_own_codes_netns() {
-    let Some(tor_bin) = find_tool("tor", &["/usr/sbin/tor", "/usr/bin/tor"]) else {
+    let Some(tor_bin) = tor::tor_binary() else {
         missing("tor (Debian package `tor`)");
         return;
     };
@@ -608,7 +507,7 @@ fn tor_upstream_gives_tors_own_codes_netns() {
         return;
     }
     // Inside the namespace: nothing but lo.
-    let tor = Tor::start(&tor_bin);
+    let tor = tor::Tor::start(&tor_bin);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let url = format!("socks5h://{}", tor.socks);
@@ -623,8 +522,8 @@ fn tor_upstream_gives_tors_own_codes_netns() {
         )
         .unwrap();
         let creds = userpass("isolation-1", "x");
-        let onion = TargetAddr::domain(ONION_V3, 80);
-        let bad = TargetAddr::domain(ONION_BAD_CHECKSUM, 80);
+        let onion = TargetAddr::domain(tor::ONION_V3, 80);
+        let bad = TargetAddr::domain(tor::ONION_BAD_CHECKSUM, 80);
 
         // All at once: the slow ones wait for Tor's SocksTimeout together.
         let (d_resolve, v_resolve, d_onion, v_onion, d_bad, v_bad) = bounded(async {

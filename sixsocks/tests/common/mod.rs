@@ -14,7 +14,10 @@
 //!   packet leaving the machine.
 //! * [`require_tools`]: a missing external tool fails the test under CI,
 //!   and is a loud warning plus an early return otherwise.
+//! * [`tor`]: a real Tor as an upstream, inside a loopback-only namespace.
 #![allow(dead_code)]
+
+pub mod tor;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
