@@ -253,6 +253,7 @@ impl Upstream {
         }
         let (proxy, passed) = self.proxy_for(creds);
         let socks6 = proxy.scheme.is_socks6();
+        let started = tokio::time::Instant::now();
         let result = self
             .bounded(async {
                 if socks6 {
@@ -268,6 +269,8 @@ impl Upstream {
                 }
             })
             .await;
+        // The connect latency histogram counts routed connections too.
+        crate::metrics::connect_seconds(started.elapsed(), result.is_ok());
         match result {
             Ok(s) => {
                 let bound = s.bound_addr().clone();
