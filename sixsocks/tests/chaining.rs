@@ -5,7 +5,8 @@
 //!   only B can resolve [`PROXY_ONLY_NAME`]): CONNECT through both reaches
 //!   a local echo; the credentials the client gave A are what B checks and
 //!   logs; a socks6:// upstream too; BIND and UDP ASSOCIATE matched by a
-//!   routing rule get `07` / `5B`; `sixsocks check` lists the upstream.
+//!   routing rule get `07` / `5B`; a reload (SIGHUP) changes the upstream
+//!   for new sessions; `sixsocks check` lists the upstream.
 //! * A → a real Tor (inside a loopback-only network namespace, see
 //!   `common::tor`): a RESOLVE and `.onion` CONNECTs get, through A, the
 //!   code Tor gives when asked directly: Tor's `F6` with
@@ -186,10 +187,39 @@ pass_credentials = true
         "{text}"
     );
 
+    // A reload changes the upstream for new sessions: now with fixed
+    // credentials (bob's), whatever the client says.
+    let reloaded = a_conf.replace(
+        &format!("url = \"socks5h://{}\"\npass_credentials = true", b.addr),
+        &format!("url = \"socks5h://bob:builder@{}\"", b.addr),
+    );
+    assert_ne!(reloaded, a_conf);
+    std::fs::write(dir.join("a.toml"), &reloaded).unwrap();
+    a.signal("HUP");
+    assert!(
+        a.logs.wait(IO_TIMEOUT, |l| l
+            .iter()
+            .any(|l| l.contains("configuration reloaded"))),
+        "A:\n{}",
+        a.log_text()
+    );
+    let (mut s, r) = socks5_connect(a.addr, &routed, Some(("alice", "not-checked-any-more")));
+    assert_eq!(r.rep, 0x00, "after the reload: {r:?}\nA:\n{}", a.log_text());
+    echo_roundtrip(&mut s, b"as bob now");
+    drop(s);
+    let ends = b.wait_session_ends(6);
+    let last = ends.last().unwrap();
+    assert_eq!(
+        (last["user"].as_str(), last["reply"].as_str()),
+        ("bob", "succeeded"),
+        "{ends:?}"
+    );
+
     // `sixsocks check` names the upstreams (and their routes).
+    std::fs::write(dir.join("check.toml"), &a_conf).unwrap();
     let out = Command::new(BIN)
         .args(["check", "--config"])
-        .arg(dir.join("a.toml"))
+        .arg(dir.join("check.toml"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
