@@ -107,7 +107,8 @@ pub struct Config {
     pub group: Option<String>,
     /// Upstream proxies by name (`[upstream.NAME]` tables): a rule with
     /// `route = "NAME"` carries its requests out through that proxy. See
-    /// [`crate::upstream`].
+    /// [`crate::upstream`]. No command-line twin: it is a table, and only
+    /// rules (which have none either) use it.
     pub upstream: BTreeMap<String, UpstreamConfig>,
 }
 
