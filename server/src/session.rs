@@ -814,11 +814,21 @@ pub(crate) fn upstream_of<'s>(
         return Ok(None);
     };
     // Validation makes every route name an upstream; be safe anyway.
-    shared
-        .upstreams
-        .get(name)
-        .map(Some)
-        .ok_or_else(|| RequestError::UpstreamCannot(format!("upstream {name} is not configured")))
+    let up = shared.upstreams.get(name).ok_or_else(|| {
+        RequestError::UpstreamCannot(format!("upstream {name} is not configured"))
+    })?;
+    // Never one of our own listeners (validation catches the plain cases;
+    // this also covers listeners on port 0 and addresses set by a reload).
+    if let Host::Ip(ip) = up.proxy().host {
+        refuse_own_sockets(&[ip], up.proxy().port, shared).inspect_err(|_| {
+            tracing::warn!(
+                upstream = name,
+                "upstream {name} ({}) is one of our own listeners: refused (a loop)",
+                up.proxy()
+            );
+        })?;
+    }
+    Ok(Some(up))
 }
 
 /// BIND and UDP ASSOCIATE cannot go through an upstream: a rule that

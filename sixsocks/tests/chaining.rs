@@ -215,6 +215,26 @@ pass_credentials = true
         "{ends:?}"
     );
 
+    // An upstream that is A itself (a reload can point there, and A's
+    // port was not known when the file was written): refused, not a loop.
+    let looped = a_conf.replace(
+        &format!("url = \"socks5h://{}\"\npass_credentials = true", b.addr),
+        &format!("url = \"socks5h://{}\"", a.addr),
+    );
+    std::fs::write(dir.join("a.toml"), &looped).unwrap();
+    a.signal("HUP");
+    assert!(
+        a.logs.wait(IO_TIMEOUT, |l| l
+            .iter()
+            .filter(|l| l.contains("configuration reloaded"))
+            .count()
+            >= 2),
+        "A:\n{}",
+        a.log_text()
+    );
+    assert_eq!(socks5_code(a.addr, 0x01, &routed, None), 0x02);
+    assert!(a.log_text().contains("is one of our own listeners"));
+
     // `sixsocks check` names the upstreams (and their routes).
     std::fs::write(dir.join("check.toml"), &a_conf).unwrap();
     let out = Command::new(BIN)
