@@ -152,7 +152,7 @@ else
     REPS=${REPS:-3}
     PROFILE=${PROFILE:-release}
 fi
-OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%d-%H%M%S)$([ "$SMOKE" = 1 ] && echo -smoke)}
+OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%d-%H%M%S)$(if [ "$SMOKE" = 1 ]; then echo -smoke; fi)}
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"

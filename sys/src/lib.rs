@@ -13,10 +13,13 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// A pipe: the read end and the write end.
+/// A pipe: the read end and the write end, and its capacity in bytes.
 pub struct Pipe {
     pub read: OwnedFd,
     pub write: OwnedFd,
+    /// What the kernel granted (F_GETPIPE_SZ): less than asked for when the
+    /// user is over `fs.pipe-user-pages-soft` (then a single page or two).
+    pub capacity: usize,
 }
 
 impl Pipe {
@@ -34,16 +37,21 @@ impl Pipe {
             Pipe {
                 read: OwnedFd::from_raw_fd(fds[0]),
                 write: OwnedFd::from_raw_fd(fds[1]),
+                capacity: 0,
             }
         };
-        // SAFETY: fcntl on a descriptor we own, with an integer argument.
-        unsafe {
+        let mut pipe = pipe;
+        // SAFETY: fcntl on a descriptor we own, with an integer argument
+        // (F_SETPIPE_SZ) or none (F_GETPIPE_SZ).
+        let granted = unsafe {
             libc::fcntl(
                 pipe.write.as_raw_fd(),
                 libc::F_SETPIPE_SZ,
                 size as libc::c_int,
             );
-        }
+            libc::fcntl(pipe.write.as_raw_fd(), libc::F_GETPIPE_SZ)
+        };
+        pipe.capacity = usize::try_from(granted).unwrap_or(0);
         Ok(pipe)
     }
 }
