@@ -233,7 +233,14 @@ pass_credentials = true
         a.log_text()
     );
     assert_eq!(socks5_code(a.addr, 0x01, &routed, None), 0x02);
-    assert!(a.log_text().contains("is one of our own listeners"));
+    // The log line may trail the reply: wait for it (bounded).
+    assert!(
+        a.logs.wait(IO_TIMEOUT, |l| l
+            .iter()
+            .any(|l| l.contains("is one of our own listeners"))),
+        "A:\n{}",
+        a.log_text()
+    );
 
     // `sixsocks check` names the upstreams (and their routes).
     std::fs::write(dir.join("check.toml"), &a_conf).unwrap();
