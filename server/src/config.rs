@@ -303,6 +303,22 @@ impl Config {
     }
 }
 
+/// The first TOML example of a README section, parsed and validated (for
+/// the tests that keep the README's examples true).
+#[cfg(test)]
+pub(crate) fn readme_example(heading: &str) -> Config {
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split(heading)
+        .nth(1)
+        .and_then(|s| s.split("```toml").nth(1))
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("README section {heading} has a TOML example"));
+    let cfg = Config::from_toml(block).unwrap_or_else(|e| panic!("{heading}: {e}"));
+    cfg.validate().unwrap_or_else(|e| panic!("{heading}: {e}"));
+    cfg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,20 +414,6 @@ mod tests {
             ..Config::default()
         };
         assert!(empty.validate().is_err());
-    }
-
-    /// The first TOML example of a README section.
-    fn readme_example(heading: &str) -> Config {
-        let readme = include_str!("../../README.md");
-        let block = readme
-            .split(heading)
-            .nth(1)
-            .and_then(|s| s.split("```toml").nth(1))
-            .and_then(|b| b.split("```").next())
-            .unwrap_or_else(|| panic!("README section {heading} has a TOML example"));
-        let cfg = Config::from_toml(block).unwrap_or_else(|e| panic!("{heading}: {e}"));
-        cfg.validate().unwrap_or_else(|e| panic!("{heading}: {e}"));
-        cfg
     }
 
     #[test]

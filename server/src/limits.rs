@@ -622,18 +622,7 @@ mod tests {
     /// The README's example parses and validates.
     #[test]
     fn readme_example_parses() {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split("\n### Per-user limits")
-            .nth(1)
-            .expect("README has a `Per-user limits` section");
-        let block = section
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("the section has a TOML example");
-        let cfg = crate::Config::from_toml(block).expect("README example parses");
-        cfg.validate().expect("README example validates");
+        let cfg = crate::config::readme_example("\n### Per-user limits");
         assert!(settings_for(&cfg.users, b"alice").is_some());
         assert!(cfg.users.contains_key(ANY_USER));
     }

@@ -531,18 +531,7 @@ mod tests {
 
     #[test]
     fn the_readme_example_parses() {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split("### Upstream chaining")
-            .nth(1)
-            .expect("README has an Upstream chaining section");
-        let block = section
-            .split("```toml")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("the section has a TOML example");
-        let cfg = crate::Config::from_toml(block).expect("README example parses");
-        cfg.validate().expect("README example validates");
+        let cfg = crate::config::readme_example("### Upstream chaining");
         assert!(cfg.upstream["tor"].pass_credentials);
         let routes: Vec<_> = cfg.rule.iter().filter_map(|r| r.route.as_deref()).collect();
         assert_eq!(routes, ["tor", "office"]);

@@ -460,17 +460,7 @@ fn blocks_that_may_match_do_not_hide_a_block_that_does() {
 #[test]
 fn the_readme_example_parses_and_says_what_it_means() {
     let readme = include_str!("../../../README.md");
-    let section = readme
-        .split("### Rules")
-        .nth(1)
-        .expect("README has a Rules section");
-    let block = section
-        .split("```toml")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("the Rules section has a TOML example");
-    let cfg = crate::Config::from_toml(block).expect("README rules parse");
-    cfg.validate().expect("README rules validate");
+    let cfg = crate::config::readme_example("### Rules");
     let r = Rules::new(cfg.rule);
     let lines: Vec<String> = r.iter().map(Rule::describe).collect();
     // `sixsocks check` prints the same descriptions; the README shows them.
