@@ -261,7 +261,7 @@ async fn accept_loop(
                         listener: Some(local),
                         ..Facts::default()
                     };
-                    let verdict = shared.rules.decide(&facts, &"connection");
+                    let verdict = shared.rules.decide(&facts, "connection");
                     if verdict.is_block() {
                         drop(stream);
                         crate::metrics::rule_block("accept");

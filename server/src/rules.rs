@@ -348,6 +348,17 @@ pub enum Dest<'a> {
     },
 }
 
+/// ` to HOST:PORT`, or nothing when the destination is not known.
+impl fmt::Display for Dest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dest::Unknown => Ok(()),
+            Dest::Name(name, port) => write!(f, " to {name}:{port}"),
+            Dest::Addr { ip, port, .. } => write!(f, " to {}", SocketAddr::new(*ip, *port)),
+        }
+    }
+}
+
 impl<'a> Dest<'a> {
     /// The destination of a request target, before any resolution. A name
     /// that is an address literal is the address.
@@ -612,8 +623,10 @@ impl Rules {
     }
 
     /// Check a fully known request and log the decision when the deciding
-    /// rule asks for it. `what` describes the request for that log line.
-    pub fn decide(&self, facts: &Facts<'_>, what: &dyn fmt::Display) -> Verdict<'_> {
+    /// rule asks for it. `what` names what is decided on for that log line
+    /// ("connection", "request"), followed by the destination when known
+    /// (formatted only then: nothing is allocated for unlogged decisions).
+    pub fn decide(&self, facts: &Facts<'_>, what: &str) -> Verdict<'_> {
         let v = self.check(facts);
         if let Some(rule) = v.rule() {
             if rule.log {
@@ -624,7 +637,8 @@ impl Rules {
                     action,
                     client = %facts.client.map_or_else(|| "-".into(), |c| c.to_string()),
                     user = facts.user.flatten().unwrap_or("-"),
-                    "{what}"
+                    "{what}{}",
+                    facts.dest
                 );
             }
         }

@@ -174,12 +174,7 @@ pub(crate) fn check_rules<'s>(
     rec: &Record,
     dest: Dest<'_>,
 ) -> Result<Verdict<'s>, RequestError> {
-    let what = match &dest {
-        Dest::Unknown => "request".to_string(),
-        Dest::Name(n, p) => format!("request to {n}:{p}"),
-        Dest::Addr { ip, port, .. } => format!("request to {}", SocketAddr::new(*ip, *port)),
-    };
-    let verdict = shared.rules.decide(&rec.facts(shared, dest), &what);
+    let verdict = shared.rules.decide(&rec.facts(shared, dest), "request");
     match verdict {
         Verdict::Block(_) => Err(RequestError::Blocked(verdict.reason())),
         v => Ok(v),
@@ -221,7 +216,7 @@ pub(crate) fn check_addresses<'s>(
 
 /// Outbound socket options: what the deciding rule asks for; the source
 /// address, when the rule names none, from the user's `[users]` entry.
-pub(crate) fn egress_of(
+fn egress_of(
     rule: Option<&Rule>,
     shared: &Shared,
     rec: &Record,
@@ -511,20 +506,7 @@ async fn execute(
     }
     rec.admission = shared.users.admit(&request.credentials)?;
     let extended = shared.config.extended_errors;
-    // The rules for BIND (which names the host expected to connect in) and
-    // UDP (whose datagrams are then checked one by one); CONNECT and
-    // RESOLVE are checked with their addresses.
-    match request.command {
-        Command::BIND => {
-            let v = check_rules(shared, rec, Dest::of(&request.target))?;
-            refuse_route(&v, "BIND")?;
-        }
-        Command::UDP_ASSOCIATE => {
-            let v = check_rules(shared, rec, Dest::Unknown)?;
-            refuse_route(&v, "UDP ASSOCIATE")?;
-        }
-        _ => {}
-    }
+    check_command(shared, rec, request.command, &request.target)?;
     match request.command {
         Command::CONNECT => {
             // Boxed: connecting is short-lived, relaying is what idles.
@@ -670,9 +652,7 @@ impl Outbound {
     ) -> Result<Self, RequestError> {
         let s = up.connect(target, &rec.credentials, early).await?;
         if s.early_sent {
-            rec.counters
-                .up
-                .fetch_add(early.len() as u64, Ordering::Relaxed);
+            rec.counters.add_up(early.len() as u64);
         }
         rec.outcome = Some(format!("via upstream {}", up.name()));
         // The upstream's own outbound address when it says; zeros if not.
@@ -698,9 +678,7 @@ pub(crate) async fn deliver(
 ) -> std::io::Result<()> {
     if !to_client.is_empty() {
         client.write_all(&to_client).await?;
-        rec.counters
-            .down
-            .fetch_add(to_client.len() as u64, Ordering::Relaxed);
+        rec.counters.add_down(to_client.len() as u64);
     }
     Ok(())
 }
@@ -718,9 +696,7 @@ async fn connect_target(
         Route::Upstream(up) => return Outbound::via(up, target, early, rec).await,
         Route::Direct(addrs, rule) => (addrs, rule),
     };
-    refuse_own_sockets(&addrs, target.port, shared)?;
-    let (opts, prefer) = egress_of(rule, shared, rec);
-    let addrs = order_for_egress(addrs, opts.source, prefer);
+    let (addrs, opts) = direct_plan(addrs, rule, target.port, shared, rec)?;
     happy_eyeballs_with(
         &addrs,
         target.port,
@@ -831,9 +807,46 @@ pub(crate) fn upstream_of<'s>(
     Ok(Some(up))
 }
 
+/// The rules for the commands that are not checked with their addresses
+/// (CONNECT, RESOLVE and RESOLVE_PTR are, as they resolve): BIND, which
+/// names the host expected to connect in; UDP ASSOCIATE, whose datagrams
+/// are then checked one by one; SOCKS 6 NOOP. Neither BIND nor UDP can go
+/// through an upstream.
+pub(crate) fn check_command(
+    shared: &Shared,
+    rec: &Record,
+    command: Command,
+    target: &TargetAddr,
+) -> Result<(), RequestError> {
+    match command {
+        Command::BIND => refuse_route(&check_rules(shared, rec, Dest::of(target))?, "BIND"),
+        Command::UDP_ASSOCIATE => {
+            refuse_route(&check_rules(shared, rec, Dest::Unknown)?, "UDP ASSOCIATE")
+        }
+        Command::NOOP => check_rules(shared, rec, Dest::Unknown).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// Addresses and socket options for a direct CONNECT that the rules let
+/// through: never one of our own sockets; the egress settings of the rule
+/// (or the user); only addresses the source address can reach, the
+/// preferred family first.
+pub(crate) fn direct_plan(
+    addrs: Vec<IpAddr>,
+    rule: Option<&Rule>,
+    port: u16,
+    shared: &Shared,
+    rec: &Record,
+) -> Result<(Vec<IpAddr>, SocketOptions), RequestError> {
+    refuse_own_sockets(&addrs, port, shared)?;
+    let (opts, prefer) = egress_of(rule, shared, rec);
+    Ok((order_for_egress(addrs, opts.source, prefer), opts))
+}
+
 /// BIND and UDP ASSOCIATE cannot go through an upstream: a rule that
 /// routes them refuses them (`07` / `5B`), with a log line.
-pub(crate) fn refuse_route(verdict: &Verdict<'_>, what: &str) -> Result<(), RequestError> {
+fn refuse_route(verdict: &Verdict<'_>, what: &str) -> Result<(), RequestError> {
     let Some(name) = verdict.rule().and_then(|r| r.route.as_deref()) else {
         return Ok(());
     };
@@ -849,7 +862,7 @@ pub(crate) fn refuse_route(verdict: &Verdict<'_>, what: &str) -> Result<(), Requ
 
 /// Keep only addresses a source address can reach, and put the preferred
 /// family first (happy eyeballs then starts with it).
-pub(crate) fn order_for_egress(
+fn order_for_egress(
     mut addrs: Vec<IpAddr>,
     source: Option<IpAddr>,
     prefer: Option<Family>,

@@ -19,7 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
-use crate::rules::Dest;
 
 use crate::session::{linger_close, relay_recorded, Outbound, Record, Route, Shared};
 use crate::upstream::Upstream;
@@ -118,17 +117,7 @@ pub(crate) async fn execute(
         Ok(user) => user,
         Err(e) => return fail(stream, &req, e.reply_code(), rec, e.to_string()).await,
     };
-    // The rules: CONNECT is checked with its addresses once resolved; a
-    // UDP association's datagrams are checked one by one.
-    // BIND and UDP cannot go through an upstream (07 when a rule routes them).
-    let allowed = match req.command {
-        Command::CONNECT => Ok(()),
-        Command::NOOP => crate::session::check_rules(shared, rec, Dest::Unknown).map(|_| ()),
-        Command::UDP_ASSOCIATE => crate::session::check_rules(shared, rec, Dest::Unknown)
-            .and_then(|v| crate::session::refuse_route(&v, "UDP ASSOCIATE")),
-        _ => crate::session::check_rules(shared, rec, Dest::of(&req.target))
-            .and_then(|v| crate::session::refuse_route(&v, "BIND")),
-    };
+    let allowed = crate::session::check_command(shared, rec, req.command, &req.target);
     let result = match req.command {
         _ if allowed.is_err() => allowed,
         Command::NOOP => reply(stream, &req, None, Options::new(), rec).await,
@@ -200,9 +189,7 @@ async fn connect(
             return Box::pin(connect_upstream(stream, req, leftover, up, shared, rec)).await
         }
     };
-    crate::session::refuse_own_sockets(&addrs, req.target.port, shared)?;
-    let (egress, prefer) = crate::session::egress_of(rule, shared, rec);
-    let addrs = crate::session::order_for_egress(addrs, egress.source, prefer);
+    let (addrs, egress) = crate::session::direct_plan(addrs, rule, req.target.port, shared, rec)?;
     let opts = SocketOptions {
         tos: wanted.tos,
         mptcp: wanted.mptcp,
@@ -281,10 +268,7 @@ async fn connect_upstream(
     let out = Outbound::via(up, &req.target, &req.initial_data, rec).await?;
     if !out.early_sent {
         write_all(&out.stream, &req.initial_data).await?;
-        rec.counters.up.fetch_add(
-            req.initial_data.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        rec.counters.add_up(req.initial_data.len() as u64);
     }
     reply(stream, req, out.bound.as_ref(), Options::new(), rec).await?;
     crate::session::deliver(stream, out.to_client, rec).await?;
