@@ -46,8 +46,10 @@ pub struct Config {
     pub max_clients: usize,
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
-    /// How relayed bytes are moved: `copy` (through a pooled user-space
-    /// buffer, the default) or `splice` (splice(2) through a pipe).
+    /// How relayed bytes are moved: `auto` (the default: splice while few
+    /// relays are live, copy when many are), `copy` (through a pooled
+    /// user-space buffer) or `splice` (splice(2) through a pipe). See
+    /// [`RelayMode`] for the measurements behind `auto`.
     pub relay_mode: RelayMode,
     /// Carry out BIND requests (SOCKS4 and SOCKS5). When off they get `07` / `5B`.
     pub allow_bind: bool,

@@ -16,7 +16,8 @@
 //!
 //! Two engines move the bytes (see [`RelayMode`]): a copy through a user
 //! space buffer, and splice(2) through a pipe (Linux), which keeps the data
-//! in the kernel.
+//! in the kernel. The default, `auto`, splices while few relays are live
+//! and copies when many are (see [`SPLICE_MAX_RELAYS`]).
 //!
 //! Bandwidth limits (per user, see [`crate::limits`]): a limited relay has a
 //! token bucket per direction, which may be shared with other relays. A
@@ -50,18 +51,31 @@ use crate::metrics::Direction;
 
 /// How bytes are moved, chosen by configuration (`relay_mode`).
 ///
-/// The default is the buffered copy. Measured with `sixsocks-bench` on the
-/// 2-core development machine (loopback, a network namespace per run,
-/// 2026-11-23), splice spent less CPU per GB (0.23–0.30 s against 0.32–0.52
-/// for copy) at about the same throughput, but with 64 concurrent streams
-/// single streams sometimes waited 2–3 s (1 run in 2 to 3 of 3), which the
-/// copy engine with a byte budget per poll never did (longest wait
-/// 80–270 ms). Until that is understood, splice is opt-in.
+/// Measured with `sixsocks-bench` on the 2-core development machine
+/// (loopback, a network namespace per run, 2026-11-23, 3 runs each, proxy
+/// CPU-seconds per GB): splice costs less than copying while few streams
+/// move data at once, and nothing or worse when many do:
+///
+/// | case | copy | splice |
+/// |---|---|---|
+/// | echo, 1 stream | 0.62–0.69 s/GB, 5.8–6.4 Gbit/s | 0.46–0.51 s/GB, 7.1–7.4 Gbit/s |
+/// | echo, 8 streams | 0.40–0.51, 9.7–10.2 | 0.28–0.30, 9.0–9.5 |
+/// | download, 8 streams | 0.53–0.63, 15.9–19.1 | 0.43–0.52, 18.0–20.1 |
+/// | download, 64 streams | 0.54–0.57, 17.9–19.3 | 0.54–0.58, 16.4–18.0 |
+/// | echo, 64 streams | 0.43–0.45, 11.1–11.7 | 0.50–0.61, 7.8–9.8 |
+///
+/// With 64 download streams splice also trapped some receivers (in about
+/// one run in three a few client sockets never grew their receive buffer
+/// past 128 KiB and crawled at 0.01 Gbit/s while the rest ran: the runs
+/// where splice looked cheapest, 0.25 s/GB, were those). Hence `auto`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RelayMode {
-    /// read(2) into a pooled buffer, write(2) out of it.
+    /// Splice while at most [`SPLICE_MAX_RELAYS`] relays are live in the
+    /// process, copy otherwise; decided at every read.
     #[default]
+    Auto,
+    /// read(2) into a pooled buffer, write(2) out of it.
     Copy,
     /// splice(2) socket → pipe → socket; the bytes never reach user space.
     Splice,
@@ -71,10 +85,11 @@ impl std::str::FromStr for RelayMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(RelayMode::Auto),
             "copy" => Ok(RelayMode::Copy),
             "splice" => Ok(RelayMode::Splice),
             other => Err(format!(
-                "unknown relay mode `{other}` (expected copy or splice)"
+                "unknown relay mode `{other}` (expected auto, copy or splice)"
             )),
         }
     }
@@ -90,15 +105,6 @@ pub const CHUNK: usize = 256 * 1024;
 /// directions would reach it. 256 KiB pipes (one splice call's worth) and
 /// [`PIPE_BUDGET`] keep well below it.
 ///
-/// This did not cure the unfairness splice shows at 64 download streams on
-/// loopback (2026-11-23, 4 s runs, download, 64 streams): in about half the
-/// runs some streams crawl (0.007–0.03 Gbit/s beside 0.41, gaps of
-/// 0.3–0.4 s) while the CPU per GB is lowest (0.26 s); in the others every
-/// stream gets its share and the CPU per GB is no better than copying
-/// (0.55 vs 0.52 s). Gaps of a few hundred ms look like TCP zero-window
-/// probing on the receiving side rather than the relay (pages spliced on
-/// loopback stay charged to the receiver at their full size), but that is
-/// not proven. Hence `copy` stays the default.
 pub const PIPE_SIZE: usize = 256 * 1024;
 /// Most pipe capacity the process holds at once (half the kernel's default
 /// per-user soft limit, which other processes of the same user share).
@@ -110,6 +116,11 @@ const PIPE_BUDGET: usize = 32 * 1024 * 1024;
 const MIN_PIPE: usize = 64 * 1024;
 /// Capacity of all the relay pipes alive in this process.
 static PIPE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// In `auto` mode, a read is spliced only while at most this many relays
+/// are live in the process; see [`RelayMode`] for the numbers.
+pub const SPLICE_MAX_RELAYS: usize = 16;
+/// Relays live right now (see [`Live`]).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// Idle buffers (and pipes) a worker thread keeps for reuse.
 const POOL_KEEP: usize = 16;
 
@@ -194,6 +205,7 @@ pub async fn relay(
                 down: None,
             })
         }),
+        _live: Live::new(),
     }
     .await
 }
@@ -222,6 +234,23 @@ struct Relay<'a> {
     last: Instant,
     /// Bandwidth limits, boxed so that unlimited relays stay small.
     throttle: Option<Box<Throttle<'a>>>,
+    _live: Live,
+}
+
+/// A relay, counted in [`LIVE`] for as long as it exists.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A limited relay's buckets and its timers, one per direction, allocated
@@ -341,6 +370,7 @@ enum Pump {
         pipe: RelayPipe,
         left: usize,
         total: usize,
+        mode: RelayMode,
     },
     Done,
 }
@@ -381,10 +411,12 @@ impl Pump {
                     ready!(src.poll_read_ready(cx))?;
                     // Tokens are taken only once the source is readable, so
                     // an idle relay holds none.
-                    let most = match *mode {
-                        RelayMode::Copy => CHUNK,
-                        RelayMode::Splice => SPLICE_CALL,
+                    let splice = match *mode {
+                        RelayMode::Copy => false,
+                        RelayMode::Splice => true,
+                        RelayMode::Auto => LIVE.load(Ordering::Relaxed) <= SPLICE_MAX_RELAYS,
                     };
+                    let most = if splice { SPLICE_CALL } else { CHUNK };
                     let allowed = match gate.as_mut() {
                         Some(g) => ready!(g.poll_take(cx, most)).min(most),
                         None => most,
@@ -397,9 +429,10 @@ impl Pump {
                         }
                     };
                     // A splice pump without a usable pipe copies this read.
-                    let pipe = match *mode {
-                        RelayMode::Splice => PIPES.with(|p| p.take()).or_else(RelayPipe::new),
-                        RelayMode::Copy => None,
+                    let pipe = if splice {
+                        PIPES.with(|p| p.take()).or_else(RelayPipe::new)
+                    } else {
+                        None
                     };
                     let next = match pipe {
                         None => {
@@ -442,10 +475,13 @@ impl Pump {
                                 }
                                 Ok(n) => {
                                     budget = budget.saturating_sub(n);
+                                    #[cfg(test)]
+                                    tests::SPLICED.with(|s| s.set(s.get() + n));
                                     Some(Pump::WritingPipe {
                                         pipe,
                                         left: n,
                                         total: n,
+                                        mode: *mode,
                                     })
                                 }
                                 Err(e) => {
@@ -477,6 +513,7 @@ impl Pump {
                     pos,
                     end,
                     mode,
+                    ..
                 } => {
                     ready!(dst.poll_write_ready(cx))?;
                     match dst.try_write(&buf[*pos..*end]) {
@@ -495,7 +532,13 @@ impl Pump {
                         }
                     }
                 }
-                Pump::WritingPipe { pipe, left, total } => {
+                Pump::WritingPipe {
+                    pipe,
+                    left,
+                    total,
+                    mode,
+                    ..
+                } => {
                     ready!(dst.poll_write_ready(cx))?;
                     let r = dst.try_io(Interest::WRITABLE, || {
                         sys::splice(pipe.0.read.as_raw_fd(), dst.as_raw_fd(), *left)
@@ -509,8 +552,9 @@ impl Pump {
                     if *left == 0 {
                         counters.add(direction, *total as u64);
                         *moved = true;
+                        let mode = *mode;
                         if let Pump::WritingPipe { pipe, .. } =
-                            std::mem::replace(self, Pump::Reading(RelayMode::Splice))
+                            std::mem::replace(self, Pump::Reading(mode))
                         {
                             PIPES.with(|p| p.give(pipe));
                         }
@@ -605,7 +649,10 @@ mod tests {
         (a, b)
     }
 
-    async fn relay_roundtrip(mode: RelayMode) {
+    /// Relays everything both ways (with a half-close) in `mode`; returns
+    /// the bytes this thread spliced meanwhile.
+    async fn relay_roundtrip(mode: RelayMode) -> usize {
+        let before = SPLICED.with(|s| s.get());
         // app <-> (client_side | relay | target_side) <-> server
         let (mut app, client_side) = pair().await;
         let (target_side, mut server) = pair().await;
@@ -642,19 +689,35 @@ mod tests {
         assert_eq!(back, b"answer after half-close");
         assert_eq!(counters.up.load(Ordering::Relaxed), data.len() as u64 + 5);
         assert_eq!(counters.down.load(Ordering::Relaxed), 23);
+        SPLICED.with(|s| s.get()) - before
     }
 
     #[tokio::test]
     async fn copy_relays_everything_and_honours_half_close() {
-        relay_roundtrip(RelayMode::Copy).await;
+        assert_eq!(relay_roundtrip(RelayMode::Copy).await, 0);
     }
 
     #[tokio::test]
     async fn splice_relays_everything_and_honours_half_close() {
-        relay_roundtrip(RelayMode::Splice).await;
+        assert!(relay_roundtrip(RelayMode::Splice).await > 0);
+    }
+
+    #[tokio::test]
+    async fn auto_splices_while_few_relays_are_live() {
+        // Other tests of this binary run at most a few relays at once.
+        assert!(relay_roundtrip(RelayMode::Auto).await > 0);
+    }
+
+    #[tokio::test]
+    async fn auto_copies_when_many_relays_are_live() {
+        let others: Vec<Live> = (0..SPLICE_MAX_RELAYS).map(|_| Live::new()).collect();
+        assert_eq!(relay_roundtrip(RelayMode::Auto).await, 0);
+        drop(others);
     }
 
     thread_local! {
+        /// Bytes spliced into a pipe by relays polled on this thread.
+        pub(super) static SPLICED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// Makes [`RelayPipe::new`] fail on this thread, as when the pipe
         /// budget is spent or the kernel grants only tiny pipes.
         pub(super) static NO_PIPES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -663,7 +726,7 @@ mod tests {
     #[tokio::test]
     async fn splice_without_pipes_copies_everything() {
         NO_PIPES.with(|n| n.set(true));
-        relay_roundtrip(RelayMode::Splice).await;
+        assert_eq!(relay_roundtrip(RelayMode::Splice).await, 0);
         NO_PIPES.with(|n| n.set(false));
     }
 

@@ -70,8 +70,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
 
-    /// How relayed bytes move: `copy` (a pooled buffer) or `splice`
-    /// (splice(2) through a pipe: less CPU, opt-in) [default: copy].
+    /// How relayed bytes move: `auto` (splice while at most 16 relays are
+    /// live, copy beyond), `copy` (a pooled buffer) or `splice` (splice(2)
+    /// through a pipe) [default: auto].
     #[arg(long, value_name = "MODE")]
     pub relay_mode: Option<RelayMode>,
 

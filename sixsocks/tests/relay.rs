@@ -93,6 +93,12 @@ fn half_close_client_to_target_splice() {
     half_close_client_to_target_in("splice");
 }
 
+/// The default engine (`auto`: splice while few relays are live).
+#[test]
+fn half_close_client_to_target_auto() {
+    half_close_client_to_target_in("auto");
+}
+
 fn half_close_client_to_target_in(mode: &str) {
     // The target reads until EOF, then answers with what it got, twice.
     let target = spawn_target(|mut s| {
@@ -134,6 +140,12 @@ fn half_close_target_to_client() {
 #[test]
 fn half_close_target_to_client_splice() {
     half_close_target_to_client_in("splice");
+}
+
+/// The default engine (`auto`: splice while few relays are live).
+#[test]
+fn half_close_target_to_client_auto() {
+    half_close_target_to_client_in("auto");
 }
 
 fn half_close_target_to_client_in(mode: &str) {
@@ -184,6 +196,12 @@ fn bulk_256_mib_each_way() {
 #[test]
 fn bulk_256_mib_each_way_splice() {
     bulk_256_mib_each_way_in("splice");
+}
+
+/// The default engine (`auto`: splice while few relays are live).
+#[test]
+fn bulk_256_mib_each_way_auto() {
+    bulk_256_mib_each_way_in("auto");
 }
 
 fn bulk_256_mib_each_way_in(mode: &str) {
