@@ -7,7 +7,8 @@
 #
 # Options:
 #   --reps N            repetitions of the round robin (default 3; --smoke: 1)
-#   --peers "LIST"      subset of: direct sixsocks danted microsocks
+#   --peers "LIST"      subset of: direct sixsocks danted microsocks sixsocks6
+#                       (sixsocks6: sixsocks spoken to in SOCKS 6, connrate only)
 #   --modes "LIST"      subset of: throughput connrate pingpong idle
 #   --out DIR           where results go (default target/bench/DATE)
 #   --debug | --release cargo profile (default: release; --smoke: debug)
@@ -55,7 +56,7 @@ inner() {
     direct)
         exec "$BENCH_BIN" "$@" --direct --label direct
         ;;
-    sixsocks)
+    sixsocks | sixsocks6)
         "$SIXSOCKS_BIN" serve --listen "127.0.0.1:$PORT" --idle-timeout 0 --max-clients 30000 \
             >"$BENCH_WORK/sixsocks.log" 2>&1 &
         pid=$!
@@ -100,7 +101,13 @@ EOF
         say "$peer did not start listening on 127.0.0.1:$PORT (logs in $BENCH_WORK)"
     fi
     local rc=0
-    "$BENCH_BIN" "$@" --proxy "127.0.0.1:$PORT" --proxy-pid "$pid" --label "$peer" || rc=$?
+    if [ "$peer" = sixsocks6 ]; then
+        # The same server, spoken to in SOCKS 6; its rows are cases of
+        # their own ("…, SOCKS 6 0-RTT") under sixsocks's label.
+        "$BENCH_BIN" "$@" --socks6 "127.0.0.1:$PORT" --proxy-pid "$pid" --label sixsocks || rc=$?
+    else
+        "$BENCH_BIN" "$@" --proxy "127.0.0.1:$PORT" --proxy-pid "$pid" --label "$peer" || rc=$?
+    fi
     stop_pid "$pid"
     return $rc
 }
@@ -116,7 +123,7 @@ fi
 # ---------------------------------------------------------------------------
 SMOKE=0
 REPS=
-PEERS="direct sixsocks danted microsocks"
+PEERS="direct sixsocks danted microsocks sixsocks6"
 MODES="throughput connrate pingpong idle"
 OUT=
 PROFILE=
@@ -288,6 +295,9 @@ for c in "${cases[@]}"; do
             i=$((i + 1))
             if [ "$peer" = direct ] && [ "${c%% *}" = idle ]; then
                 continue # a direct connection has no proxy memory to measure
+            fi
+            if [ "$peer" = sixsocks6 ] && [ "${c%% *}" != connrate ]; then
+                continue # SOCKS 6 is measured for its 0-RTT connection rate
             fi
             say "[$i/$total] $peer rep $rep: $c"
             WORK=$(mktemp -d "$OUT/run.XXXXXX")

@@ -1,5 +1,6 @@
 //! Connection rate: W workers, each looping connect + greeting + CONNECT +
-//! 64-byte echo + close (half-close, then wait for the proxy's EOF, so that
+//! 64-byte echo + close (for SOCKS 6: connect + request with the 64 bytes as
+//! initial data + replies and echo + close) (half-close, then wait for the proxy's EOF, so that
 //! the proxy's teardown is part of what is measured) for a fixed time.
 //! Async (tokio), so that 32 workers cost the load generator two threads,
 //! not 32 context switches per step.
@@ -12,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::servers::start_echo_async;
-use crate::socks::{connect_async, Route};
+use crate::socks::{connect_with_data_async, Route};
 use crate::stats::Latency;
 
 /// Bytes echoed on each connection.
@@ -140,11 +141,16 @@ async fn worker(
 }
 
 async fn one(route: Route, target: SocketAddr) -> io::Result<()> {
-    let mut s = connect_async(route, target).await?;
     let msg = [0x37u8; ECHO_BYTES];
-    s.write_all(&msg).await?;
+    // SOCKS 6 sends the message with the request (0-RTT); the others after
+    // the handshake.
+    let (mut s, early) = connect_with_data_async(route, target, &msg).await?;
     let mut back = [0u8; ECHO_BYTES];
-    s.read_exact(&mut back).await?;
+    if early.len() > ECHO_BYTES {
+        return Err(io::Error::other("more bytes back than were sent"));
+    }
+    back[..early.len()].copy_from_slice(&early);
+    s.read_exact(&mut back[early.len()..]).await?;
     if back != msg {
         return Err(io::Error::other("echo differs from what was sent"));
     }

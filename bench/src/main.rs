@@ -114,8 +114,12 @@ enum Cmd {
 #[derive(Args, Clone)]
 struct Common {
     /// SOCKS5 proxy to measure (no authentication).
-    #[arg(long, conflicts_with = "direct", required_unless_present = "direct")]
+    #[arg(long, conflicts_with_all = ["direct", "socks6"], required_unless_present_any = ["direct", "socks6"])]
     proxy: Option<SocketAddr>,
+    /// SOCKS 6 proxy to measure (no authentication; `connrate` only: the
+    /// echo bytes go with the request, 0-RTT).
+    #[arg(long, conflicts_with = "direct")]
+    socks6: Option<SocketAddr>,
     /// Connect straight to the target: the machine's limit.
     #[arg(long)]
     direct: bool,
@@ -138,9 +142,13 @@ struct Common {
 
 impl Common {
     fn route(&self) -> Route {
-        match self.proxy {
-            Some(p) if !self.direct => Route::Socks5(p),
-            _ => Route::Direct,
+        if self.direct {
+            return Route::Direct;
+        }
+        match (self.proxy, self.socks6) {
+            (Some(p), _) => Route::Socks5(p),
+            (None, Some(p)) => Route::Socks6(p),
+            (None, None) => Route::Direct,
         }
     }
     fn stall(&self) -> Duration {
@@ -272,7 +280,10 @@ fn main() -> ExitCode {
                 duration: secs(duration),
                 stall: common.stall(),
             };
-            let case = format!("{workers} worker{}", if workers == 1 { "" } else { "s" });
+            let mut case = format!("{workers} worker{}", if workers == 1 { "" } else { "s" });
+            if let Route::Socks6(_) = common.route() {
+                case.push_str(", SOCKS 6 0-RTT");
+            }
             measure(&common, "connrate", &case, |route, ip| {
                 let r = connrate::run(route, ip, &o)?;
                 let problem = (r.errors > 0 || r.stalled > 0 || r.conns_window == 0).then(|| {
@@ -401,6 +412,7 @@ fn measure(
         json!(match route {
             Route::Direct => "direct".to_string(),
             Route::Socks5(p) => format!("socks5://{p}"),
+            Route::Socks6(p) => format!("socks6://{p}"),
         }),
     );
     let tcp_before = procfs::tcp_counters();

@@ -342,8 +342,20 @@ pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
                 out.push_str(&format!(" {r} |"));
             }
             if has_subject && !peers.is_empty() {
+                // A variant measured for the subject alone ("32 workers,
+                // SOCKS 6 0-RTT") is compared with the subject's own figure
+                // in the case it varies ("32 workers").
+                let own = || {
+                    let (base, _) = case.rsplit_once(", ")?;
+                    let v = cell(&recs, base, subject, m.pointer).median()?;
+                    Some((format!("{subject}, {base}"), v))
+                };
                 let r = match (s, best) {
                     (Some(s), Some((p, v))) => format!("{} ({p})", ratio(s, v)),
+                    (Some(s), None) => match own() {
+                        Some((l, v)) => format!("{} ({l})", ratio(s, v)),
+                        None => "–".into(),
+                    },
                     _ => "–".into(),
                 };
                 out.push_str(&format!(" {r} |"));
@@ -462,6 +474,31 @@ mod tests {
         assert!(out.contains("Runs that stalled or failed"));
         assert_eq!(failures(&recs, &["microsocks".into()]).len(), 3);
         assert!(failures(&recs, &["sixsocks".into(), "direct".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_variant_of_the_subject_alone_is_compared_with_its_own_case() {
+        let cr = |label: &str, case: &str, rate: f64| {
+            json!({"mode": "connrate", "case": case, "label": label, "rep": 0, "ok": true,
+                   "stalled": false, "conns_per_s": rate})
+        };
+        let recs = vec![
+            cr("direct", "32 workers", 20000.0),
+            cr("sixsocks", "32 workers", 8000.0),
+            cr("microsocks", "32 workers", 7000.0),
+            cr("sixsocks", "32 workers, SOCKS 6 0-RTT", 10000.0),
+        ];
+        let out = render(&recs, "sixsocks", "direct");
+        assert!(
+            out.contains(
+                "| 32 workers, SOCKS 6 0-RTT | – | 10,000 | – | – | 1.25× (sixsocks, 32 workers) |"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 32 workers | 20,000 | 8,000 | 7,000 | 0.40× | 1.14× (microsocks) |"),
+            "{out}"
+        );
     }
 
     #[test]
