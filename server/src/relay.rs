@@ -53,10 +53,14 @@ use crate::metrics::Direction;
 ///
 /// Measured with `sixsocks-bench` on the 2-core development machine
 /// (loopback, a network namespace per run, 2026-11-23, 3 runs each, proxy
-/// CPU-seconds per GB): splice costs less than copying while few streams
-/// move data at once, and nothing or worse when many do:
+/// CPU-seconds per GB and Gbit/s): splice costs less than copying while few
+/// streams move data at once, and nothing or worse when many do. The
+/// splice column had pipes capped at 16 (4 MiB): with 1 and 8 streams
+/// nearly every read was spliced, with 64 streams a mix; splicing every
+/// read at 64 download streams cost 0.43–0.55 s/GB in the runs where every
+/// stream got its share.
 ///
-/// | case | copy | splice |
+/// | case | copy | splice (≤ 16 pipes) |
 /// |---|---|---|
 /// | echo, 1 stream | 0.62–0.69 s/GB, 5.8–6.4 Gbit/s | 0.46–0.51 s/GB, 7.1–7.4 Gbit/s |
 /// | echo, 8 streams | 0.40–0.51, 9.7–10.2 | 0.28–0.30, 9.0–9.5 |
