@@ -37,7 +37,10 @@ use sixsocks_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const NETNS_ENV: &str = "SIXSOCKS_CLIENT_SOCKS6_NETNS";
+/// Re-running a test inside a network namespace, shared with the e2e tests.
+#[path = "../../sixsocks/tests/common/netns.rs"]
+mod netns;
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 // ------------------------------------------------------------------ harness
@@ -83,34 +86,13 @@ fn require_tools(tools: &[&str]) -> bool {
 /// Returns `true` when already inside it (run the test), `false` after the
 /// inner run passed (or was skipped for a missing tool).
 fn in_netns(test_name: &str) -> bool {
-    if std::env::var_os(NETNS_ENV).is_some() {
+    if netns::inside() {
         return true;
     }
     if !require_tools(&["unshare", "ip", "sh"]) {
         return false;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "set -e; ip link set lo up; exec \"$0\" \"$@\"",
-        ])
-        .arg(&exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {test_name} inside a network namespace failed ({:?}):\n\
-         --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
-    );
+    let (_, stderr) = netns::rerun(test_name, &[], "ip link set lo up", &[]);
     // The inner run's report (tables, warnings) belongs in this output.
     eprintln!("--- inside the network namespace ---\n{stderr}");
     false

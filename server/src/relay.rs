@@ -214,7 +214,8 @@ pub async fn relay(
     .await
 }
 
-async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+/// Writes all of `data` to a shared `TcpStream` (no `&mut` needed).
+pub(crate) async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match dst.try_write(data) {
             Ok(n) => data = &data[n..],

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
 
+use crate::relay::write_all;
 use crate::session::{linger_close, relay_recorded, Outbound, Record, Route, Shared};
 use crate::upstream::Upstream;
 
@@ -71,20 +72,9 @@ pub(crate) async fn execute(
 ) {
     // Idempotence: the window belongs to the user, or to the client's
     // address when it did not authenticate.
-    let key = match req.credentials.user() {
-        Some(u) => [b"u:".as_slice(), u].concat(),
-        None => format!(
-            "a:{}",
-            stream
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default()
-        )
-        .into_bytes(),
-    };
     let has_tokens = req.options.idempotence().next().is_some();
     let decision = if has_tokens {
-        Some(shared.tokens.serve(key, &req.options))
+        Some(shared.tokens.serve(owner_key(stream, &req), &req.options))
     } else {
         None
     };
@@ -306,17 +296,6 @@ async fn connect_tfo(
         && sixsocks_sys::tcp_info_options(s.as_raw_fd())
             .is_ok_and(|o| o & sixsocks_sys::TCPI_OPT_SYN_DATA != 0);
     Ok((s, applied, in_syn))
-}
-
-async fn write_all(dst: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        match dst.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => dst.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Who a token window or a BIND backlog belongs to: the user, or the

@@ -14,7 +14,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -29,6 +28,10 @@ use tokio::net::TcpListener;
 /// Tor as a test upstream, shared with the e2e tests.
 #[path = "../../sixsocks/tests/common/tor.rs"]
 mod tor;
+
+/// Re-running a test inside a network namespace, shared with the e2e tests.
+#[path = "../../sixsocks/tests/common/netns.rs"]
+mod netns;
 
 /// Every wait in a test is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -432,13 +435,11 @@ fn have_tool(name: &str) -> bool {
     std::env::split_paths(&path).any(|d| d.join(name).is_file())
 }
 
-const NETNS_ENV: &str = "SIXSOCKS_UPSTREAM_TEST_IN_NETNS";
-
 /// Re-run the test `name` alone inside a new network namespace with only
 /// `lo` (up). `true` in the inner run (run the body); `false` in the outer
 /// one, after checking the inner run passed (or after a skip warning).
 fn in_netns(name: &str) -> bool {
-    if std::env::var_os(NETNS_ENV).is_some() {
+    if netns::inside() {
         return true;
     }
     for tool in ["unshare", "ip", "sh"] {
@@ -446,28 +447,7 @@ fn in_netns(name: &str) -> bool {
             return missing(tool);
         }
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "set -e; ip link set lo up; exec \"$0\" \"$@\"",
-        ])
-        .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {name} inside a network namespace failed ({:?}):\n\
-         --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
-    );
+    let (stdout, stderr) = netns::rerun(name, &[], "ip link set lo up", &[]);
     // Show what the inner run printed (the codes, warnings).
     eprintln!("{stdout}{stderr}");
     false

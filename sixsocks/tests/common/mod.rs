@@ -17,6 +17,7 @@
 //! * [`tor`]: a real Tor as an upstream, inside a loopback-only namespace.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod tor;
 
 use std::collections::HashMap;
@@ -1010,8 +1011,6 @@ pub fn echo_roundtrip(s: &mut TcpStream, msg: &[u8]) {
 // Network namespaces
 // ---------------------------------------------------------------------------
 
-const NETNS_ENV: &str = "SIXSOCKS_TEST_IN_NETNS";
-
 /// /etc/hosts inside the namespace: `localhost` is both 127.0.0.1 and ::1.
 pub const NETNS_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
@@ -1035,7 +1034,7 @@ pub fn in_netns(test_name: &str) -> bool {
 
 /// [`in_netns`] with other resolv.conf options (e.g. a longer timeout).
 pub fn in_netns_with(test_name: &str, resolv_options: &str) -> bool {
-    if std::env::var_os(NETNS_ENV).is_some() {
+    if netns::inside() {
         return true;
     }
     if !require_tools(&["unshare", "ip", "mount", "sh"]) {
@@ -1048,28 +1047,15 @@ pub fn in_netns_with(test_name: &str, resolv_options: &str) -> bool {
         format!("nameserver 127.0.0.1\n{resolv_options}\n"),
     )
     .unwrap();
-    let script = "set -e; ip link set lo up; \
+    let setup = "ip link set lo up; \
          mount --bind \"$SIXSOCKS_NETNS_DIR/hosts\" /etc/hosts; \
          mount --bind \"$SIXSOCKS_NETNS_DIR/resolv.conf\" /etc/resolv.conf; \
-         ip route add unreachable 10.99.0.0/16; \
-         exec \"$0\" \"$@\"";
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", script])
-        .arg(&exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, "1")
-        .env("SIXSOCKS_NETNS_DIR", dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {test_name} inside a network namespace failed ({:?}):\n\
-         --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
+         ip route add unreachable 10.99.0.0/16";
+    let (_, stderr) = netns::rerun(
+        test_name,
+        &["--mount"],
+        setup,
+        &[("SIXSOCKS_NETNS_DIR", dir.path().as_os_str())],
     );
     // Surface warnings (e.g. skipped sub-checks) from the inner run.
     if stderr.contains("WARNING") {
