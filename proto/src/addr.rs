@@ -28,7 +28,25 @@ impl fmt::Display for Host {
         match self {
             Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
             Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Domain(d) => write!(f, "{}", d.escape_debug()),
+            Host::Domain(d) => write!(f, "{}", ShownName(d)),
+        }
+    }
+}
+
+/// A name as logs show it: a peer chose it, so every character that could
+/// forge or garble a log line (line breaks, control characters, quotes,
+/// backslashes) is escaped (`\n`, `\u{1b}`), and an IPv6 literal sent as a
+/// name is bracketed like an address (`[::1]`, so that `[::1]:80` is not
+/// read as `::1:80`).
+#[derive(Clone, Copy, Debug)]
+pub struct ShownName<'a>(pub &'a str);
+
+impl fmt::Display for ShownName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.parse::<Ipv6Addr>().is_ok() {
+            write!(f, "[{}]", self.0)
+        } else {
+            write!(f, "{}", self.0.escape_debug())
         }
     }
 }

@@ -35,7 +35,7 @@ pub mod v4;
 pub mod v5;
 pub mod v6;
 
-pub use addr::{Host, TargetAddr};
+pub use addr::{Host, ShownName, TargetAddr};
 pub use error::ProtoError;
 pub use parse::Parsed;
 pub use reply::ReplyCode;

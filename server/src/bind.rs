@@ -9,9 +9,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::destination::{self, same_ip};
 use crate::error::RequestError;
+use crate::rules::{Dest, Verdict};
 
-use crate::session::{relay_recorded, Record, Shared};
+use crate::session::{check_addresses, check_rules, relay_recorded, Record, Shared};
 
 /// Most bytes a client may send before the second reply; they are kept and
 /// forwarded once the inbound connection is there.
@@ -26,12 +28,7 @@ pub(crate) async fn run(
 ) -> Result<(), RequestError> {
     let config = &shared.config;
     let extended = config.extended_errors;
-    // The host expected to connect (RFC 1928: "evaluate DST.ADDR").
-    let expected: Option<IpAddr> = match &request.target.host {
-        Host::Ip(ip) if ip.is_unspecified() => None,
-        Host::Ip(ip) => Some(*ip),
-        Host::Domain(name) => shared.resolver.lookup(name).await?.first().copied(),
-    };
+    let expected = expected_host(&request.target, shared, rec).await?;
     let client_side = client.local_addr()?.ip();
     let listen_ip = config
         .bind_address
@@ -95,6 +92,31 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// The host expected to connect (RFC 1928: "evaluate DST.ADDR"); `None`
+/// for any host (`0.0.0.0` or `::`). A name is resolved as every target is
+/// (no `.onion` to DNS, no unspecified address), and when the rules could
+/// not decide by its name, its addresses go through them one by one, as
+/// for CONNECT: a name cannot be used to expect a blocked host.
+async fn expected_host(
+    target: &TargetAddr,
+    shared: &Shared,
+    rec: &Record,
+) -> Result<Option<IpAddr>, RequestError> {
+    let dest = Dest::of(target);
+    if let Some(ip) = dest.ip() {
+        return Ok((!destination::is_unspecified(ip)).then_some(ip));
+    }
+    let verdict = check_rules(shared, rec, dest)?;
+    let addrs = shared.resolver.target(&target.host).await?;
+    let addrs = match (verdict, &target.host) {
+        (Verdict::Undecided, Host::Domain(name)) => {
+            check_addresses(shared, rec, Some(name), addrs, target.port)?.0
+        }
+        _ => addrs,
+    };
+    Ok(addrs.first().copied())
+}
+
 pub(crate) fn listen_once(addr: SocketAddr) -> std::io::Result<TcpListener> {
     listen_backlog(addr, 8)
 }
@@ -121,9 +143,4 @@ pub(crate) fn route_source(dst: IpAddr) -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind(any).ok()?;
     s.connect((dst, 9)).ok()?;
     s.local_addr().ok().map(|a| a.ip())
-}
-
-/// IP equality that treats `::ffff:a.b.c.d` as `a.b.c.d`.
-pub(crate) fn same_ip(a: IpAddr, b: IpAddr) -> bool {
-    a.to_canonical() == b.to_canonical()
 }

@@ -77,6 +77,13 @@ pub struct Config {
     pub max_datagram: usize,
     /// Seconds a fragment sequence may take to complete (at least 5, RFC 1928).
     pub udp_reassembly_timeout: u64,
+    /// Payload bytes one UDP association may hold while the names its
+    /// datagrams are addressed to resolve; beyond it they are dropped and
+    /// counted (`queue_full`).
+    pub udp_lookup_queue_bytes: usize,
+    /// The same, for all associations together: a slow resolver cannot make
+    /// the proxy hold more than this.
+    pub udp_lookup_queue_bytes_total: usize,
     /// Allow listening on a non-loopback address without authentication (an
     /// open proxy anyone who can reach it may use). Off by default: such a
     /// configuration is refused at start.
@@ -164,6 +171,8 @@ impl Default for Config {
             max_udp_per_client: 16,
             max_datagram: sixsocks_proto::udp::MAX_UDP_PAYLOAD,
             udp_reassembly_timeout: 5,
+            udp_lookup_queue_bytes: 256 * 1024,
+            udp_lookup_queue_bytes_total: 16 * 1024 * 1024,
             allow_open_proxy: false,
             socks6_max_token_window: 1024,
             rule: Vec::new(),
@@ -241,6 +250,13 @@ impl Config {
         }
         if self.max_datagram == 0 || self.max_datagram > sixsocks_proto::udp::MAX_UDP_PAYLOAD {
             return bad("`max_datagram` must be between 1 and 65507");
+        }
+        if self.udp_lookup_queue_bytes == 0
+            || self.udp_lookup_queue_bytes > self.udp_lookup_queue_bytes_total
+        {
+            return bad(
+                "`udp_lookup_queue_bytes` must be at least 1 and at most `udp_lookup_queue_bytes_total`",
+            );
         }
         if self.udp_reassembly_timeout < 5 {
             return bad("`udp_reassembly_timeout` must be at least 5 seconds (RFC 1928)");

@@ -37,6 +37,11 @@ pub enum RequestError {
     Disabled(&'static str),
     #[error("the target is one of the proxy's own listening sockets")]
     OwnSocket,
+    /// `0.0.0.0/8` or `::` in any spelling: Linux connects it to the
+    /// proxy's own host, so it is never a target
+    /// ([`crate::destination`]).
+    #[error("{0} is an unspecified address, never a target (it would reach the proxy's own host)")]
+    UnspecifiedTarget(std::net::IpAddr),
     #[error("blocked by the rules ({0})")]
     Blocked(String),
     #[error("limit reached: {0}")]
@@ -87,9 +92,10 @@ impl RequestError {
             RequestError::Limit(_) => ReplyCode::GeneralFailure,
             RequestError::CommandNotSupported(_) => ReplyCode::CommandNotSupported,
             RequestError::AddressTypeNotSupported => ReplyCode::AddressTypeNotSupported,
-            RequestError::AuthRequired | RequestError::OwnSocket | RequestError::Blocked(_) => {
-                ReplyCode::NotAllowed
-            }
+            RequestError::AuthRequired
+            | RequestError::OwnSocket
+            | RequestError::UnspecifiedTarget(_)
+            | RequestError::Blocked(_) => ReplyCode::NotAllowed,
             RequestError::OnionInvalid => ReplyCode::ONION_INVALID_ADDRESS,
             RequestError::OnionUnreachable => ReplyCode::ONION_DESC_NOT_FOUND,
             RequestError::Upstream(u) => upstream_code(&u.error, u.passed_credentials),

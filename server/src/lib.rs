@@ -13,6 +13,8 @@
 //! * [`bind`]: BIND, both replies and the relay after them.
 //! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed.
 //! * [`relay`]: moving bytes both ways once a connection is up.
+//! * [`destination`]: which addresses are the same destination (mapped,
+//!   compatible, NAT64 and numeric-name forms; unspecified targets refused).
 //! * [`rules`]: the ordered access rules (first match wins) and what they decide.
 //! * [`limits`]: per-user limits (concurrent sessions, bandwidth) and the
 //!   registry of live users that enforces them.
@@ -28,6 +30,7 @@ pub mod auth;
 pub mod bind;
 pub mod config;
 pub mod connect;
+pub mod destination;
 pub mod error;
 pub mod limits;
 pub mod listener;

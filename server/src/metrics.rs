@@ -249,6 +249,10 @@ pub enum UdpDrop {
     Unresolved,
     /// Too many datagrams or lookups waiting for names.
     Overload,
+    /// The bytes waiting for name lookups would pass their cap (per
+    /// association or in all: `udp_lookup_queue_bytes`,
+    /// `udp_lookup_queue_bytes_total`).
+    QueueFull,
     /// An answer before the client's address is known or the association confirmed.
     NotReady,
     /// Sending failed (including encoding the header and opening the socket).
@@ -266,6 +270,7 @@ impl UdpDrop {
             UdpDrop::TooLarge => "too_large",
             UdpDrop::Unresolved => "unresolved",
             UdpDrop::Overload => "overload",
+            UdpDrop::QueueFull => "queue_full",
             UdpDrop::NotReady => "not_ready",
             UdpDrop::SendError => "send_error",
             UdpDrop::Blocked => "blocked",

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use sixsocks_proto::Host;
+
+use crate::destination;
 use crate::error::RequestError;
 
 /// Most lookups in flight at once; further ones wait for a slot (their
@@ -33,14 +36,8 @@ impl Resolver {
     /// Forward lookup: every address of `name`, in the resolver's order,
     /// without duplicates. An IP literal is returned as is, without a lookup.
     pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, RequestError> {
-        if let Ok(ip) = name.parse::<IpAddr>() {
-            return Ok(vec![ip]);
-        }
-        if let Some(ip) = name
-            .strip_prefix('[')
-            .and_then(|n| n.strip_suffix(']'))
-            .and_then(|n| n.parse::<IpAddr>().ok())
-        {
+        // Read as getaddrinfo would read it, without a trip to the pool.
+        if let Some(ip) = crate::destination::literal(name) {
             return Ok(vec![ip]);
         }
         let owned = name.to_owned();
@@ -53,6 +50,38 @@ impl Resolver {
             return Err(RequestError::Resolve(format!("{name}: no addresses")));
         }
         Ok(addrs)
+    }
+
+    /// Resolve a target host: for CONNECT, RESOLVE, UDP datagrams and
+    /// BIND's expected host alike. `.onion` names are never sent to DNS
+    /// (RFC 7686): they fail with Tor's onion codes. Unspecified addresses
+    /// are never targets ([`crate::destination`]): a name's unspecified
+    /// addresses are dropped, and a name with nothing else is refused (`02`).
+    pub async fn target(&self, host: &Host) -> Result<Vec<IpAddr>, RequestError> {
+        match host {
+            Host::Ip(ip) => {
+                destination::refuse_unspecified(*ip)?;
+                Ok(vec![*ip])
+            }
+            Host::Domain(name) => {
+                if let Some(valid) = destination::onion_address(name) {
+                    return Err(if valid {
+                        RequestError::OnionUnreachable
+                    } else {
+                        RequestError::OnionInvalid
+                    });
+                }
+                let mut addrs = self.lookup(name).await?;
+                let Some(&first) = addrs.first() else {
+                    return Err(RequestError::HostUnreachable);
+                };
+                addrs.retain(|a| !destination::is_unspecified(*a));
+                if addrs.is_empty() {
+                    return Err(RequestError::UnspecifiedTarget(first));
+                }
+                Ok(addrs)
+            }
+        }
     }
 
     /// Reverse lookup: the name of `ip` (fails when it has none).

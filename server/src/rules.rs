@@ -43,7 +43,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
-use sixsocks_proto::{Command, Host, TargetAddr};
+use sixsocks_proto::{Command, Host, ShownName, TargetAddr};
 
 /// What a rule does when it matches.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -124,7 +124,11 @@ impl DestMatch {
 
     fn matches_ip(&self, ip: IpAddr) -> bool {
         match self {
-            DestMatch::Net(net) => net.contains(&ip.to_canonical()) || net.contains(&ip),
+            // Every spelling of the address the connection would reach
+            // (crate::destination), and the address as written.
+            DestMatch::Net(net) => {
+                net.contains(&crate::destination::canonical(ip)) || net.contains(&ip)
+            }
             _ => false,
         }
     }
@@ -353,7 +357,7 @@ impl fmt::Display for Dest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Dest::Unknown => Ok(()),
-            Dest::Name(name, port) => write!(f, " to {name}:{port}"),
+            Dest::Name(name, port) => write!(f, " to {}:{port}", ShownName(name)),
             Dest::Addr { ip, port, .. } => write!(f, " to {}", SocketAddr::new(*ip, *port)),
         }
     }
@@ -361,7 +365,8 @@ impl fmt::Display for Dest<'_> {
 
 impl<'a> Dest<'a> {
     /// The destination of a request target, before any resolution. A name
-    /// that is an address literal is the address.
+    /// that is an address (as the resolver would read it: `127.1`, `0x0`,
+    /// `[::1]`, see [`crate::destination::literal`]) is the address.
     pub fn of(target: &'a TargetAddr) -> Dest<'a> {
         match &target.host {
             Host::Ip(ip) => Dest::Addr {
@@ -369,14 +374,22 @@ impl<'a> Dest<'a> {
                 ip: *ip,
                 port: target.port,
             },
-            Host::Domain(name) => match name.parse::<IpAddr>() {
-                Ok(ip) => Dest::Addr {
+            Host::Domain(name) => match crate::destination::literal(name) {
+                Some(ip) => Dest::Addr {
                     name: None,
                     ip,
                     port: target.port,
                 },
-                Err(_) => Dest::Name(name, target.port),
+                None => Dest::Name(name, target.port),
             },
+        }
+    }
+
+    /// The address, when the destination is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Dest::Addr { ip, .. } => Some(*ip),
+            _ => None,
         }
     }
 }
@@ -441,7 +454,7 @@ impl Rule {
                 let to = if self.to.is_empty() || self.to.iter().any(|d| d.matches_name(&name)) {
                     Tri::Yes
                 } else if self.to.iter().any(|d| matches!(d, DestMatch::Net(_)))
-                    && crate::session::onion_address(&name).is_none()
+                    && crate::destination::onion_address(&name).is_none()
                 {
                     // Only its address can tell. (A `.onion` name has none,
                     // RFC 7686: address entries never match it, so a rule

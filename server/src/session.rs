@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::connect::{happy_eyeballs_with, SocketOptions};
+use crate::destination;
 use crate::error::RequestError;
 use crate::relay::{relay, Counters, RelayEnd};
 use crate::resolve::Resolver;
@@ -536,9 +537,9 @@ async fn execute(
         Command::RESOLVE_PTR if request.version == Version::V5 => {
             let ip = match &request.target.host {
                 Host::Ip(ip) => *ip,
-                Host::Domain(d) => d
-                    .parse::<IpAddr>()
-                    .map_err(|_| RequestError::AddressTypeNotSupported)?,
+                Host::Domain(d) => {
+                    destination::literal(d).ok_or(RequestError::AddressTypeNotSupported)?
+                }
             };
             let name = Box::pin(reverse_routed(ip, &request.target, shared, rec)).await?;
             finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
@@ -601,22 +602,9 @@ async fn finish_with(
     Ok(())
 }
 
-/// Resolve a host for CONNECT or RESOLVE. `.onion` names are never sent to
-/// DNS (RFC 7686): they fail with Tor's onion codes.
+/// Resolve a target host ([`Resolver::target`]).
 pub(crate) async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, RequestError> {
-    match host {
-        Host::Ip(ip) => Ok(vec![*ip]),
-        Host::Domain(name) => {
-            if let Some(valid) = onion_address(name) {
-                return Err(if valid {
-                    RequestError::OnionUnreachable
-                } else {
-                    RequestError::OnionInvalid
-                });
-            }
-            shared.resolver.lookup(name).await
-        }
-    }
+    shared.resolver.target(host).await
 }
 
 /// An outbound connection for CONNECT, direct or through an upstream.
@@ -729,7 +717,12 @@ pub(crate) async fn route_checked<'s>(
     shared: &'s Shared,
     rec: &Record,
 ) -> Result<Route<'s>, RequestError> {
-    let verdict = check_rules(shared, rec, Dest::of(target))?;
+    let dest = Dest::of(target);
+    if let Some(ip) = dest.ip() {
+        // Before the rules: no rule may let it through, nor route it.
+        destination::refuse_unspecified(ip)?;
+    }
+    let verdict = check_rules(shared, rec, dest)?;
     if let Some(up) = upstream_of(shared, verdict.rule())? {
         return Ok(Route::Upstream(up));
     }
@@ -839,6 +832,9 @@ pub(crate) fn direct_plan(
     shared: &Shared,
     rec: &Record,
 ) -> Result<(Vec<IpAddr>, SocketOptions), RequestError> {
+    for ip in &addrs {
+        destination::refuse_unspecified(*ip)?;
+    }
     refuse_own_sockets(&addrs, port, shared)?;
     let (opts, prefer) = egress_of(rule, shared, rec);
     Ok((order_for_egress(addrs, opts.source, prefer), opts))
@@ -910,42 +906,21 @@ pub(crate) async fn relay_recorded(
 }
 
 /// Refuse a target that is one of the proxy's own listening sockets (a
-/// loop that would eat a connection slot per turn until the limit). A
-/// listener on 0.0.0.0 or :: matches every loopback and unspecified
-/// address on its port; `::ffff:a.b.c.d` counts as `a.b.c.d`.
+/// loop that would eat a connection slot per turn until the limit), in any
+/// spelling ([`destination::is_own_socket`]).
 pub(crate) fn refuse_own_sockets(
     addrs: &[IpAddr],
     port: u16,
     shared: &Shared,
 ) -> Result<(), RequestError> {
-    let hit = addrs.iter().any(|ip| {
-        let ip = ip.to_canonical();
-        shared.own_addrs.iter().any(|own| {
-            own.port() == port
-                && (own.ip().to_canonical() == ip
-                    || ip.is_unspecified()
-                    || (own.ip().is_unspecified() && ip.is_loopback()))
-        })
-    });
+    let hit = addrs
+        .iter()
+        .any(|ip| destination::is_own_socket(*ip, port, shared.own_addrs.iter().copied()));
     if hit {
         Err(RequestError::OwnSocket)
     } else {
         Ok(())
     }
-}
-
-/// `None` if `name` is not under `.onion`; otherwise whether it is a
-/// well-formed v3 onion address (56 base32 characters before `.onion`).
-pub fn onion_address(name: &str) -> Option<bool> {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    let rest = name.strip_suffix(".onion")?;
-    let label = rest.rsplit('.').next().unwrap_or("");
-    Some(
-        label.len() == 56
-            && label
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7')),
-    )
 }
 
 /// Close after a refusal without losing the reply: shut our write side,
@@ -965,24 +940,6 @@ pub(crate) async fn linger_close(stream: &mut TcpStream) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::onion_address;
-
-    #[test]
-    fn onion_names() {
-        assert_eq!(onion_address("example.com"), None);
-        assert_eq!(onion_address("foo.onion"), Some(false));
-        let v3 = format!("{}.onion", "a".repeat(56));
-        assert_eq!(onion_address(&v3), Some(true));
-        assert_eq!(onion_address(&format!("www.{v3}.")), Some(true));
-        assert_eq!(
-            onion_address(&format!("{}.onion", "1".repeat(56))),
-            Some(false)
-        );
-    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::bind::same_ip;
+use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::metrics::{udp_datagram, Direction, UdpDrop};
 use crate::rules::{Dest, Verdict};
@@ -43,11 +43,14 @@ const MAX_LOOKUPS: usize = 32;
 /// Datagrams kept per name while its lookup runs.
 const MAX_QUEUED_PER_NAME: usize = 16;
 
-/// Counts associations overall and per client IP.
+/// Counts associations overall and per client IP, and the datagram bytes
+/// all of them hold while names resolve.
 #[derive(Default)]
 pub struct AssociationLimits {
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Payload bytes waiting for name lookups, in all associations.
+    queued_bytes: AtomicUsize,
 }
 
 /// Releases an association's place in [`AssociationLimits`] when dropped.
@@ -72,6 +75,24 @@ impl AssociationLimits {
     pub fn active(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
+
+    /// Payload bytes waiting for name lookups now, in all associations.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Reserve `n` queued bytes against the global cap `max`.
+    fn reserve_queued(&self, n: usize, max: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                q.checked_add(n).filter(|&t| t <= max)
+            })
+            .is_ok()
+    }
+
+    fn release_queued(&self, n: usize) {
+        self.queued_bytes.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Slot<'_> {
@@ -93,6 +114,9 @@ pub struct UdpStats {
     pub to_remote: AtomicU64,
     pub to_client: AtomicU64,
     pub dropped: AtomicU64,
+    /// Why the first dropped datagram was dropped (the log line says it,
+    /// so that `dropped 1` needs no `-v` run to explain).
+    pub first_drop: std::sync::OnceLock<String>,
 }
 
 /// SOCKS5 UDP ASSOCIATE: reply with the relay address, then relay.
@@ -185,6 +209,12 @@ struct Association {
     dns: HashMap<String, (Instant, IpAddr)>,
     /// Datagrams waiting for a name lookup, by name.
     resolving: HashMap<String, Vec<(u16, Vec<u8>)>>,
+    /// Their payload bytes, counted here and in `limits` (in all).
+    queued_bytes: usize,
+    /// Caps on queued bytes: this association's and all of them together.
+    queue_cap: usize,
+    queue_cap_total: usize,
+    limits: std::sync::Arc<AssociationLimits>,
     resolved_tx: mpsc::UnboundedSender<(String, Result<IpAddr, String>)>,
     resolved_rx: mpsc::UnboundedReceiver<(String, Result<IpAddr, String>)>,
     stats: UdpStats,
@@ -233,6 +263,10 @@ impl Association {
                 }),
                 dns: HashMap::new(),
                 resolving: HashMap::new(),
+                queued_bytes: 0,
+                queue_cap: config.udp_lookup_queue_bytes,
+                queue_cap_total: config.udp_lookup_queue_bytes_total,
+                limits: shared.udp_limits.clone(),
                 resolved_tx,
                 resolved_rx,
                 stats: UdpStats::default(),
@@ -250,11 +284,15 @@ impl Association {
         relay_addr: SocketAddr,
     ) {
         let end = self.serve(client, shared, rec).await;
+        let dropped = self.stats.dropped.load(Ordering::Relaxed);
+        let first = match self.stats.first_drop.get() {
+            Some(why) if dropped > 0 => format!(" (first: {why})"),
+            _ => String::new(),
+        };
         rec.outcome = Some(format!(
-            "udp {relay_addr}: {end}; datagrams to remote {}, to client {}, dropped {}",
+            "udp {relay_addr}: {end}; datagrams to remote {}, to client {}, dropped {dropped}{first}",
             self.stats.to_remote.load(Ordering::Relaxed),
             self.stats.to_client.load(Ordering::Relaxed),
-            self.stats.dropped.load(Ordering::Relaxed)
         ));
     }
 
@@ -332,6 +370,7 @@ impl Association {
 
     fn drop_datagram(&self, reason: UdpDrop, why: &str, src: SocketAddr) {
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let _ = self.stats.first_drop.set(why.to_string());
         crate::metrics::udp_drop(reason, 1);
         tracing::debug!(%src, why, "udp datagram dropped");
     }
@@ -370,6 +409,12 @@ impl Association {
                 // Sequences evicted to make room are lost datagrams too.
                 let evicted = self.reassembler.take_evicted() as u64;
                 self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
+                if evicted > 0 {
+                    let _ = self
+                        .stats
+                        .first_drop
+                        .set("fragment sequence evicted".into());
+                }
                 crate::metrics::udp_drop(UdpDrop::Fragment, evicted);
                 match pushed {
                     Fragment::Complete(t, d) => (t, d),
@@ -417,10 +462,12 @@ impl Association {
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
         }
-        let (ip, name) = match &target.host {
-            Host::Ip(ip) => (*ip, None),
-            Host::Domain(name) => match self.cached(name) {
-                Some(ip) => (ip, Some(name.as_str())),
+        // A name that is an address (`0x7f.1`, `[::1]`) is that address.
+        let (ip, name) = match Dest::of(&target) {
+            Dest::Addr { ip, .. } => (ip, None),
+            Dest::Unknown => return,
+            Dest::Name(name, _) => match self.cached(name) {
+                Some(ip) => (ip, Some(name)),
                 None => {
                     // A name the rules block is not even looked up.
                     let dest = Dest::Name(name, target.port);
@@ -446,6 +493,9 @@ impl Association {
         shared: &Shared,
         rec: &Record,
     ) -> Result<(), &'static str> {
+        if destination::is_unspecified(ip) {
+            return Err("an unspecified address is never a target");
+        }
         if shared.rules.is_empty() {
             return Ok(());
         }
@@ -572,32 +622,50 @@ impl Association {
         src: SocketAddr,
         shared: &Shared,
     ) {
+        let queue_len = self.resolving.get(name).map(Vec::len);
+        if queue_len.is_some_and(|n| n >= MAX_QUEUED_PER_NAME) {
+            return self.drop_datagram(
+                UdpDrop::Overload,
+                "too many datagrams waiting for a lookup",
+                src,
+            );
+        }
+        if queue_len.is_none() && self.resolving.len() >= MAX_LOOKUPS {
+            return self.drop_datagram(UdpDrop::Overload, "too many lookups in flight", src);
+        }
+        // The bytes held for lookups are capped here and in all.
+        let n = data.len();
+        if self.queued_bytes + n > self.queue_cap {
+            return self.drop_datagram(
+                UdpDrop::QueueFull,
+                "the association's bytes waiting for lookups are at their cap",
+                src,
+            );
+        }
+        if !self.limits.reserve_queued(n, self.queue_cap_total) {
+            return self.drop_datagram(
+                UdpDrop::QueueFull,
+                "the bytes waiting for lookups in all associations are at their cap",
+                src,
+            );
+        }
+        self.queued_bytes += n;
         if let Some(queue) = self.resolving.get_mut(name) {
-            if queue.len() >= MAX_QUEUED_PER_NAME {
-                return self.drop_datagram(
-                    UdpDrop::Overload,
-                    "too many datagrams waiting for a lookup",
-                    src,
-                );
-            }
             queue.push((port, data));
             return;
-        }
-        if self.resolving.len() >= MAX_LOOKUPS {
-            return self.drop_datagram(UdpDrop::Overload, "too many lookups in flight", src);
         }
         self.resolving.insert(name.to_string(), vec![(port, data)]);
         let resolver = shared.resolver.clone();
         let tx = self.resolved_tx.clone();
         let name = name.to_string();
         tokio::spawn(async move {
-            let result = match crate::session::onion_address(&name) {
-                Some(_) => Err(RequestError::OnionUnreachable),
-                None => resolver
-                    .lookup(&name)
-                    .await
-                    .and_then(|a| a.first().copied().ok_or(RequestError::HostUnreachable)),
-            };
+            // As every target is resolved: no .onion to DNS, no unspecified
+            // address.
+            let host = Host::Domain(name.clone());
+            let result = resolver
+                .target(&host)
+                .await
+                .and_then(|a| a.first().copied().ok_or(RequestError::HostUnreachable));
             // The association may be gone; then nobody needs the answer.
             let _ = tx.send((name, result.map_err(|e| e.to_string())));
         });
@@ -612,6 +680,8 @@ impl Association {
         rec: &Record,
     ) {
         let queued = self.resolving.remove(&name).unwrap_or_default();
+        let bytes: usize = queued.iter().map(|(_, d)| d.len()).sum();
+        self.release_queued(bytes);
         match result {
             Ok(ip) => {
                 if self.dns.len() >= DNS_CACHE_MAX {
@@ -640,6 +710,13 @@ impl Association {
         }
     }
 
+    /// `n` queued bytes left the lookup queues (sent or dropped).
+    fn release_queued(&mut self, n: usize) {
+        let n = n.min(self.queued_bytes);
+        self.queued_bytes -= n;
+        self.limits.release_queued(n);
+    }
+
     async fn outbound(&mut self, ip: IpAddr) -> std::io::Result<&UdpSocket> {
         let slot = if ip.is_ipv4() {
             &mut self.out4
@@ -656,6 +733,14 @@ impl Association {
         }
         slot.as_ref()
             .ok_or_else(|| std::io::Error::other("unreachable"))
+    }
+}
+
+impl Drop for Association {
+    /// Datagrams still waiting for lookups when the association ends give
+    /// their bytes back to the global cap.
+    fn drop(&mut self) {
+        self.limits.release_queued(self.queued_bytes);
     }
 }
 

@@ -120,13 +120,9 @@ impl UpstreamConfig {
             ));
         }
         if let Host::Ip(ip) = proxy.host {
-            let ip = ip.to_canonical();
-            let own = listen.iter().find(|l| {
-                l.port() == proxy.port
-                    && (l.ip().to_canonical() == ip
-                        || ip.is_unspecified()
-                        || (l.ip().is_unspecified() && ip.is_loopback()))
-            });
+            let own = listen
+                .iter()
+                .find(|l| crate::destination::is_own_socket(ip, proxy.port, std::iter::once(**l)));
             if let Some(own) = own {
                 return Err(format!(
                     "upstream {name:?} ({proxy}) is sixsocks' own listener {own}: \
@@ -242,7 +238,7 @@ impl Upstream {
     ) -> Result<UpstreamStream, RequestError> {
         if let Host::Domain(name) = &target.host {
             if !self.proxy.scheme.remote_dns() {
-                if let Some(valid) = crate::session::onion_address(name) {
+                if let Some(valid) = crate::destination::onion_address(name) {
                     return Err(if valid {
                         RequestError::OnionUnreachable
                     } else {

@@ -121,6 +121,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub udp_reassembly_timeout: Option<u64>,
 
+    /// Bytes of datagrams one UDP association may hold while their names
+    /// resolve; more are dropped [default: 262144].
+    #[arg(long, value_name = "BYTES")]
+    pub udp_lookup_queue_bytes: Option<usize>,
+
+    /// Bytes of datagrams all UDP associations together may hold while
+    /// their names resolve [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub udp_lookup_queue_bytes_total: Option<usize>,
+
     /// Largest SOCKS 6 idempotence token window granted; 0 grants none [default: 1024].
     #[arg(long, value_name = "N")]
     pub socks6_max_token_window: Option<u32>,
@@ -191,6 +201,11 @@ impl ServeArgs {
             (&mut c.max_udp_associations, self.max_udp_associations),
             (&mut c.max_udp_per_client, self.max_udp_per_client),
             (&mut c.max_datagram, self.max_datagram),
+            (&mut c.udp_lookup_queue_bytes, self.udp_lookup_queue_bytes),
+            (
+                &mut c.udp_lookup_queue_bytes_total,
+                self.udp_lookup_queue_bytes_total,
+            ),
         ] {
             if let Some(v) = v {
                 *dst = v;

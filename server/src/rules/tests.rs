@@ -492,3 +492,71 @@ fn onion_names_are_decided_by_name_behind_address_rules() {
     let v = r.check(&connect("127.0.0.1", Dest::Name("example.com", 80)));
     assert!(matches!(v, Verdict::Undecided), "{v:?}");
 }
+
+/// Issue 11, item 1: an address matches in every spelling that reaches the
+/// same host (mapped, compatible, NAT64), and a numeric name is the
+/// address it spells before any lookup. Failed before: `::127.0.0.1`,
+/// `64:ff9b::7f00:1` and the name `127.1` were not matched by `127.0.0.0/8`.
+#[test]
+fn every_spelling_of_an_address_matches() {
+    let r = rules(
+        r#"
+        [[rule]]
+        action = "block"
+        to = ["127.0.0.0/8", "::1"]
+        [[rule]]
+        action = "pass"
+        "#,
+    );
+    for form in [
+        "127.0.0.1",
+        "::ffff:127.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::127.0.0.1",
+        "::1",
+    ] {
+        assert_eq!(
+            decided(r.check(&connect("10.0.0.1", addr(form, 80)))),
+            (false, 1),
+            "{form}"
+        );
+    }
+    for name in ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "[::1]"] {
+        let target = TargetAddr::domain(name, 80);
+        let dest = Dest::of(&target);
+        assert!(matches!(dest, Dest::Addr { .. }), "{name}: {dest:?}");
+        assert_eq!(
+            decided(r.check(&connect("10.0.0.1", dest))),
+            (false, 1),
+            "{name}"
+        );
+    }
+    // An entry written in IPv6 still matches its own form.
+    let nat64 = rules(
+        r#"
+        [[rule]]
+        action = "block"
+        to = ["64:ff9b::/96"]
+        [[rule]]
+        action = "pass"
+        "#,
+    );
+    assert_eq!(
+        decided(nat64.check(&connect("10.0.0.1", addr("64:ff9b::1.2.3.4", 80)))),
+        (false, 1)
+    );
+    assert_eq!(
+        decided(nat64.check(&connect("10.0.0.1", addr("1.2.3.4", 80)))),
+        (true, 2)
+    );
+}
+
+/// Issue 11, item 7: a name decided by a logged rule is shown escaped, so
+/// that a `\n` in it cannot forge a log line.
+#[test]
+fn names_in_rule_log_lines_are_escaped() {
+    let shown = Dest::Name("evil\nsession end user=admin", 80).to_string();
+    assert!(!shown.contains('\n'), "{shown}");
+    assert!(shown.contains("evil\\nsession"), "{shown}");
+    assert_eq!(Dest::Name("::1", 80).to_string(), " to [::1]:80");
+}

@@ -257,6 +257,11 @@ pub const PROXY_ONLY_NAME: &str = "sixsocks-e2e.test";
 /// A name that [`Server::start_with_hosts`] maps to both 127.0.0.1 and ::1.
 pub const PROXY_ONLY_DUAL_NAME: &str = "sixsocks-dual.test";
 
+/// Names that [`Server::start_with_hosts`] maps to the unspecified
+/// addresses `0.0.0.0` and `::` (loopback in disguise: never a target).
+pub const PROXY_ONLY_ZERO_NAME: &str = "sixsocks-zero.test";
+pub const PROXY_ONLY_ZERO6_NAME: &str = "sixsocks-zero6.test";
+
 impl Server {
     /// `sixsocks serve ARGS`, adding `--listen 127.0.0.1:0` unless ARGS
     /// have a `--listen` (or a `--config`, which may set listeners itself).
@@ -280,7 +285,8 @@ impl Server {
         let dir = TempDir::new("hosts");
         let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         hosts.push_str(&format!(
-            "\n127.0.0.1\t{PROXY_ONLY_NAME}\n127.0.0.1\t{PROXY_ONLY_DUAL_NAME}\n::1\t{PROXY_ONLY_DUAL_NAME}\n"
+            "\n127.0.0.1\t{PROXY_ONLY_NAME}\n127.0.0.1\t{PROXY_ONLY_DUAL_NAME}\n::1\t{PROXY_ONLY_DUAL_NAME}\n\
+             0.0.0.0\t{PROXY_ONLY_ZERO_NAME}\n::\t{PROXY_ONLY_ZERO6_NAME}\n"
         ));
         std::fs::write(dir.join("hosts"), hosts).unwrap();
         let mut cmd = Command::new("unshare");
