@@ -58,6 +58,10 @@ pub struct Config {
     pub bind_address: Option<IpAddr>,
     /// Seconds BIND waits for the inbound connection.
     pub bind_timeout: u64,
+    /// Ports a SOCKS 6 BIND may ask for (`"40000-40999"`); a request for a
+    /// port outside them, or with none set, gets an ephemeral port (so no
+    /// client can take 80, 443 or the metrics port).
+    pub bind_ports: Option<crate::rules::PortRange>,
     /// Accept only the host named in the BIND request (when it names one);
     /// other hosts that connect are closed and BIND keeps waiting.
     pub bind_check_peer: bool,
@@ -163,6 +167,7 @@ impl Default for Config {
             allow_bind: true,
             bind_address: None,
             bind_timeout: 120,
+            bind_ports: None,
             bind_check_peer: true,
             allow_udp: true,
             udp_address: None,

@@ -228,7 +228,7 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    fn contains(&self, port: u16) -> bool {
+    pub fn contains(&self, port: u16) -> bool {
         (self.first..=self.last).contains(&port)
     }
 }

@@ -52,6 +52,8 @@ pub struct Shared {
     pub tokens: Arc<crate::socks6::TokenStore>,
     /// SOCKS 6 BIND listeners with a backlog (survive reloads).
     pub backlogs: Arc<crate::socks6::Backlogs>,
+    /// Addresses of live BIND listeners: own sockets too (survive reloads).
+    pub bound: Arc<crate::bind::BoundSockets>,
     /// The addresses the server listens on: never a target (no loops).
     pub own_addrs: Arc<Vec<SocketAddr>>,
     /// Live users: session counts and shared bandwidth buckets. Must outlive
@@ -99,6 +101,7 @@ impl Shared {
                 |p| p.tokens.clone(),
             ),
             backlogs: prev.map_or_else(Arc::default, |p| p.backlogs.clone()),
+            bound: prev.map_or_else(Arc::default, |p| p.bound.clone()),
             own_addrs: prev.map_or_else(Arc::default, |p| p.own_addrs.clone()),
             upstreams: Upstreams::from_config(&config),
             config,
@@ -907,15 +910,17 @@ pub(crate) async fn relay_recorded(
 
 /// Refuse a target that is one of the proxy's own listening sockets (a
 /// loop that would eat a connection slot per turn until the limit), in any
-/// spelling ([`destination::is_own_socket`]).
+/// spelling ([`destination::is_own_socket`]), and the listeners of live
+/// BINDs.
 pub(crate) fn refuse_own_sockets(
     addrs: &[IpAddr],
     port: u16,
     shared: &Shared,
 ) -> Result<(), RequestError> {
-    let hit = addrs
-        .iter()
-        .any(|ip| destination::is_own_socket(*ip, port, shared.own_addrs.iter().copied()));
+    let hit = addrs.iter().any(|ip| {
+        destination::is_own_socket(*ip, port, shared.own_addrs.iter().copied())
+            || shared.bound.contains(*ip, port)
+    });
     if hit {
         Err(RequestError::OwnSocket)
     } else {

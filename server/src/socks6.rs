@@ -16,49 +16,91 @@ use sixsocks_proto::v6::{Leg, Options, Socks6Option, Socks6Request};
 use sixsocks_proto::{Command, ReplyCode, TargetAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
+use crate::rules::Dest;
 
 use crate::relay::write_all;
 use crate::session::{linger_close, relay_recorded, Outbound, Record, Route, Shared};
 use crate::upstream::Upstream;
 
-/// Token windows kept at most (one per user, or per client address for
-/// anonymous clients); beyond it, the table is cleared and clients ask again.
+/// Token windows kept at most (one per verified user, or per client
+/// address); beyond it, the least recently used window is forgotten (its
+/// owner asks for a new one), never everyone's.
 const MAX_WINDOWS: usize = 65_536;
 
-/// Idempotence windows, one per user. Spending happens under the lock, so a
-/// token is spent at most once even when one user's requests race.
+/// Idempotence windows, one per owner ([`owner_key`]). Spending happens
+/// under the lock, so a token is spent at most once even when one owner's
+/// requests race.
 #[derive(Default)]
 pub struct TokenStore {
-    windows: Mutex<HashMap<Vec<u8>, Option<TokenWindow>>>,
+    inner: Mutex<Windows>,
     policy: TokenPolicy,
+    /// Most windows kept (MAX_WINDOWS; smaller in tests).
+    max_windows: usize,
+}
+
+/// The windows by owner, with their last use, and the owners by last use
+/// (oldest first) for eviction.
+#[derive(Default)]
+struct Windows {
+    by_owner: HashMap<Vec<u8>, (u64, Option<TokenWindow>)>,
+    by_use: std::collections::BTreeMap<u64, Vec<u8>>,
+    clock: u64,
 }
 
 impl TokenStore {
     /// A store granting windows of at most `max_window` tokens (0: none).
     pub fn new(max_window: u32) -> Self {
+        Self::with_capacity(max_window, MAX_WINDOWS)
+    }
+
+    fn with_capacity(max_window: u32, max_windows: usize) -> Self {
         TokenStore {
-            windows: Mutex::default(),
+            inner: Mutex::default(),
             policy: TokenPolicy { max_window },
+            max_windows: max_windows.max(1),
         }
     }
-}
 
-impl TokenStore {
     fn serve(
         &self,
         key: Vec<u8>,
         options: &Options,
     ) -> sixsocks_proto::v6::idempotence::TokenDecision {
-        let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_WINDOWS && !map.contains_key(&key) {
-            tracing::warn!("socks6 token table full: forgetting every window");
-            map.clear();
-        }
-        let slot = map.entry(key).or_default();
-        serve_tokens(slot, options, &self.policy, OsRng.next_u32())
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let w = &mut *guard;
+        w.clock += 1;
+        let now = w.clock;
+        let window = match w.by_owner.remove(&key) {
+            Some((used, window)) => {
+                w.by_use.remove(&used);
+                window
+            }
+            None => {
+                if w.by_owner.len() >= self.max_windows {
+                    if let Some((_, oldest)) = w.by_use.pop_first() {
+                        w.by_owner.remove(&oldest);
+                        tracing::debug!(
+                            "socks6 token table full: forgot the least recently used window"
+                        );
+                    }
+                }
+                None
+            }
+        };
+        let entry = w.by_owner.entry(key.clone()).or_insert((now, window));
+        let decision = serve_tokens(&mut entry.1, options, &self.policy, OsRng.next_u32());
+        w.by_use.insert(now, key);
+        decision
+    }
+
+    /// Windows kept now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |w| w.by_owner.len())
     }
 }
 
@@ -74,7 +116,7 @@ pub(crate) async fn execute(
     // address when it did not authenticate.
     let has_tokens = req.options.idempotence().next().is_some();
     let decision = if has_tokens {
-        Some(shared.tokens.serve(owner_key(stream, &req), &req.options))
+        Some(shared.tokens.serve(owner_key(rec, shared), &req.options))
     } else {
         None
     };
@@ -298,19 +340,14 @@ async fn connect_tfo(
     Ok((s, applied, in_syn))
 }
 
-/// Who a token window or a BIND backlog belongs to: the user, or the
-/// client's address when it did not authenticate.
-fn owner_key(stream: &TcpStream, req: &Socks6Request) -> Vec<u8> {
-    match req.credentials.user() {
-        Some(u) => [b"u:".as_slice(), u].concat(),
-        None => format!(
-            "a:{}",
-            stream
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default()
-        )
-        .into_bytes(),
+/// Who a token window or a BIND backlog belongs to: the user the users
+/// file verified, or else the client's address. A name that nothing
+/// verified (no users file: any name is accepted) is no identity: anyone
+/// could claim it and spend, reset or take what belongs to another.
+fn owner_key(rec: &Record, shared: &Shared) -> Vec<u8> {
+    match rec.user(shared) {
+        Some(u) => [b"u:".as_slice(), u.as_bytes()].concat(),
+        None => format!("a:{}", crate::destination::canonical(rec.client.ip())).into_bytes(),
     }
 }
 
@@ -322,19 +359,23 @@ pub struct Backlogs {
     listeners: Mutex<HashMap<SocketAddr, Backlog>>,
 }
 
-/// A backlog listener and the owner key of the BIND that opened it.
-type Backlog = (Vec<u8>, Arc<TcpListener>);
+/// A backlog listener, the owner key of the BIND that opened it, and the
+/// signal that a later BIND used it (which keeps its connection alive).
+type Backlog = (Vec<u8>, Arc<TcpListener>, Arc<Notify>);
 
 impl Backlogs {
     fn get(&self, addr: SocketAddr, owner: &[u8]) -> Option<Arc<TcpListener>> {
         let map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&addr)
-            .filter(|(o, _)| o == owner)
-            .map(|(_, l)| l.clone())
+            .filter(|(o, _, _)| o == owner)
+            .map(|(_, l, used)| {
+                used.notify_one();
+                l.clone()
+            })
     }
-    fn insert(&self, addr: SocketAddr, owner: Vec<u8>, l: Arc<TcpListener>) {
+    fn insert(&self, addr: SocketAddr, owner: Vec<u8>, l: Arc<TcpListener>, used: Arc<Notify>) {
         let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(addr, (owner, l));
+        map.insert(addr, (owner, l, used));
     }
     fn remove(&self, addr: SocketAddr) {
         let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
@@ -360,7 +401,7 @@ async fn bind(
     rec: &mut Record,
 ) -> Result<(), RequestError> {
     let config = &shared.config;
-    let owner = owner_key(stream, req);
+    let owner = owner_key(rec, shared);
     let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
     let desired = req.target.socket_addr();
     // A later BIND on a backlog listener.
@@ -371,10 +412,16 @@ async fn bind(
         }
     }
     let listen_ip = match desired {
-        Some(a) if !a.ip().is_unspecified() => a.ip(),
+        Some(a) if !crate::destination::is_unspecified(a.ip()) => a.ip(),
         _ => config.bind_address.unwrap_or(stream.local_addr()?.ip()),
     };
-    let port = desired.map_or(0, |a| a.port());
+    // The client chooses the port only inside `bind_ports`: anything else
+    // (80, 443, the metrics port) gets an ephemeral port, reported in the
+    // reply as the draft allows.
+    let port = desired
+        .map(|a| a.port())
+        .filter(|&p| p != 0 && config.bind_ports.is_some_and(|r| r.contains(p)))
+        .unwrap_or(0);
     match wanted.listen_backlog.filter(|&b| b > 1) {
         Some(asked) => {
             let granted = asked.min(MAX_BACKLOG);
@@ -383,13 +430,16 @@ async fn bind(
                 i32::from(granted),
             )?);
             let bound = listener.local_addr()?;
+            check_bound(bound, shared, rec)?;
+            let _registered = shared.bound.register(bound);
+            let used = Arc::new(Notify::new());
             let applied = StackRequests {
                 listen_backlog: Some(granted),
                 ..StackRequests::default()
             };
             // Registered before the reply, so that a BIND the client sends
             // right after it always finds the listener.
-            shared.backlogs.insert(bound, owner, listener);
+            shared.backlogs.insert(bound, owner, listener, used.clone());
             let replied = reply(
                 stream,
                 req,
@@ -403,12 +453,26 @@ async fn bind(
                 return Err(e);
             }
             rec.outcome = Some(format!("bind backlog {granted} on {bound}"));
-            // The listener lives as long as this connection.
+            // The listener lives as long as this connection, which ends
+            // when the client closes it or after `idle_timeout` (else
+            // `bind_timeout`) with neither bytes from the client nor a
+            // later BIND taking a connection from the backlog.
+            let idle = config.idle_timeout().unwrap_or(config.bind_timeout());
             let mut sink = vec![0u8; 512];
             loop {
-                match tokio::io::AsyncReadExt::read(stream, &mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+                tokio::select! {
+                    r = tokio::io::AsyncReadExt::read(stream, &mut sink) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    },
+                    _ = used.notified() => {}
+                    _ = tokio::time::sleep(idle) => {
+                        rec.outcome = Some(format!(
+                            "bind backlog {granted} on {bound}: idle for {}s, closed",
+                            idle.as_secs()
+                        ));
+                        break;
+                    }
                 }
             }
             shared.backlogs.remove(bound);
@@ -417,10 +481,23 @@ async fn bind(
         None => {
             let listener = crate::bind::listen_once(SocketAddr::new(listen_ip, port))?;
             let bound = listener.local_addr()?;
+            check_bound(bound, shared, rec)?;
+            let _registered = shared.bound.register(bound);
             reply(stream, req, Some(&bound.into()), Options::new(), rec).await?;
             accept_and_relay(stream, req, &listener, leftover, shared, rec).await
         }
     }
+}
+
+/// The rules see the address actually bound, not the one requested (a
+/// request for `0.0.0.0:80` binds somewhere else).
+fn check_bound(bound: SocketAddr, shared: &Shared, rec: &Record) -> Result<(), RequestError> {
+    let dest = Dest::Addr {
+        name: None,
+        ip: bound.ip(),
+        port: bound.port(),
+    };
+    crate::session::check_rules(shared, rec, dest).map(|_| ())
 }
 
 /// Wait for one inbound connection (or the client's giving up, or the
@@ -470,5 +547,39 @@ async fn closed(stream: &TcpStream) {
         Ok(0) | Err(_) => {}
         // Data is waiting: it belongs to the relay; stop watching.
         Ok(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixsocks_proto::v6::options::IdempotenceOption;
+
+    fn ask(window: u32) -> Options {
+        Options(vec![Socks6Option::Idempotence(
+            IdempotenceOption::TokenRequest {
+                window_size: window,
+            },
+        )])
+    }
+
+    /// Issue 11, item 9: a full table forgets the least recently used
+    /// window, not everyone's (it was cleared whole before).
+    #[test]
+    fn a_full_token_table_evicts_the_oldest_window() {
+        let store = TokenStore::with_capacity(16, 3);
+        for owner in ["a", "b", "c"] {
+            store.serve(owner.into(), &ask(8));
+        }
+        // "a" is used again: "b" becomes the oldest.
+        store.serve("a".into(), &Options::new());
+        store.serve("d".into(), &ask(8));
+        assert_eq!(store.len(), 3);
+        let w = store.inner.lock().unwrap();
+        assert!(w.by_owner.contains_key(b"a".as_slice()));
+        assert!(!w.by_owner.contains_key(b"b".as_slice()), "the oldest goes");
+        assert!(w.by_owner.contains_key(b"c".as_slice()));
+        assert!(w.by_owner.contains_key(b"d".as_slice()));
+        assert_eq!(w.by_use.len(), 3);
     }
 }

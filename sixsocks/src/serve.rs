@@ -89,6 +89,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub bind_timeout: Option<u64>,
 
+    /// Ports a SOCKS 6 BIND may ask for ("40000-40999"); others get an
+    /// ephemeral port [default: none, always ephemeral].
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub bind_ports: Option<sixsocks_server::rules::PortRange>,
+
     /// BIND accepts only the host the request names, when it names one [default: true].
     #[arg(long, value_name = "BOOL")]
     pub bind_check_peer: Option<bool>,
@@ -193,6 +198,9 @@ impl ServeArgs {
         }
         if self.bind_address.is_some() {
             c.bind_address = self.bind_address;
+        }
+        if self.bind_ports.is_some() {
+            c.bind_ports = self.bind_ports;
         }
         if self.udp_address.is_some() {
             c.udp_address = self.udp_address;
