@@ -19,6 +19,8 @@
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
 //! * [`metrics`]: the exported metrics (names, help, buckets) and their helpers.
+//! * [`metrics_endpoint`]: the HTTP endpoint that serves them to Prometheus
+//!   (connection cap, deadlines, size cap).
 //! * [`backoff`] and [`rate_limited_log`]: what the accept loops share, so
 //!   that a failing `accept` neither spins nor floods the log.
 //! * [`upstream`]: upstream chaining: requests carried out through another
@@ -35,6 +37,7 @@ pub mod error;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod metrics_endpoint;
 pub mod rate_limited_log;
 pub mod relay;
 pub mod resolve;

@@ -92,7 +92,7 @@ impl Reloader {
             kept.push("socks6_max_token_window");
             config.socks6_max_token_window = old.config.socks6_max_token_window;
         }
-        // Read at start only: the exporter, the logger, the process's ids.
+        // Read at start only: the metrics endpoint, the logger, the process's ids.
         if config.metrics != old.config.metrics {
             kept.push("metrics");
             config.metrics = old.config.metrics;
