@@ -21,6 +21,8 @@
 //! * [`metrics`]: the exported metrics (names, help, buckets) and their helpers.
 //! * [`metrics_endpoint`]: the HTTP endpoint that serves them to Prometheus
 //!   (connection cap, deadlines, size cap).
+//! * [`descriptors`]: how many file descriptors a configuration can hold,
+//!   for the open-file limit.
 //! * [`backoff`] and [`rate_limited_log`]: what the accept loops share, so
 //!   that a failing `accept` neither spins nor floods the log.
 //! * [`upstream`]: upstream chaining: requests carried out through another
@@ -33,6 +35,7 @@ pub mod backoff;
 pub mod bind;
 pub mod config;
 pub mod connect;
+pub mod descriptors;
 pub mod error;
 pub mod limits;
 pub mod listener;

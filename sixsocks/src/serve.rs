@@ -227,7 +227,7 @@ pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error
     crate::init_logging(verbose, config.log_format);
     // Unknown names fail now, before anything is bound.
     let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
-    raise_fd_limit(config.max_clients);
+    raise_fd_limit(&config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -313,13 +313,27 @@ fn install_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 /// How often the recorder's upkeep runs (the exporter's default).
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Each client needs two descriptors (client and target); ask for enough.
-fn raise_fd_limit(max_clients: usize) {
+/// Raise the open-file limit as far as it goes, and warn if that is below
+/// what the configuration can need (see `sixsocks_server::descriptors`:
+/// 2 per CONNECT, 3 per BIND, 4 per UDP association, the metrics
+/// endpoint's cap, relay pipes).
+fn raise_fd_limit(config: &Config) {
+    use sixsocks_server::descriptors::Budget;
+    use sixsocks_server::metrics_endpoint::MAX_CONNECTIONS;
+    let budget = Budget::of(config, MAX_CONNECTIONS);
+    let need = budget.total();
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < (max_clients as u64) * 2 + 64 => tracing::warn!(
+        Ok(limit) if limit < need => tracing::warn!(
             limit,
-            max_clients,
-            "the open-file limit is too low for max_clients; clients may be refused"
+            need,
+            max_clients = config.max_clients,
+            sessions = budget.sessions,
+            metrics = budget.metrics,
+            pipes = budget.pipes,
+            "the open-file limit is below what this configuration can need \
+             (2 descriptors per CONNECT, 3 per BIND, 4 per UDP association): \
+             at the limit new clients wait and requests fail; raise it \
+             (LimitNOFILE=, ulimit -n) or lower max_clients"
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),

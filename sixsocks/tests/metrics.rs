@@ -670,3 +670,38 @@ fn descriptor_exhaustion_neither_floods_the_log_nor_stops_the_proxy() {
     let page = scrape_eventually(metrics);
     assert!(page.contains("sixsocks_active_sessions"), "{page}");
 }
+
+#[test]
+fn the_descriptor_warning_counts_udp_associations_and_the_endpoint() {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let m = metrics.to_string();
+    // 20 clients that may all be UDP associations (4 descriptors each: 80),
+    // one listener, the endpoint (its listener and 16 connections) and 64
+    // spare: 162. "Two per client" would have asked for 104.
+    let args = [
+        "--max-clients",
+        "20",
+        "--relay-mode",
+        "copy",
+        "--metrics",
+        m.as_str(),
+    ];
+    let Some(server) = Server::start_with_nofile(160, &args) else {
+        return;
+    };
+    let log = server.log_text();
+    assert!(
+        log.contains("open-file limit is below what this configuration can need")
+            && log.contains("need=162"),
+        "{log}"
+    );
+    drop(server);
+    let Some(server) = Server::start_with_nofile(162, &args) else {
+        return;
+    };
+    assert!(
+        !server.log_text().contains("open-file limit"),
+        "{}",
+        server.log_text()
+    );
+}
