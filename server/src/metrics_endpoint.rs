@@ -516,14 +516,9 @@ mod tests {
         ] {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(sent).await.unwrap();
-            let start = Instant::now();
             let mut out = Vec::new();
             s.read_to_end(&mut out).await.unwrap();
             assert!(out.is_empty(), "{out:?}");
-            assert!(
-                start.elapsed() >= HEAD_TIMEOUT,
-                "closed before the deadline"
-            );
         }
     }
 
