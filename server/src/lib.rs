@@ -21,20 +21,30 @@
 //! * [`auth`]: the users file and password verification (argon2id).
 //! * [`error`]: request errors and the one place mapping them to reply codes.
 //! * [`metrics`]: the exported metrics (names, help, buckets) and their helpers.
+//! * [`metrics_endpoint`]: the HTTP endpoint that serves them to Prometheus
+//!   (connection cap, deadlines, size cap).
+//! * [`descriptors`]: how many file descriptors a configuration can hold,
+//!   for the open-file limit.
+//! * [`backoff`] and [`rate_limited_log`]: what the accept loops share, so
+//!   that a failing `accept` neither spins nor floods the log.
 //! * [`upstream`]: upstream chaining: requests carried out through another
 //!   SOCKS proxy (`[upstream.NAME]`, e.g. Tor).
 
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod backoff;
 pub mod bind;
 pub mod config;
 pub mod connect;
+pub mod descriptors;
 pub mod destination;
 pub mod error;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod metrics_endpoint;
+pub mod rate_limited_log;
 pub mod relay;
 pub mod resolve;
 pub mod rules;

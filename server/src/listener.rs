@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,9 @@ use tokio::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::auth::{Authenticator, Users, UsersError};
+use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError};
+use crate::rate_limited_log::RateLimitedLog;
 use crate::rules::Facts;
 use crate::session::{self, Shared};
 
@@ -91,7 +92,7 @@ impl Reloader {
             kept.push("socks6_max_token_window");
             config.socks6_max_token_window = old.config.socks6_max_token_window;
         }
-        // Read at start only: the exporter, the logger, the process's ids.
+        // Read at start only: the metrics endpoint, the logger, the process's ids.
         if config.metrics != old.config.metrics {
             kept.push("metrics");
             config.metrics = old.config.metrics;
@@ -231,6 +232,12 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Pending TCP Fast Open requests a listener keeps.
 const TFO_QUEUE: i32 = 256;
 
+/// First and longest pause after a failed `accept` (see [`Backoff`]). The
+/// first is short: most failures (a connection aborted before it was
+/// accepted) concern one connection and the next accept works.
+const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(50);
+const ACCEPT_PAUSE_CAP: Duration = Duration::from_secs(1);
+
 async fn accept_loop(
     listener: TcpListener,
     current: Arc<ArcSwap<Shared>>,
@@ -241,6 +248,7 @@ async fn accept_loop(
     let over_limit = RateLimitedLog::default();
     let accept_errors = RateLimitedLog::default();
     let blocked = RateLimitedLog::default();
+    let mut backoff = Backoff::new(ACCEPT_PAUSE_FIRST, ACCEPT_PAUSE_CAP);
     let Ok(local) = listener.local_addr() else {
         tracing::error!("listener has no local address; not accepting");
         return;
@@ -253,6 +261,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    backoff.reset();
                     let shared = current.load_full();
                     // Client rules: decided now only if the first rule that
                     // could apply needs nothing but the address and listener.
@@ -281,6 +290,7 @@ async fn accept_loop(
                     });
                 }
                 Err(_) => {
+                    backoff.reset();
                     drop(stream);
                     crate::metrics::rejected_max_clients();
                     over_limit.log(|suppressed| {
@@ -294,38 +304,25 @@ async fn accept_loop(
                 }
             },
             Err(e) => {
-                // EMFILE/ENFILE and friends: not fatal. Back off a little
-                // so that a full table does not spin the loop.
-                accept_errors.log(
-                    |suppressed| tracing::error!(error = %e, suppressed, "accept failed; retrying"),
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // EMFILE/ENFILE and friends: not fatal, but they last while
+                // the table is full and the pending connection stays
+                // queued, so the listener stays readable: pause (longer
+                // each time, up to a second) so that the loop does not
+                // spin, and log at most once a second.
+                let pause = backoff.next_pause();
+                accept_errors.log(|suppressed| {
+                    tracing::error!(
+                        error = %e,
+                        suppressed,
+                        pause_ms = pause.as_millis() as u64,
+                        "accept failed; retrying"
+                    )
+                });
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
             }
-        }
-    }
-}
-
-/// Logs at most once a second, counting what it held back.
-#[derive(Default)]
-struct RateLimitedLog {
-    last_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl RateLimitedLog {
-    fn log(&self, f: impl FnOnce(u64)) {
-        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let now = ORIGIN
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis() as u64
-            + 1000;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000 {
-            self.last_ms.store(now, Ordering::Relaxed);
-            f(self.suppressed.swap(0, Ordering::Relaxed));
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -2,10 +2,11 @@
 //! buckets, and the one-line helpers the rest of the server calls.
 //!
 //! Recording goes through the [`metrics`] facade. `sixsocks serve
-//! --metrics ADDR:PORT` installs the Prometheus exporter (see
-//! `sixsocks/src/serve.rs`), sets the buckets from [`HISTOGRAMS`] and calls
-//! [`describe`]; without it no recorder is installed and every helper here
-//! is a no-op (the facade's global recorder is a no-op one).
+//! --metrics ADDR:PORT` installs the Prometheus recorder (see
+//! `sixsocks/src/serve.rs`), sets the buckets from [`HISTOGRAMS`], calls
+//! [`describe`] and serves the page from [`crate::metrics_endpoint`];
+//! without it no recorder is installed and every helper here is a no-op
+//! (the facade's global recorder is a no-op one).
 //!
 //! Names are exported as written here (no suffix is added), and every label
 //! value comes from a small fixed set, so that the number of series stays
@@ -23,6 +24,7 @@
 //! | `sixsocks_udp_datagrams_total` | counter | `direction` |
 //! | `sixsocks_udp_drops_total` | counter | `reason` |
 //! | `sixsocks_connections_rejected_total` | counter | `reason` |
+//! | `sixsocks_metrics_refused_total` | counter | `reason` |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,6 +42,11 @@ pub const RULE_BLOCKS: &str = "sixsocks_rule_blocks_total";
 pub const UDP_DATAGRAMS: &str = "sixsocks_udp_datagrams_total";
 pub const UDP_DROPS: &str = "sixsocks_udp_drops_total";
 pub const CONNECTIONS_REJECTED: &str = "sixsocks_connections_rejected_total";
+pub const METRICS_REFUSED: &str = "sixsocks_metrics_refused_total";
+
+/// The `reason` labels of [`METRICS_REFUSED`].
+pub const METRICS_REFUSED_REASONS: &[&str] =
+    &["max_connections", "timeout", "too_large", "bad_request"];
 
 /// Handshake latency buckets (seconds): from a loopback client's few
 /// hundred microseconds to the default 10 s handshake timeout. Includes
@@ -100,11 +107,21 @@ pub fn describe() {
         CONNECTIONS_REJECTED,
         "Client connections closed at accept, by reason (max_clients: the limit was reached)."
     );
+    describe_counter!(
+        METRICS_REFUSED,
+        "Connections to this metrics endpoint that got no page, by reason: max_connections \
+         (closed at accept, the endpoint's connection cap was reached), timeout (the request \
+         head or the response took too long), too_large (request head over 8 KiB), \
+         bad_request (not an HTTP/1 request)."
+    );
     gauge!(ACTIVE_SESSIONS).set(0.0);
     counter!(AUTH_FAILURES).absolute(0);
     for d in [Direction::Up, Direction::Down] {
         counter!(BYTES, "direction" => d.label()).absolute(0);
         counter!(UDP_DATAGRAMS, "direction" => d.label()).absolute(0);
+    }
+    for reason in METRICS_REFUSED_REASONS {
+        counter!(METRICS_REFUSED, "reason" => *reason).absolute(0);
     }
 }
 
@@ -288,6 +305,13 @@ pub fn udp_drop(reason: UdpDrop, n: u64) {
 /// A client connection was closed at accept because the client limit was reached.
 pub fn rejected_max_clients() {
     counter!(CONNECTIONS_REJECTED, "reason" => "max_clients").increment(1);
+}
+
+/// The metrics endpoint closed a connection without the page, for `reason`
+/// (one of [`METRICS_REFUSED_REASONS`]).
+pub fn metrics_refused(reason: &'static str) {
+    debug_assert!(METRICS_REFUSED_REASONS.contains(&reason), "{reason}");
+    counter!(METRICS_REFUSED, "reason" => reason).increment(1);
 }
 
 #[cfg(test)]

@@ -118,6 +118,11 @@ pub const PIPE_SIZE: usize = 256 * 1024;
 const PIPE_BUDGET: usize = 32 * 1024 * 1024;
 /// Smallest pipe worth splicing through.
 const MIN_PIPE: usize = 64 * 1024;
+/// Most descriptors the relay pipes (two each) hold at once, idle pooled
+/// ones included: every live pipe has at least [`MIN_PIPE`] of capacity and
+/// all of them together at most [`PIPE_BUDGET`]. Only `auto` and `splice`
+/// make pipes. (Usually pipes get [`PIPE_SIZE`], a quarter of this.)
+pub const MAX_PIPE_FDS: usize = 2 * PIPE_BUDGET / MIN_PIPE;
 /// Capacity of all the relay pipes alive in this process.
 static PIPE_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// In `auto` mode, a read is spliced only while at most this many relays

@@ -250,7 +250,7 @@ pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error
     crate::init_logging(verbose, config.log_format);
     // Unknown names fail now, before anything is bound.
     let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
-    raise_fd_limit(config.max_clients);
+    raise_fd_limit(&config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -293,31 +293,70 @@ pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
-/// Install the Prometheus exporter (its own HTTP listener on `addr`, run
-/// on this runtime) as the global metrics recorder. Without it, the
-/// server's metric calls are no-ops.
+/// Install the Prometheus recorder as the global metrics recorder and
+/// serve its page on `addr` from our own endpoint
+/// (`sixsocks_server::metrics_endpoint`: connection cap, deadlines, size
+/// cap), on this runtime. Without it, the server's metric calls are no-ops.
+///
+/// Not the exporter's own HTTP listener: it had no request timeout and no
+/// connection cap, and at the descriptor limit its accept loop spun and
+/// flooded the log.
 fn install_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     use sixsocks_server::metrics;
-    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
+    use sixsocks_server::metrics_endpoint::{Limits, MetricsEndpoint};
+    // Bound first: a busy port stops the start before anything is installed.
+    let endpoint = MetricsEndpoint::bind(addr, Limits::default())
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let mut builder = PrometheusBuilder::new();
     for (name, buckets) in metrics::HISTOGRAMS {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)?;
     }
-    builder
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    // install_recorder = build_recorder + set it as the global recorder,
+    // without the exporter's listener or its upkeep task.
+    let handle = builder.install_recorder()?;
     metrics::describe();
+    // The upkeep `install` would have spawned: histogram samples are only
+    // folded into their buckets by it or by a scrape, so without a scraper
+    // they would pile up in memory.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    endpoint.spawn(std::sync::Arc::new(move || handle.render()));
     tracing::info!("serving metrics at http://{addr}/metrics");
     Ok(())
 }
 
-/// Each client needs two descriptors (client and target); ask for enough.
-fn raise_fd_limit(max_clients: usize) {
+/// How often the recorder's upkeep runs (the exporter's default).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Raise the open-file limit as far as it goes, and warn if that is below
+/// what the configuration can need (see `sixsocks_server::descriptors`:
+/// 2 per CONNECT, 3 per BIND, 4 per UDP association, the metrics
+/// endpoint's cap, relay pipes).
+fn raise_fd_limit(config: &Config) {
+    use sixsocks_server::descriptors::Budget;
+    use sixsocks_server::metrics_endpoint::MAX_CONNECTIONS;
+    let budget = Budget::of(config, MAX_CONNECTIONS);
+    let need = budget.total();
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < (max_clients as u64) * 2 + 64 => tracing::warn!(
+        Ok(limit) if limit < need => tracing::warn!(
             limit,
-            max_clients,
-            "the open-file limit is too low for max_clients; clients may be refused"
+            need,
+            max_clients = config.max_clients,
+            sessions = budget.sessions,
+            metrics = budget.metrics,
+            pipes = budget.pipes,
+            "the open-file limit is below what this configuration can need \
+             (2 descriptors per CONNECT, 3 per BIND, 4 per UDP association): \
+             at the limit new clients wait and requests fail; raise it \
+             (LimitNOFILE=, ulimit -n) or lower max_clients"
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),

@@ -23,7 +23,7 @@ const PAYLOAD: usize = 100;
 /// `--max-datagram`; the oversized datagram is larger.
 const MAX_DATAGRAM: usize = 1000;
 
-/// A free loopback port (the exporter needs a fixed one).
+/// A free loopback port (the metrics endpoint needs a fixed one).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -338,7 +338,7 @@ fn listening_sockets(pid: u32) -> usize {
 }
 
 #[test]
-fn the_exporter_listens_only_when_asked() {
+fn the_metrics_endpoint_listens_only_when_asked() {
     let server = Server::start(&[]);
     assert!(!server.log_text().contains("serving metrics"));
     assert_eq!(listening_sockets(server.pid()), 1, "without --metrics");
@@ -418,5 +418,290 @@ fn rule_blocks_by_stage() {
             "sixsocks_sessions_total{version=\"socks5\",command=\"connect\",reply=\"not-allowed\"}"
         ),
         1.0
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The endpoint itself: deadlines, connection cap, descriptor exhaustion.
+// (Each of these failed with the exporter's own HTTP listener.)
+// ---------------------------------------------------------------------------
+
+/// Send `request` on a new connection and read until the server closes it
+/// (bounded by IO_TIMEOUT): what came back and how it ended.
+fn exchange(addr: SocketAddr, request: &[u8]) -> (String, End) {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    if s.write_all(request).is_err() {
+        return (String::new(), End::Reset);
+    }
+    let (got, end) = read_to_close(&mut s);
+    (String::from_utf8_lossy(&got).into_owned(), end)
+}
+
+/// A scrape that may be refused: the body of a 200, else `None`.
+fn try_scrape(addr: SocketAddr) -> Option<String> {
+    let (resp, _) = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Scrape until one succeeds (bounded).
+fn scrape_eventually(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        if let Some(page) = try_scrape(addr) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "no scrape succeeded");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_with_metrics(extra: &[&str]) -> (Server, SocketAddr) {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let m = metrics.to_string();
+    let mut args = vec!["--metrics", m.as_str()];
+    args.extend_from_slice(extra);
+    (Server::start(&args), metrics)
+}
+
+#[test]
+fn paths_methods_and_malformed_requests() {
+    let (server, metrics) = start_with_metrics(&[]);
+    let (resp, end) = exchange(metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(end, End::Eof, "closed after one response: {resp}");
+    let head = resp.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: text/plain; version=0.0.4\r\n"),
+        "{head}"
+    );
+    assert!(head.lines().any(|l| l == "connection: close"), "{head}");
+    // HTTP/1.0 and a query string are fine.
+    let (resp, _) = exchange(metrics, b"GET /metrics?x=y HTTP/1.0\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    for (request, status) in [
+        (&b"GET / HTTP/1.1\r\n\r\n"[..], "404"),
+        (b"GET /health HTTP/1.1\r\n\r\n", "404"),
+        (
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+            "405",
+        ),
+        (b"HEAD /metrics HTTP/1.1\r\n\r\n", "405"),
+        (b"hello world\r\n\r\n", "400"),
+        (b"GET /metrics HTTP/1.1\r\nNo Colon\r\n\r\n", "400"),
+    ] {
+        let (resp, end) = exchange(metrics, request);
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{:?} -> {resp:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(end, End::Eof, "{resp}");
+    }
+    // A head over 8 KiB: 431 or closed, never waited on.
+    let mut big = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+    big.resize(9000, b'a');
+    let (resp, end) = exchange(metrics, &big);
+    assert!(
+        resp.starts_with("HTTP/1.1 431 ") || (resp.is_empty() && end != End::Timeout),
+        "{resp:?} {end:?}"
+    );
+
+    let s = scrape_until(metrics, "the refusals", |s| {
+        get(s, "sixsocks_metrics_refused_total{reason=\"bad_request\"}") == 2.0
+            && get(s, "sixsocks_metrics_refused_total{reason=\"too_large\"}") == 1.0
+    });
+    assert_eq!(
+        get(
+            &s,
+            "sixsocks_metrics_refused_total{reason=\"max_connections\"}"
+        ),
+        0.0
+    );
+    drop(server);
+}
+
+#[test]
+fn unfinished_requests_are_closed_after_the_deadline() {
+    let (server, metrics) = start_with_metrics(&[]);
+    let sent: [&[u8]; 3] = [
+        b"",
+        b"GET /metr",
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n",
+    ];
+    let mut held: Vec<TcpStream> = sent
+        .iter()
+        .map(|bytes| {
+            let mut s = TcpStream::connect_timeout(&metrics, IO_TIMEOUT).unwrap();
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.write_all(bytes).unwrap();
+            s
+        })
+        .collect();
+    for (s, bytes) in held.iter_mut().zip(sent) {
+        let (got, end) = read_to_close(s);
+        assert_eq!(
+            end,
+            End::Eof,
+            "after {:?} the server kept the connection open ({IO_TIMEOUT:?}) or reset it",
+            String::from_utf8_lossy(bytes)
+        );
+        assert!(got.is_empty(), "{got:02x?}");
+    }
+    let s = scrape_until(metrics, "three timeouts", |s| {
+        get(s, "sixsocks_metrics_refused_total{reason=\"timeout\"}") == 3.0
+    });
+    assert_eq!(
+        get(
+            &s,
+            "sixsocks_metrics_refused_total{reason=\"max_connections\"}"
+        ),
+        0.0
+    );
+    drop(server);
+}
+
+/// The endpoint's connection cap (server/src/metrics_endpoint.rs).
+const METRICS_CAP: usize = 16;
+
+#[test]
+fn connections_over_the_cap_are_closed_and_the_proxy_serves_on() {
+    let (server, metrics) = start_with_metrics(&[]);
+    let echo = echo_server();
+    // Counted after a scrape: its connection has come and gone.
+    let _ = scrape(metrics);
+    let baseline = server.fd_baseline(echo.addr, None);
+    const EXTRA: usize = 8;
+    let held: Vec<TcpStream> = (0..METRICS_CAP)
+        .map(|_| TcpStream::connect_timeout(&metrics, IO_TIMEOUT).unwrap())
+        .collect();
+    // Accepted in order: these come after the cap's worth.
+    for i in 0..EXTRA {
+        let mut s = TcpStream::connect_timeout(&metrics, IO_TIMEOUT).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let (got, end) = read_to_close(&mut s);
+        assert_ne!(end, End::Timeout, "extra connection {i} was kept open");
+        assert!(got.is_empty(), "{got:02x?}");
+    }
+    // The SOCKS port is not affected.
+    server.assert_serves(echo.addr, None);
+    drop(held);
+    // Once they are gone (the server holds no more descriptors than
+    // before), a fresh scrape works at the first try.
+    server.assert_fds_settle(baseline, "the held metrics connections");
+    let page = try_scrape(metrics).expect("a scrape after the held connections went");
+    let s = samples(&page);
+    assert_eq!(
+        get(
+            &s,
+            "sixsocks_metrics_refused_total{reason=\"max_connections\"}"
+        ),
+        EXTRA as f64,
+        "{page}"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("metrics endpoint: connection limit reached"),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// Open-file limit of the exhaustion test: the idle server holds about
+/// 13 descriptors, so a few dozen connections fill the table.
+const LOW_NOFILE: u64 = 64;
+
+#[test]
+fn descriptor_exhaustion_neither_floods_the_log_nor_stops_the_proxy() {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let m = metrics.to_string();
+    let Some(server) =
+        Server::start_with_nofile(LOW_NOFILE, &["--metrics", &m, "--handshake-timeout", "120"])
+    else {
+        return;
+    };
+    let echo = echo_server();
+    let _ = scrape(metrics);
+    // SOCKS clients that send nothing fill the descriptor table; the rest
+    // wait in the listener's backlog, where accept fails with EMFILE.
+    let held: Vec<TcpStream> = (0..LOW_NOFILE + 16).map(|_| connect(server.addr)).collect();
+    assert!(
+        server.logs.wait(IO_TIMEOUT, |lines| lines
+            .iter()
+            .any(|l| l.contains("accept failed; retrying"))),
+        "the SOCKS accept loop never hit the limit:\n{}",
+        server.log_text()
+    );
+    // Metrics connections now wait in the endpoint's backlog too.
+    let held_metrics: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect_timeout(&metrics, IO_TIMEOUT).unwrap())
+        .collect();
+    let metrics_failed = server.logs.wait(IO_TIMEOUT, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("metrics endpoint: accept failed"))
+    });
+    // Both loops keep failing for as long as the table is full: a line a
+    // second each at most, not one per retry. (The exporter's listener
+    // wrote millions here.)
+    let before = server.logs.lines().len();
+    thread::sleep(Duration::from_secs(3));
+    let lines = server.logs.lines();
+    let during = lines.len() - before;
+    assert!(
+        during < 100,
+        "{during} log lines in 3 s at the descriptor limit; the last ones:\n{}",
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    );
+    assert!(
+        metrics_failed,
+        "the metrics accept loop never hit the limit:\n{}",
+        server.log_text()
+    );
+    assert!(server.is_running(), "{}", server.log_text());
+
+    drop(held);
+    drop(held_metrics);
+    server.assert_serves(echo.addr, None);
+    let page = scrape_eventually(metrics);
+    assert!(page.contains("sixsocks_active_sessions"), "{page}");
+}
+
+#[test]
+fn the_descriptor_warning_counts_udp_associations_and_the_endpoint() {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let m = metrics.to_string();
+    // 20 clients that may all be UDP associations (4 descriptors each: 80),
+    // one listener, the endpoint (its listener and 16 connections) and 64
+    // spare: 162. "Two per client" would have asked for 104.
+    let args = [
+        "--max-clients",
+        "20",
+        "--relay-mode",
+        "copy",
+        "--metrics",
+        m.as_str(),
+    ];
+    let Some(server) = Server::start_with_nofile(160, &args) else {
+        return;
+    };
+    let log = server.log_text();
+    assert!(
+        log.contains("open-file limit is below what this configuration can need")
+            && log.contains("need=162"),
+        "{log}"
+    );
+    drop(server);
+    let Some(server) = Server::start_with_nofile(162, &args) else {
+        return;
+    };
+    assert!(
+        !server.log_text().contains("open-file limit"),
+        "{}",
+        server.log_text()
     );
 }

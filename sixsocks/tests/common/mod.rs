@@ -269,6 +269,18 @@ impl Server {
         Server::spawn(Command::new(BIN), args, None, None)
     }
 
+    /// Like [`Server::start`], with the open-file limit (soft and hard)
+    /// set to `nofile` through `prlimit`, which execs into the binary.
+    /// Returns `None` (after [`missing`]) without `prlimit`.
+    pub fn start_with_nofile(nofile: u64, args: &[&str]) -> Option<Server> {
+        if !require_tools(&["prlimit"]) {
+            return None;
+        }
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(BIN);
+        Some(Server::spawn(cmd, args, None, None))
+    }
+
     /// Like [`Server::start`], waiting for `listeners` `listening on` lines
     /// (for a config file that lists several).
     pub fn start_n(args: &[&str], listeners: usize) -> Server {

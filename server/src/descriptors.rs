@@ -1,0 +1,121 @@
+//! How many file descriptors a configuration can hold at once, for the
+//! open-file limit (RLIMIT_NOFILE) the server asks for at start.
+//!
+//! Why a budget per command rather than "two per client": a CONNECT holds
+//! two sockets (client, target), but a BIND holds three (control
+//! connection, listening socket, the inbound connection) and a UDP
+//! association four (control connection, relay socket, and up to two
+//! outbound sockets, IPv4 and IPv6). The metrics endpoint's connections and
+//! the relay's splice pipes come on top. Too low a limit shows as `accept`
+//! failing with EMFILE: new clients wait in the backlog (see
+//! [`crate::backoff`]) and sessions fail to open their outbound sockets.
+//!
+//! Not counted (they are short-lived, and [`SLACK`] covers them): the extra
+//! sockets of a happy-eyeballs connect while several addresses are tried,
+//! and the sockets the system resolver opens for a lookup.
+
+use crate::config::Config;
+use crate::relay::{RelayMode, MAX_PIPE_FDS};
+
+/// A CONNECT (or SOCKS 6 CONNECT, or one through an upstream): client and target.
+pub const PER_CONNECT: u64 = 2;
+/// A BIND: control connection, listening socket, inbound connection.
+pub const PER_BIND: u64 = 3;
+/// A UDP association: control connection, relay socket, two outbound sockets.
+pub const PER_UDP: u64 = 4;
+/// The process's own: stdio, the runtime's epoll and wakers, the listeners'
+/// neighbours, the resolver's lookups, happy-eyeballs attempts.
+pub const SLACK: u64 = 64;
+
+/// The descriptors a configuration can need, by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Client sessions at their worst: `max_udp_associations` (at most
+    /// `max_clients`) associations, every other client a BIND (or a
+    /// CONNECT when BIND is off).
+    pub sessions: u64,
+    /// The listening sockets.
+    pub listeners: u64,
+    /// The metrics endpoint: its listener and its connection cap.
+    pub metrics: u64,
+    /// Relay pipes (`auto` and `splice` modes).
+    pub pipes: u64,
+    /// [`SLACK`].
+    pub slack: u64,
+}
+
+impl Budget {
+    /// The budget of `config`; `metrics_connections` is the metrics
+    /// endpoint's connection cap (counted only if `metrics` is set).
+    pub fn of(config: &Config, metrics_connections: usize) -> Budget {
+        let clients = config.max_clients as u64;
+        let udp = if config.allow_udp {
+            (config.max_udp_associations as u64).min(clients)
+        } else {
+            0
+        };
+        let tcp = if config.allow_bind {
+            PER_BIND
+        } else {
+            PER_CONNECT
+        };
+        Budget {
+            sessions: udp * PER_UDP + (clients - udp) * tcp,
+            listeners: config.listen.len() as u64,
+            metrics: config.metrics.map_or(0, |_| 1 + metrics_connections as u64),
+            pipes: match config.relay_mode {
+                RelayMode::Copy => 0,
+                RelayMode::Auto | RelayMode::Splice => MAX_PIPE_FDS as u64,
+            },
+            slack: SLACK,
+        }
+    }
+
+    /// All of it.
+    pub fn total(&self) -> u64 {
+        self.sessions + self.listeners + self.metrics + self.pipes + self.slack
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_associations_cost_four_binds_three() {
+        let mut c = Config {
+            max_clients: 100,
+            max_udp_associations: 10,
+            relay_mode: RelayMode::Copy,
+            ..Config::default()
+        };
+        let b = Budget::of(&c, 16);
+        assert_eq!(b.sessions, 10 * 4 + 90 * 3);
+        assert_eq!(b.metrics, 0, "no metrics endpoint");
+        assert_eq!(b.pipes, 0);
+        assert_eq!(b.listeners, 1);
+        assert_eq!(b.total(), 310 + 1 + SLACK);
+
+        c.allow_bind = false;
+        assert_eq!(Budget::of(&c, 16).sessions, 10 * 4 + 90 * 2);
+        c.allow_udp = false;
+        assert_eq!(Budget::of(&c, 16).sessions, 100 * 2);
+
+        // More associations allowed than clients: every client may be one.
+        c.allow_udp = true;
+        c.max_udp_associations = 1000;
+        assert_eq!(Budget::of(&c, 16).sessions, 100 * 4);
+
+        c.metrics = Some("127.0.0.1:9180".parse().unwrap());
+        assert_eq!(Budget::of(&c, 16).metrics, 17);
+        c.relay_mode = RelayMode::Auto;
+        assert_eq!(Budget::of(&c, 16).pipes, MAX_PIPE_FDS as u64);
+    }
+
+    #[test]
+    fn the_defaults_need_more_than_two_per_client() {
+        let c = Config::default();
+        let b = Budget::of(&c, 16);
+        assert!(b.total() > 2 * c.max_clients as u64 + 64, "{b:?}");
+    }
+}
