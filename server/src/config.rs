@@ -503,6 +503,8 @@ mod tests {
         let off =
             Config::from_toml("auth_failure_burst = 0\nauth_failures_per_minute = 0\n").unwrap();
         off.validate().unwrap();
+        let readme = readme_example("### Users and passwords");
+        assert_eq!(readme.auth_budget(), crate::auth::Budget::default());
         let never_refills = Config::from_toml("auth_failures_per_minute = 0\n").unwrap();
         let e = never_refills.validate().unwrap_err().to_string();
         assert!(e.contains("auth_failures_per_minute"), "{e}");
