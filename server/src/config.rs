@@ -27,6 +27,13 @@ pub struct Config {
     /// Tor's leniency: accept an RFC 1929 message after method 00 was
     /// chosen, and accept empty username/password fields.
     pub lenient_auth: bool,
+    /// Failed logins a client address (an IPv6 /64) may have in a row;
+    /// beyond, its logins are refused without checking the password until
+    /// the budget refills (see [`crate::auth::throttle`]). 0 turns the
+    /// throttle off.
+    pub auth_failure_burst: u32,
+    /// Failed logins given back to an address's budget per minute.
+    pub auth_failures_per_minute: u32,
     /// Send Tor's extended error codes (F0–F7) in SOCKS5 replies.
     pub extended_errors: bool,
     /// Seconds a client has to complete its handshake (greeting,
@@ -155,6 +162,8 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1080))],
             users_file: None,
             lenient_auth: false,
+            auth_failure_burst: crate::auth::Budget::default().burst,
+            auth_failures_per_minute: crate::auth::Budget::default().per_minute,
             extended_errors: false,
             handshake_timeout: 10,
             connect_timeout: 30,
@@ -250,6 +259,12 @@ impl Config {
         if self.max_clients == 0 {
             return bad("`max_clients` must be at least 1");
         }
+        if self.auth_failure_burst > 0 && self.auth_failures_per_minute == 0 {
+            return bad(
+                "`auth_failures_per_minute` must be at least 1 (or turn the throttle off \
+                 with auth_failure_burst = 0)",
+            );
+        }
         if self.max_udp_associations == 0 || self.max_udp_per_client == 0 {
             return bad("UDP association limits must be at least 1");
         }
@@ -298,6 +313,14 @@ impl Config {
     /// Whether `[upstream.NAME]` is configured.
     pub fn upstream_exists(&self, name: &str) -> bool {
         self.upstream.contains_key(name)
+    }
+
+    /// The failed-login budget per client address.
+    pub fn auth_budget(&self) -> crate::auth::Budget {
+        crate::auth::Budget {
+            burst: self.auth_failure_burst,
+            per_minute: self.auth_failures_per_minute,
+        }
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -479,6 +502,33 @@ mod tests {
         let bad = Config::from_toml("[upstream.web]\nurl = \"http://127.0.0.1:3128\"\n").unwrap();
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("upstream \"web\"") && e.contains("http"), "{e}");
+    }
+
+    #[test]
+    fn the_failed_login_budget() {
+        let cfg = Config::default();
+        assert_eq!(
+            (cfg.auth_failure_burst, cfg.auth_failures_per_minute),
+            (10, 10)
+        );
+        let cfg =
+            Config::from_toml("auth_failure_burst = 3\nauth_failures_per_minute = 2\n").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.auth_budget(),
+            crate::auth::Budget {
+                burst: 3,
+                per_minute: 2
+            }
+        );
+        let off =
+            Config::from_toml("auth_failure_burst = 0\nauth_failures_per_minute = 0\n").unwrap();
+        off.validate().unwrap();
+        let readme = readme_example("### Users and passwords");
+        assert_eq!(readme.auth_budget(), crate::auth::Budget::default());
+        let never_refills = Config::from_toml("auth_failures_per_minute = 0\n").unwrap();
+        let e = never_refills.validate().unwrap_err().to_string();
+        assert!(e.contains("auth_failures_per_minute"), "{e}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn load_auth(config: &Config) -> Result<Authenticator, StartError> {
         }
         None => None,
     };
-    Ok(Authenticator::new(users))
+    Ok(Authenticator::with_budget(users, config.auth_budget()))
 }
 
 /// Replaces the configuration of a running server (SIGHUP): rules, users,
@@ -113,6 +113,8 @@ impl Reloader {
             );
         }
         let rules = config.rule.len();
+        // Failing addresses stay throttled across a reload.
+        let auth = auth.carry_over(&old.auth);
         let next = old.next(config, auth);
         let users = next.auth.user_count();
         self.current.store(Arc::new(next));

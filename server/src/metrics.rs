@@ -20,6 +20,7 @@
 //! | `sixsocks_handshake_seconds` | histogram | |
 //! | `sixsocks_connect_seconds` | histogram | `result` (`ok`, `error`) |
 //! | `sixsocks_auth_failures_total` | counter | |
+//! | `sixsocks_auth_throttled_total` | counter | `reason` (`address`, `busy`) |
 //! | `sixsocks_rule_blocks_total` | counter | `stage` |
 //! | `sixsocks_udp_datagrams_total` | counter | `direction` |
 //! | `sixsocks_udp_drops_total` | counter | `reason` |
@@ -38,6 +39,7 @@ pub const BYTES: &str = "sixsocks_bytes_total";
 pub const HANDSHAKE_SECONDS: &str = "sixsocks_handshake_seconds";
 pub const CONNECT_SECONDS: &str = "sixsocks_connect_seconds";
 pub const AUTH_FAILURES: &str = "sixsocks_auth_failures_total";
+pub const AUTH_THROTTLED: &str = "sixsocks_auth_throttled_total";
 pub const RULE_BLOCKS: &str = "sixsocks_rule_blocks_total";
 pub const UDP_DATAGRAMS: &str = "sixsocks_udp_datagrams_total";
 pub const UDP_DROPS: &str = "sixsocks_udp_drops_total";
@@ -92,7 +94,17 @@ pub fn describe() {
         Unit::Seconds,
         "Time to establish an outbound TCP connection (all addresses tried), by result."
     );
-    describe_counter!(AUTH_FAILURES, "Failed username/password authentications.");
+    describe_counter!(
+        AUTH_FAILURES,
+        "Failed username/password authentications (the password was checked and is wrong, \
+         or the user is unknown)."
+    );
+    describe_counter!(
+        AUTH_THROTTLED,
+        "Username/password logins refused without checking the password, by reason: \
+         address (the client address is over its failed-login budget, auth_failure_burst \
+         and auth_failures_per_minute), busy (too many password checks waiting)."
+    );
     describe_counter!(
         RULE_BLOCKS,
         "Connections, requests and datagrams blocked by a rule, by the stage that blocked \
@@ -116,6 +128,9 @@ pub fn describe() {
     );
     gauge!(ACTIVE_SESSIONS).set(0.0);
     counter!(AUTH_FAILURES).absolute(0);
+    for t in [Throttled::Address, Throttled::Busy] {
+        counter!(AUTH_THROTTLED, "reason" => t.label()).absolute(0);
+    }
     for d in [Direction::Up, Direction::Down] {
         counter!(BYTES, "direction" => d.label()).absolute(0);
         counter!(UDP_DATAGRAMS, "direction" => d.label()).absolute(0);
@@ -228,6 +243,30 @@ pub fn connect_seconds(d: Duration, ok: bool) {
 /// A username/password check failed.
 pub fn auth_failure() {
     counter!(AUTH_FAILURES).increment(1);
+}
+
+/// Why a login was refused without checking its password (the `reason`
+/// label of [`AUTH_THROTTLED`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Throttled {
+    /// The client's address is over its failed-login budget.
+    Address,
+    /// The password verifiers' queue is full.
+    Busy,
+}
+
+impl Throttled {
+    fn label(self) -> &'static str {
+        match self {
+            Throttled::Address => "address",
+            Throttled::Busy => "busy",
+        }
+    }
+}
+
+/// A login was refused without checking its password.
+pub fn auth_throttled(reason: Throttled) {
+    counter!(AUTH_THROTTLED, "reason" => reason.label()).increment(1);
 }
 
 /// A rule blocked something. `stage` is one of `accept` (a connection,
@@ -398,6 +437,8 @@ mod tests {
             handshake_seconds(Duration::from_millis(3));
             connect_seconds(Duration::from_millis(30), false);
             auth_failure();
+            auth_throttled(Throttled::Address);
+            auth_throttled(Throttled::Address);
             rule_block("request");
             udp_datagram(Direction::Down);
             udp_drop(UdpDrop::TooLarge, 2);
@@ -418,6 +459,8 @@ mod tests {
             ("sixsocks_handshake_seconds_count", 1.0),
             ("sixsocks_connect_seconds_count{result=\"error\"}", 1.0),
             ("sixsocks_auth_failures_total", 1.0),
+            ("sixsocks_auth_throttled_total{reason=\"address\"}", 2.0),
+            ("sixsocks_auth_throttled_total{reason=\"busy\"}", 0.0),
             ("sixsocks_rule_blocks_total{stage=\"request\"}", 1.0),
             ("sixsocks_udp_datagrams_total{direction=\"down\"}", 1.0),
             ("sixsocks_udp_datagrams_total{direction=\"up\"}", 0.0),
@@ -427,6 +470,10 @@ mod tests {
         }
         assert!(
             page.contains("# HELP sixsocks_auth_failures_total Failed"),
+            "{page}"
+        );
+        assert!(
+            page.contains("# HELP sixsocks_auth_throttled_total Username/password logins refused"),
             "{page}"
         );
         assert!(page.contains("# TYPE sixsocks_connect_seconds histogram"));

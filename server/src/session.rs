@@ -468,7 +468,8 @@ async fn handshake(
                 let shown = String::from_utf8_lossy(&username)
                     .escape_debug()
                     .to_string();
-                let ok = shared.auth.verify(username, password).await;
+                let client = stream.peer_addr().ok().map(|a| a.ip());
+                let ok = shared.auth.verify(username, password, client).await;
                 let bytes = machine.auth_result(ok);
                 if !bytes.is_empty() {
                     stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;

@@ -33,6 +33,16 @@ pub struct ServeArgs {
     #[arg(long)]
     pub lenient_auth: bool,
 
+    /// Failed logins a client address (an IPv6 /64) may have in a row; more
+    /// are refused without checking the password until the budget refills.
+    /// 0 turns the throttle off [default: 10].
+    #[arg(long, value_name = "N")]
+    pub auth_failure_burst: Option<u32>,
+
+    /// Failed logins given back to an address's budget per minute [default: 10].
+    #[arg(long, value_name = "N")]
+    pub auth_failures_per_minute: Option<u32>,
+
     /// Send Tor's extended SOCKS5 error codes (F0-F7) instead of 04.
     #[arg(long)]
     pub extended_errors: bool,
@@ -213,6 +223,17 @@ impl ServeArgs {
             (
                 &mut c.udp_lookup_queue_bytes_total,
                 self.udp_lookup_queue_bytes_total,
+            ),
+        ] {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        }
+        for (dst, v) in [
+            (&mut c.auth_failure_burst, self.auth_failure_burst),
+            (
+                &mut c.auth_failures_per_minute,
+                self.auth_failures_per_minute,
             ),
         ] {
             if let Some(v) = v {
