@@ -110,7 +110,7 @@ async fn expected_host(
         return Ok((!destination::is_unspecified(ip)).then_some(ip));
     }
     let verdict = check_rules(shared, rec, dest)?;
-    let addrs = shared.resolver.target(&target.host).await?;
+    let addrs = crate::session::lookup(&target.host, shared, rec).await?;
     let addrs = match (verdict, &target.host) {
         (Verdict::Undecided, Host::Domain(name)) => {
             check_addresses(shared, rec, Some(name), addrs, target.port)?.0

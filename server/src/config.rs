@@ -51,6 +51,14 @@ pub struct Config {
     pub idle_timeout: u64,
     /// Maximum concurrent client connections; more are closed at once.
     pub max_clients: usize,
+    /// Connections at once from one client address (an IPv6 client by its
+    /// /64); more are closed at accept. Keeps one host from taking every
+    /// `max_clients` slot.
+    pub max_clients_per_address: usize,
+    /// Handshakes in progress at once from one client address (accepted,
+    /// request not read yet); more are closed at accept. Slow or silent
+    /// handshakes from one host cannot crowd out the others.
+    pub max_handshakes_per_address: usize,
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
     /// How relayed bytes are moved: `auto` (the default: splice while few
@@ -171,6 +179,8 @@ impl Default for Config {
             happy_eyeballs_delay_ms: 250,
             idle_timeout: 3600,
             max_clients: 4096,
+            max_clients_per_address: 512,
+            max_handshakes_per_address: 64,
             shutdown_grace: 10,
             relay_mode: RelayMode::default(),
             allow_bind: true,
@@ -258,6 +268,11 @@ impl Config {
         }
         if self.max_clients == 0 {
             return bad("`max_clients` must be at least 1");
+        }
+        if self.max_clients_per_address == 0 || self.max_handshakes_per_address == 0 {
+            return bad(
+                "`max_clients_per_address` and `max_handshakes_per_address` must be at least 1",
+            );
         }
         if self.auth_failure_burst > 0 && self.auth_failures_per_minute == 0 {
             return bad(

@@ -167,6 +167,20 @@ pub fn is_own_socket(
     })
 }
 
+/// Which client addresses count as one client for per-address limits:
+/// IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 prefix, which one
+/// host usually owns whole (it could otherwise take a fresh address for
+/// every connection).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// `None` if `name` is not under `.onion`; otherwise whether it is a
 /// well-formed v3 onion address (56 base32 characters before `.onion`).
 /// Such names are never sent to DNS (RFC 7686) and have no address that

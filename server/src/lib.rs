@@ -3,6 +3,8 @@
 //! * [`config`]: the configuration (TOML file, embedded defaults, validation).
 //! * [`listener`]: listening sockets, the accept loop, the client limit and
 //!   graceful shutdown.
+//! * [`address_limits`]: per-address caps on connections and handshakes in
+//!   progress.
 //! * [`session`]: one task per client: drives the `proto` handshake state
 //!   machine, dispatches the command, writes the per-session log line.
 //! * [`socks6`]: SOCKS 6 requests after the handshake (tokens, NOOP,
@@ -32,6 +34,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod address_limits;
 pub mod auth;
 pub mod backoff;
 pub mod bind;

@@ -250,6 +250,7 @@ async fn accept_loop(
     let over_limit = RateLimitedLog::default();
     let accept_errors = RateLimitedLog::default();
     let blocked = RateLimitedLog::default();
+    let per_address = RateLimitedLog::default();
     let mut backoff = Backoff::new(ACCEPT_PAUSE_FIRST, ACCEPT_PAUSE_CAP);
     let Ok(local) = listener.local_addr() else {
         tracing::error!("listener has no local address; not accepting");
@@ -286,8 +287,29 @@ async fn accept_loop(
                         });
                         continue;
                     }
+                    let config = &shared.config;
+                    let place = match shared.address_limits.admit(
+                        peer.ip(),
+                        config.max_clients_per_address,
+                        config.max_handshakes_per_address,
+                    ) {
+                        Ok(place) => place,
+                        Err(refusal) => {
+                            drop(stream);
+                            crate::metrics::connection_rejected(refusal.label());
+                            per_address.log(|suppressed| {
+                                tracing::warn!(
+                                    client = %peer,
+                                    limit = refusal.label(),
+                                    suppressed,
+                                    "per-address limit reached: connection closed"
+                                )
+                            });
+                            continue;
+                        }
+                    };
                     tokio::spawn(async move {
-                        session::run(stream, peer, local, shared).await;
+                        session::run(stream, peer, local, shared, Some(place)).await;
                         drop(permit);
                     });
                 }

@@ -117,7 +117,8 @@ pub fn describe() {
     describe_counter!(UDP_DROPS, "UDP datagrams dropped, by reason.");
     describe_counter!(
         CONNECTIONS_REJECTED,
-        "Client connections closed at accept, by reason (max_clients: the limit was reached)."
+        "Client connections closed at accept, by reason (max_clients: the limit was reached; \
+         max_clients_per_address, max_handshakes_per_address: one address's limit was reached)."
     );
     describe_counter!(
         METRICS_REFUSED,
@@ -343,7 +344,13 @@ pub fn udp_drop(reason: UdpDrop, n: u64) {
 
 /// A client connection was closed at accept because the client limit was reached.
 pub fn rejected_max_clients() {
-    counter!(CONNECTIONS_REJECTED, "reason" => "max_clients").increment(1);
+    connection_rejected("max_clients");
+}
+
+/// A client connection was closed at accept for `reason` (`max_clients`,
+/// `max_clients_per_address`, `max_handshakes_per_address`).
+pub fn connection_rejected(reason: &'static str) {
+    counter!(CONNECTIONS_REJECTED, "reason" => reason).increment(1);
 }
 
 /// The metrics endpoint closed a connection without the page, for `reason`

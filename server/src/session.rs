@@ -46,6 +46,8 @@ pub struct Shared {
     /// request with its options and initial data, or an HTTP head) plus the
     /// optimistic data that may follow it. More stays in the kernel's buffer.
     pub handshake_buf: usize,
+    /// Connections and handshakes per client address (survive reloads).
+    pub address_limits: Arc<crate::address_limits::AddressLimits>,
     /// UDP associations alive (survives reloads).
     pub udp_limits: Arc<crate::udp_relay::AssociationLimits>,
     /// SOCKS 6 idempotence token windows (survive reloads).
@@ -92,6 +94,7 @@ impl Shared {
             resolver: Resolver::new(config.resolve_timeout()),
             rules: Rules::new(config.rule.clone()),
             udp_limits: prev.map_or_else(Arc::default, |p| p.udp_limits.clone()),
+            address_limits: prev.map_or_else(Arc::default, |p| p.address_limits.clone()),
             tokens: prev.map_or_else(
                 || {
                     Arc::new(crate::socks6::TokenStore::new(
@@ -127,6 +130,9 @@ pub(crate) struct Record {
     pub(crate) outcome: Option<String>,
     /// The user's admission (per-user limits), held until the session ends.
     pub(crate) admission: Option<crate::limits::UserSession>,
+    /// The client address's connection place (and handshake place until
+    /// the request is read): per-address limits.
+    pub(crate) place: Option<crate::address_limits::Admitted>,
 }
 
 impl Record {
@@ -142,6 +148,7 @@ impl Record {
             counters: Counters::default(),
             outcome: None,
             admission: None,
+            place: None,
         }
     }
 
@@ -253,16 +260,19 @@ enum HandshakeEnd {
     Io(std::io::Error),
 }
 
-/// Run one client session to its end and log it.
+/// Run one client session to its end and log it. `place`: its client
+/// address's place under the per-address limits, held while it runs.
 pub async fn run(
     mut stream: TcpStream,
     client: SocketAddr,
     listener: SocketAddr,
     shared: Arc<Shared>,
+    place: Option<crate::address_limits::Admitted>,
 ) {
     let started = Instant::now();
     let _active = crate::metrics::active_session();
     let mut rec = Record::new(client, listener);
+    rec.place = place;
     serve(&mut stream, &shared, &mut rec).await;
     // Free the user's session slot before the line that says it ended.
     drop(rec.admission.take());
@@ -297,6 +307,9 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
         ServerHandshake::new(shared.handshake.clone()).with_socks6(shared.socks6_limits.clone());
     let deadline = shared.config.handshake_timeout();
     let handshake = tokio::time::timeout(deadline, handshake(stream, &mut hs, shared)).await;
+    if let Some(place) = rec.place.as_mut() {
+        place.handshake_done();
+    }
     rec.version = hs.version().map(Version::name);
     let (request, leftover) = match handshake {
         Ok(Ok(done)) => done,
@@ -606,9 +619,13 @@ async fn finish_with(
     Ok(())
 }
 
-/// Resolve a target host ([`Resolver::target`]).
-pub(crate) async fn lookup(host: &Host, shared: &Shared) -> Result<Vec<IpAddr>, RequestError> {
-    shared.resolver.target(host).await
+/// Resolve a target host for the session's client ([`Resolver::target`]).
+pub(crate) async fn lookup(
+    host: &Host,
+    shared: &Shared,
+    rec: &Record,
+) -> Result<Vec<IpAddr>, RequestError> {
+    shared.resolver.target(host, Some(rec.client.ip())).await
 }
 
 /// An outbound connection for CONNECT, direct or through an upstream.
@@ -730,7 +747,7 @@ pub(crate) async fn route_checked<'s>(
     if let Some(up) = upstream_of(shared, verdict.rule())? {
         return Ok(Route::Upstream(up));
     }
-    let addrs = lookup(&target.host, shared).await?;
+    let addrs = lookup(&target.host, shared, rec).await?;
     let (addrs, rule) = match verdict {
         Verdict::Undecided => {
             let name = match &target.host {
@@ -774,7 +791,7 @@ async fn reverse_routed(
     let verdict = check_rules(shared, rec, Dest::of(target))?;
     match upstream_of(shared, verdict.rule())? {
         Some(up) => up.resolve_ptr(ip, &rec.credentials).await,
-        None => shared.resolver.reverse(ip).await,
+        None => shared.resolver.reverse(ip, Some(rec.client.ip())).await,
     }
 }
 
@@ -961,7 +978,7 @@ mod size_tests {
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let shared = Arc::new(Shared::new(Config::default(), Authenticator::new(None)));
         let a = "127.0.0.1:1".parse().unwrap();
-        let fut = run(c, a, a, shared);
+        let fut = run(c, a, a, shared, None);
         let size = std::mem::size_of_val(&fut);
         eprintln!("session future: {size} bytes");
         assert!(size < 2048, "session future is {size} bytes");

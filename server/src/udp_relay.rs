@@ -656,6 +656,7 @@ impl Association {
         }
         self.resolving.insert(name.to_string(), vec![(port, data)]);
         let resolver = shared.resolver.clone();
+        let client = self.client_ip;
         let tx = self.resolved_tx.clone();
         let name = name.to_string();
         tokio::spawn(async move {
@@ -663,7 +664,7 @@ impl Association {
             // address.
             let host = Host::Domain(name.clone());
             let result = resolver
-                .target(&host)
+                .target(&host, Some(client))
                 .await
                 .and_then(|a| a.first().copied().ok_or(RequestError::HostUnreachable));
             // The association may be gone; then nobody needs the answer.

@@ -76,6 +76,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 
+    /// Connections at once from one client address (IPv6: its /64) [default: 512].
+    #[arg(long, value_name = "N")]
+    pub max_clients_per_address: Option<usize>,
+
+    /// Handshakes in progress at once from one client address [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_handshakes_per_address: Option<usize>,
+
     /// Seconds live sessions get after SIGINT/SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
@@ -248,6 +256,12 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_clients {
             c.max_clients = n;
+        }
+        if let Some(n) = self.max_clients_per_address {
+            c.max_clients_per_address = n;
+        }
+        if let Some(n) = self.max_handshakes_per_address {
+            c.max_handshakes_per_address = n;
         }
         if self.metrics.is_some() {
             c.metrics = self.metrics;

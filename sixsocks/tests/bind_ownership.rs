@@ -12,21 +12,14 @@ mod common;
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
 
 use common::*;
 
 const BIND: u8 = 0x02;
 const NOOP: u8 = 0x00;
 
-/// A connection to `proxy` from the local address `src` (127.0.0.x).
 fn connect_from(src: Ipv4Addr, proxy: SocketAddr) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::new(IpAddr::V4(src), 0).into()).unwrap();
-    s.connect(&proxy.into()).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s
+    common::connect_from(IpAddr::V4(src), proxy)
 }
 
 /// `PORT | ATYP=01 | IPv4`.

@@ -27,7 +27,7 @@
 //! budget is reset by that.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Addresses remembered at most (about 100 bytes each).
@@ -98,16 +98,8 @@ pub struct LoginThrottle {
 }
 
 /// The key an address is budgeted under: IPv4 as is (IPv4-mapped IPv6
-/// too), IPv6 by its /64 prefix.
-pub fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        },
-    }
-}
+/// too), IPv6 by its /64 prefix ([`crate::destination::client_key`]).
+pub use crate::destination::client_key as key;
 
 impl LoginThrottle {
     pub fn new(budget: Budget) -> Self {

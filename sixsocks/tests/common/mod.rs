@@ -794,6 +794,26 @@ pub fn hanging_listener() -> HangingListener {
 // ---------------------------------------------------------------------------
 
 /// Connect to the proxy with test timeouts.
+/// Like [`connect`], from the local address `src` (another loopback
+/// address, such as 127.0.0.2, is another client to the proxy).
+pub fn connect_from(src: IpAddr, addr: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.bind(&SocketAddr::new(src, 0).into())
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    sock.connect_timeout(&addr.into(), IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to {addr} from {src}: {e}"));
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
