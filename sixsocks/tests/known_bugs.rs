@@ -46,7 +46,8 @@
 //! |                                                                  |   `replies_arrive_whole_and_exact_through_a_one_byte_window`                           |
 //! | Rules checked by name, not by the resolved address               | rules.rs `a_name_that_resolves_to_a_blocked_address_is_blocked` (CONNECT, RESOLVE),    |
 //! |   (Dante CVE-2024-54662)                                         |   `udp_datagrams_are_checked_one_by_one` (UDP); here                                   |
-//! |                                                                  |   `bind_naming_a_blocked_host_by_name_is_blocked` (IGNORED: sixsocks has this bug)     |
+//! |                                                                  |   `bind_naming_a_blocked_host_by_name_is_blocked` (IGNORED: sixsocks has this bug:)    |
+//! |                                                                  |   BIND, SOCKS5 and SOCKS 6, naming `localhost` passes a 127.0.0.0/8 block              |
 //! | Rules checked at one auth stage and not the next                 | here `user_rules_hold_at_every_stage_after_authentication`; rules.rs                   |
 //! |   (Dante CVE-2024-54662)                                         |   `listener_version_user_and_command`, `client_rules_close_at_accept`                  |
 //! | `::ffff:127.0.0.1`, `2130706433`, `0.0.0.0` reaching loopback    | not here: another developer is fixing and testing that rule item                       |
@@ -738,8 +739,9 @@ fn bind_naming_a_host_whose_lookup_hangs_stalls_no_one_netns() {
 /// rules' promise (server/src/rules.rs): "A name cannot be used to reach a
 /// blocked address".
 #[test]
-#[ignore = "sixsocks has this bug: a BIND naming `localhost` passes a rule that blocks 127.0.0.0/8 \
-            (check_command leaves a name Undecided and bind::run never checks the address it resolves to)"]
+#[ignore = "sixsocks has this bug: a BIND (SOCKS5 and SOCKS 6) naming `localhost` passes a rule that \
+            blocks 127.0.0.0/8 (check_command leaves a name Undecided and the BIND resolves it without \
+            checking the address)"]
 fn bind_naming_a_blocked_host_by_name_is_blocked() {
     let dir = TempDir::new("known-bugs-bind-name");
     let server = start_config(
@@ -755,15 +757,36 @@ fn bind_naming_a_blocked_host_by_name_is_blocked() {
     s.write_all(&v5_request(0x02, &v5_addr("127.0.0.1:0".parse().unwrap())))
         .unwrap();
     assert_eq!(read_v5_reply(&mut s).rep, 0x02, "BIND naming 127.0.0.1");
-    // By a name that resolves to it: blocked too.
+    let mut s = connect(server.addr);
+    let addr = socks6::addr("127.0.0.1:0".parse().unwrap());
+    s.write_all(&socks6::request(0x02, &addr, 0, &[])).unwrap();
+    assert_eq!(socks6::read_auth_reply(&mut s), (0x00, 0x00));
+    assert_eq!(
+        socks6::read_operation_reply(&mut s),
+        0x02,
+        "SOCKS 6 BIND naming 127.0.0.1"
+    );
+    // By a name that resolves to it: blocked too, in SOCKS5 and SOCKS 6.
+    let mut failures = Vec::new();
     let mut s = connect(server.addr);
     socks5_handshake(&mut s, None);
     s.write_all(&v5_request(0x02, &v5_domain(b"localhost", 0)))
         .unwrap();
     let r = read_v5_reply(&mut s);
-    assert_eq!(
-        r.rep, 0x02,
-        "BIND naming localhost, which resolves to a blocked address: {r:?}"
+    if r.rep != 0x02 {
+        failures.push(format!("SOCKS5 BIND naming localhost: {r:?}"));
+    }
+    let mut s = connect(server.addr);
+    let name = [&[0u8, 0, 0x03, 9][..], b"localhost"].concat();
+    s.write_all(&socks6::request(0x02, &name, 0, &[])).unwrap();
+    assert_eq!(socks6::read_auth_reply(&mut s), (0x00, 0x00));
+    let rep = socks6::read_operation_reply(&mut s);
+    if rep != 0x02 {
+        failures.push(format!("SOCKS 6 BIND naming localhost: REP {rep:02x}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "a BIND naming a host that resolves to a blocked address passed: {failures:?}"
     );
 }
 
