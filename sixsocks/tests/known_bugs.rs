@@ -19,8 +19,9 @@
 //! | "No acceptable methods" sent as `05 01` = GSSAPI (clash-rs)      | proto/tests/server.rs `socks5_require_auth_with_only_00_offered_is_05_ff_not_05_01`;   |
 //! |                                                                  |   bad_input.rs `users_file_makes_auth_mandatory`, `no_methods_gets_ff`                 |
 //! | Panic on a short buffer parsing an address (shadowsocks-rust)    | proto/tests/known_bugs.rs `short_buffers_never_panic_the_address_parsers`;             |
-//! |                                                                  |   proptests.rs `parsers_on_arbitrary_bytes`; messages.rs `target_addr_v5_exact_needed`; |
-//! |                                                                  |   udp_bad_input.rs `malformed_headers_are_dropped_and_counted`; fuzz targets           |
+//! |                                                                  |   proptests.rs `parsers_on_arbitrary_bytes`; messages.rs                               |
+//! |                                                                  |   `target_addr_v5_exact_needed`; udp_bad_input.rs                                      |
+//! |                                                                  |   `malformed_headers_are_dropped_and_counted`; fuzz targets                            |
 //! | Passwords in the logs (shadowsocks-rust, fast-socks5)            | bad_input.rs `passwords_never_logged` (SOCKS5, -v, -vv); here                          |
 //! |                                                                  |   `passwords_never_logged_at_any_verbosity_protocol_or_hop` (-vvv, JSON, SOCKS 6,      |
 //! |                                                                  |   upstream credentials, `sixsocks check`)                                              |
