@@ -47,11 +47,11 @@
 //! |                                                                  |   `replies_arrive_whole_and_exact_through_a_one_byte_window`                           |
 //! | Rules checked by name, not by the resolved address               | rules.rs `a_name_that_resolves_to_a_blocked_address_is_blocked` (CONNECT, RESOLVE),    |
 //! |   (Dante CVE-2024-54662)                                         |   `udp_datagrams_are_checked_one_by_one` (UDP); here                                   |
-//! |                                                                  |   `bind_naming_a_blocked_host_by_name_is_blocked` (IGNORED: sixsocks has this bug:)    |
-//! |                                                                  |   BIND, SOCKS5 and SOCKS 6, naming `localhost` passes a 127.0.0.0/8 block              |
+//! |                                                                  |   `bind_naming_a_blocked_host_by_name_is_blocked` (BIND, SOCKS5 and SOCKS 6: found     |
+//! |                                                                  |   by this test, fixed by issue 11 items 6 and 8)                                       |
 //! | Rules checked at one auth stage and not the next                 | here `user_rules_hold_at_every_stage_after_authentication`; rules.rs                   |
 //! |   (Dante CVE-2024-54662)                                         |   `listener_version_user_and_command`, `client_rules_close_at_accept`                  |
-//! | `::ffff:127.0.0.1`, `2130706433`, `0.0.0.0` reaching loopback    | not here: another developer is fixing and testing that rule item                       |
+//! | `::ffff:127.0.0.1`, `2130706433`, `0.0.0.0` reaching loopback    | address_forms.rs (every form, TCP and UDP, each SOCKS version)                         |
 //! | Client hostname over 255 bytes overflowing (curl CVE-2023-38545) | proto/tests/roundtrip.rs `client_refuses_what_it_cannot_encode`; client                |
 //! |                                                                  |   fake_server.rs `overlong_name_is_refused_not_resolved_locally`                       |
 
@@ -740,9 +740,6 @@ fn bind_naming_a_host_whose_lookup_hangs_stalls_no_one_netns() {
 /// rules' promise (server/src/rules.rs): "A name cannot be used to reach a
 /// blocked address".
 #[test]
-#[ignore = "sixsocks has this bug: a BIND (SOCKS5 and SOCKS 6) naming `localhost` passes a rule that \
-            blocks 127.0.0.0/8 (check_command leaves a name Undecided and the BIND resolves it without \
-            checking the address)"]
 fn bind_naming_a_blocked_host_by_name_is_blocked() {
     let dir = TempDir::new("known-bugs-bind-name");
     let server = start_config(
