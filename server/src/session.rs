@@ -130,6 +130,9 @@ pub(crate) struct Record {
     pub(crate) outcome: Option<String>,
     /// The user's admission (per-user limits), held until the session ends.
     pub(crate) admission: Option<crate::limits::UserSession>,
+    /// The user name a login tried (the log line names it when the login
+    /// failed and no request came).
+    pub(crate) tried_user: Option<Vec<u8>>,
     /// The client address's connection place (and handshake place until
     /// the request is read): per-address limits.
     pub(crate) place: Option<crate::address_limits::Admitted>,
@@ -148,6 +151,7 @@ impl Record {
             counters: Counters::default(),
             outcome: None,
             admission: None,
+            tried_user: None,
             place: None,
         }
     }
@@ -161,6 +165,17 @@ impl Record {
                 std::str::from_utf8(username).ok()
             }
             _ => None,
+        }
+    }
+
+    /// The user name for the log line: the credentials of the request, or
+    /// the name a failed login tried; `-` without either.
+    fn user_display(&self) -> String {
+        match (&self.credentials, &self.tried_user) {
+            (Credentials::None, Some(tried)) => {
+                String::from_utf8_lossy(tried).escape_debug().to_string()
+            }
+            (creds, _) => creds.user_display(),
         }
     }
 
@@ -286,7 +301,7 @@ pub async fn run(
     tracing::info!(
         target: "sixsocks::session",
         client = %client,
-        user = %rec.credentials.user_display(),
+        user = %rec.user_display(),
         version = %rec.version.unwrap_or("-"),
         command = %rec.command.map_or_else(|| "-".to_string(), |c| c.to_string()),
         target = %target,
@@ -306,7 +321,8 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
     let mut hs =
         ServerHandshake::new(shared.handshake.clone()).with_socks6(shared.socks6_limits.clone());
     let deadline = shared.config.handshake_timeout();
-    let handshake = tokio::time::timeout(deadline, handshake(stream, &mut hs, shared)).await;
+    let tried = &mut rec.tried_user;
+    let handshake = tokio::time::timeout(deadline, handshake(stream, &mut hs, shared, tried)).await;
     if let Some(place) = rec.place.as_mut() {
         place.handshake_done();
     }
@@ -449,6 +465,7 @@ async fn handshake(
     stream: &mut TcpStream,
     hs: &mut ServerHandshake,
     shared: &Shared,
+    tried_user: &mut Option<Vec<u8>>,
 ) -> Result<(Handshaken, Vec<u8>), HandshakeEnd> {
     let started = Instant::now();
     let mut buf: Vec<u8> = Vec::with_capacity(512);
@@ -481,6 +498,7 @@ async fn handshake(
                 let shown = String::from_utf8_lossy(&username)
                     .escape_debug()
                     .to_string();
+                *tried_user = Some(username.clone());
                 let client = stream.peer_addr().ok().map(|a| a.ip());
                 let ok = shared.auth.verify(username, password, client).await;
                 let bytes = machine.auth_result(ok);
@@ -488,7 +506,11 @@ async fn handshake(
                     stream.write_all(&bytes).await.map_err(HandshakeEnd::Io)?;
                 }
                 if !ok {
-                    tracing::warn!(user = %shown, "authentication failed");
+                    tracing::warn!(
+                        client = %client.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                        user = %shown,
+                        "authentication failed"
+                    );
                     if let Machine::Legacy(_) = machine {
                         return Err(HandshakeEnd::Refused(ProtoError::AuthFailed));
                     }

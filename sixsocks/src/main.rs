@@ -3,6 +3,7 @@
 
 mod check;
 mod connect;
+mod logging;
 mod passwd;
 mod privileges;
 mod serve;
@@ -39,7 +40,7 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `serve` starts logging once its configuration (log_format) is known.
-    let text_logs = || init_logging(cli.verbose, LogFormat::Text);
+    let text_logs = || logging::init(cli.verbose, LogFormat::Text);
     let result = match cli.command {
         None => serve::run(serve::ServeArgs::default(), cli.verbose),
         Some(Cmd::Serve(args)) => serve::run(*args, cli.verbose),
@@ -66,33 +67,5 @@ fn main() -> std::process::ExitCode {
             eprintln!("sixsocks: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// Log to stderr, as text or as one JSON object per line.
-fn init_logging(verbose: u8, format: LogFormat) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
-        // The event's fields at the top level (`{"timestamp":..,"level":..,
-        // "message":"session end","client":..}`). The logger's target is
-        // left out: the session line has a field named `target` (the
-        // destination), and a JSON object must not have the key twice.
-        LogFormat::Json => fmt
-            .json()
-            .flatten_event(true)
-            .with_target(false)
-            .with_ansi(false)
-            .init(),
     }
 }

@@ -282,7 +282,7 @@ impl ServeArgs {
 
 pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.config()?;
-    crate::init_logging(verbose, config.log_format);
+    crate::logging::init(verbose, config.log_format);
     // Unknown names fail now, before anything is bound.
     let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
     raise_fd_limit(&config);
