@@ -17,7 +17,8 @@
 //!   fit in [`Limits::max_head`] bytes; the response must be written within
 //!   [`Limits::write_timeout`];
 //! * `GET /metrics` (a query string is ignored) is answered `200` with the
-//!   page, any other path `404`, any other method `405`; the connection is
+//!   page, `GET /health` with `OK`, any other path `404`, any other method
+//!   `405`; the connection is
 //!   closed after the one response (`Connection: close`);
 //! * `accept` failures (EMFILE, ENFILE) pause the loop for a growing time
 //!   (see [`crate::backoff`]) and are logged at most once a second with the
@@ -86,6 +87,9 @@ impl Default for Limits {
 pub enum Route {
     /// `GET /metrics`: the page.
     Metrics,
+    /// `GET /health`: `OK` (the exporter's listener answered it, and the
+    /// README promised it before this endpoint replaced that listener).
+    Health,
     /// `GET` of any other path.
     NotFound,
     /// Any method but `GET`.
@@ -148,10 +152,10 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<Route>, HeadErro
                 return Ok(Some(Route::MethodNotAllowed));
             }
             let path = target.split_once('?').map_or(target, |(p, _)| p);
-            Ok(Some(if path == "/metrics" {
-                Route::Metrics
-            } else {
-                Route::NotFound
+            Ok(Some(match path {
+                "/metrics" => Route::Metrics,
+                "/health" => Route::Health,
+                _ => Route::NotFound,
             }))
         }
     }
@@ -177,6 +181,7 @@ const PLAIN: &str = "text/plain; charset=utf-8";
 fn respond(route: Route, render: &(dyn Fn() -> String + Send + Sync)) -> Vec<u8> {
     match route {
         Route::Metrics => response("200 OK", PROMETHEUS_TEXT, "", render().as_bytes()),
+        Route::Health => response("200 OK", PLAIN, "", b"OK"),
         Route::NotFound => response(
             "404 Not Found",
             PLAIN,
@@ -362,7 +367,7 @@ mod tests {
         assert_eq!(get("/metrics"), Ok(Some(Route::Metrics)));
         assert_eq!(get("/metrics?x=1"), Ok(Some(Route::Metrics)));
         assert_eq!(get("/"), Ok(Some(Route::NotFound)));
-        assert_eq!(get("/health"), Ok(Some(Route::NotFound)));
+        assert_eq!(get("/health"), Ok(Some(Route::Health)));
         assert_eq!(get("/metrics/"), Ok(Some(Route::NotFound)));
         assert_eq!(get("/METRICS"), Ok(Some(Route::NotFound)));
         assert_eq!(

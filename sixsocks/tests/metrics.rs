@@ -484,7 +484,8 @@ fn paths_methods_and_malformed_requests() {
 
     for (request, status) in [
         (&b"GET / HTTP/1.1\r\n\r\n"[..], "404"),
-        (b"GET /health HTTP/1.1\r\n\r\n", "404"),
+        (b"GET /health HTTP/1.1\r\n\r\n", "200"),
+        (b"GET /nothing HTTP/1.1\r\n\r\n", "404"),
         (
             b"POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
             "405",
