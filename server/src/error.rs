@@ -39,7 +39,7 @@ pub enum RequestError {
     OwnSocket,
     /// `0.0.0.0/8` or `::` in any spelling: Linux connects it to the
     /// proxy's own host, so it is never a target
-    /// ([`crate::destination`]).
+    /// (see the destination module).
     #[error("{0} is an unspecified address, never a target (it would reach the proxy's own host)")]
     UnspecifiedTarget(std::net::IpAddr),
     #[error("blocked by the rules ({0})")]

@@ -4,7 +4,7 @@
 //! Recording goes through the [`metrics`] facade. `sixsocks serve
 //! --metrics ADDR:PORT` installs the Prometheus recorder (see
 //! `sixsocks/src/serve.rs`), sets the buckets from [`HISTOGRAMS`], calls
-//! [`describe`] and serves the page from [`crate::metrics_endpoint`];
+//! [`describe`] and serves the page from the `metrics_endpoint` module;
 //! without it no recorder is installed and every helper here is a no-op
 //! (the facade's global recorder is a no-op one).
 //!

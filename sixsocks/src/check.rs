@@ -99,8 +99,27 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
     );
     let _ = writeln!(
         out,
-        "limits: {} clients; timeouts: handshake {} s, connect {} s, idle {}",
+        "limits: {} clients, per address {} connections and {} handshakes; \
+         failed logins per address: {}",
         c.max_clients,
+        c.max_clients_per_address,
+        c.max_handshakes_per_address,
+        match c.auth_failure_burst {
+            0 => "unlimited".to_string(),
+            n => format!("{n} in a row, then {} a minute", c.auth_failures_per_minute),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "BIND ports (SOCKS 6): {}; UDP bytes waiting for lookups: {} per association, {} in all",
+        c.bind_ports
+            .map_or_else(|| "ephemeral only".to_string(), |r| r.to_string()),
+        c.udp_lookup_queue_bytes,
+        c.udp_lookup_queue_bytes_total
+    );
+    let _ = writeln!(
+        out,
+        "timeouts: handshake {} s, connect {} s, idle {}",
         c.handshake_timeout,
         c.connect_timeout,
         match c.idle_timeout {

@@ -507,7 +507,14 @@ fn check_explains_a_config_and_refuses_bad_ones() {
         bandwidth = 1000
         "#,
     );
-    let (ok, text) = check(&["--config", &good]);
+    let (ok, text) = check(&["--config", &good, "--bind-ports", "40000-40099"]);
+    // The limits against one address and the SOCKS 6 BIND ports.
+    assert!(
+        text.contains("per address 512 connections and 64 handshakes")
+            && text.contains("failed logins per address: 10 in a row, then 10 a minute")
+            && text.contains("BIND ports (SOCKS 6): 40000-40099"),
+        "{text}"
+    );
     assert!(
         text.contains("user alice: at most 3 sessions, 1000 bytes/s each way"),
         "{text}"
