@@ -69,6 +69,15 @@ impl Resolver {
         }
     }
 
+    /// The same pool and shares with another timeout: a reload keeps the
+    /// places that hung lookups still hold (their threads outlive it).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Resolver {
+            timeout,
+            ..self.clone()
+        }
+    }
+
     /// Clients with lookups in flight or waiting now.
     pub fn clients_in_flight(&self) -> usize {
         self.clients.lock().map_or(0, |m| m.len())

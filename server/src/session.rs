@@ -38,6 +38,8 @@ pub struct Shared {
     pub rules: Rules,
     /// The upstream proxies rules route through (`[upstream.NAME]`).
     pub upstreams: Upstreams,
+    /// Name resolution; its thread pool and per-client shares survive
+    /// reloads (hung lookups keep their places).
     pub resolver: Resolver,
     pub handshake: HandshakeConfig,
     /// SOCKS 6 caps on options and initial data.
@@ -70,9 +72,9 @@ impl Shared {
     }
 
     /// The next generation after a reload: new configuration, users and
-    /// rules; the live state (UDP association counts, SOCKS 6 tokens and
-    /// backlogs, own addresses, live users with their new limits) carried
-    /// over.
+    /// rules; the live state (UDP association counts, per-address counts,
+    /// SOCKS 6 tokens and backlogs, live BIND listeners, own addresses, the
+    /// resolver's pool, live users with their new limits) carried over.
     pub fn next(&self, config: Config, auth: Authenticator) -> Self {
         Self::build(config, auth, Some(self))
     }
@@ -91,7 +93,10 @@ impl Shared {
         };
         Shared {
             users,
-            resolver: Resolver::new(config.resolve_timeout()),
+            resolver: prev.map_or_else(
+                || Resolver::new(config.resolve_timeout()),
+                |p| p.resolver.with_timeout(config.resolve_timeout()),
+            ),
             rules: Rules::new(config.rule.clone()),
             udp_limits: prev.map_or_else(Arc::default, |p| p.udp_limits.clone()),
             address_limits: prev.map_or_else(Arc::default, |p| p.address_limits.clone()),
