@@ -57,7 +57,11 @@ inner() {
         exec "$BENCH_BIN" "$@" --direct --label direct
         ;;
     sixsocks | sixsocks6)
+        # Every load comes from 127.0.0.1: the per-address caps (512
+        # connections, 64 handshakes by default) would refuse the idle
+        # case's 10,000; the peers have no such caps either.
         "$SIXSOCKS_BIN" serve --listen "127.0.0.1:$PORT" --idle-timeout 0 --max-clients 30000 \
+            --max-clients-per-address 30000 --max-handshakes-per-address 30000 \
             >"$BENCH_WORK/sixsocks.log" 2>&1 &
         pid=$!
         ;;
