@@ -12,6 +12,7 @@
 //! are on, the escape character of the formatter's own colour codes. JSON
 //! lines need no guard: the JSON encoder escapes strings.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use sixsocks_server::config::LogFormat;
@@ -69,8 +70,9 @@ pub struct OneLineWriter {
 
 impl Write for OneLineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let line = escape_event(buf, self.ansi);
-        io::stderr().lock().write_all(&line)?;
+        io::stderr()
+            .lock()
+            .write_all(&escape_event(buf, self.ansi))?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -81,17 +83,23 @@ impl Write for OneLineWriter {
 /// `event` with every control character escaped (C0, DEL, C1 and the
 /// Unicode line and paragraph separators, which some viewers break lines
 /// at) but a final `\n`, and `ESC` when `ansi`.
-pub fn escape_event(event: &[u8], ansi: bool) -> Vec<u8> {
+pub fn escape_event(event: &[u8], ansi: bool) -> Cow<'_, [u8]> {
     let (body, end) = match event.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (event, &b""[..]),
     };
+    // The common line, plain ASCII without a control character, is
+    // written as it is: one pass over its bytes, no copy.
+    let plain = |b: &u8| (0x20..0x7f).contains(b) || (ansi && *b == 0x1b);
+    if body.iter().all(plain) {
+        return Cow::Borrowed(event);
+    }
     let text = String::from_utf8_lossy(body);
     let bad = |c: char| {
         (c.is_control() && !(ansi && c == '\x1b')) || matches!(c, '\u{2028}' | '\u{2029}')
     };
     if !text.chars().any(bad) {
-        return event.to_vec();
+        return Cow::Borrowed(event);
     }
     let mut out = String::with_capacity(event.len() + 16);
     for c in text.chars() {
@@ -106,12 +114,16 @@ pub fn escape_event(event: &[u8], ansi: bool) -> Vec<u8> {
     }
     let mut out = out.into_bytes();
     out.extend_from_slice(end);
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::escape_event;
+    use super::escape_event as escape;
+
+    fn escape_event(event: &[u8], ansi: bool) -> Vec<u8> {
+        escape(event, ansi).into_owned()
+    }
 
     #[test]
     fn an_event_stays_one_line() {
