@@ -309,7 +309,8 @@ async fn accept_loop(
                         }
                     };
                     tokio::spawn(async move {
-                        session::run(stream, peer, local, shared, Some(place)).await;
+                        let rec = session::Record::new(peer, local, Some(place));
+                        session::run(stream, rec, shared).await;
                         drop(permit);
                     });
                 }
