@@ -1,5 +1,5 @@
-//! The `sixsocks` command: a SOCKS4/4a/5 proxy server (`serve`) and its tools
-//! (`passwd`, `connect`, `resolve`).
+//! The `sixsocks` command: a SOCKS4/4a/5/6 proxy server (`serve`) and its
+//! tools (`check`, `passwd`, `connect`, `resolve`).
 
 mod check;
 mod connect;
@@ -11,7 +11,7 @@ mod serve;
 use clap::{Parser, Subcommand};
 use sixsocks_server::config::LogFormat;
 
-/// sixsocks: a SOCKS4, SOCKS4a and SOCKS5 proxy (with Tor's extensions).
+/// sixsocks: a SOCKS4, SOCKS4a, SOCKS5 (with Tor's extensions) and SOCKS 6 proxy and client.
 #[derive(Parser, Debug)]
 #[command(name = "sixsocks", version, about, long_about = None)]
 struct Cli {

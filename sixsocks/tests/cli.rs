@@ -82,6 +82,19 @@ fn run_bin(args: &[&str]) -> RunOutput {
     run_tool(Command::new(BIN).args(args), Duration::from_secs(30))
 }
 
+/// `--help` says what the command speaks (it once left SOCKS 6 out) and
+/// lists every subcommand.
+#[test]
+fn help_names_every_version_and_subcommand() {
+    let out = run_bin(&["--help"]);
+    assert!(out.status.success());
+    let text = out.stdout_text();
+    assert!(text.contains("SOCKS4/4a/5/6"), "{text}");
+    for sub in ["serve", "check", "passwd", "connect", "resolve"] {
+        assert!(text.contains(sub), "{sub}: {text}");
+    }
+}
+
 #[test]
 fn bad_configurations_fail_cleanly() {
     let dir = TempDir::new("bad-config");
