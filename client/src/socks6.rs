@@ -65,7 +65,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 
 use sixsocks_proto::v5::Method;
@@ -592,7 +591,7 @@ async fn exchange(
         other => other?,
     };
     if deferred {
-        let acked = sys::tcp_info_options(stream.as_raw_fd())
+        let acked = sys::tcp_info_options(&stream)
             .map(|o| o & sys::TCPI_OPT_SYN_DATA != 0)
             .unwrap_or(false);
         info.client_tfo = ClientTfo::Used {
@@ -644,7 +643,7 @@ fn tfo_socket(addr: SocketAddr) -> io::Result<(TcpSocket, bool)> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_cloexec(true)?;
-    let on = sys::set_tcp_fastopen_connect(socket.as_raw_fd()).is_ok();
+    let on = sys::set_tcp_fastopen_connect(&socket).is_ok();
     let std: std::net::TcpStream = socket.into();
     Ok((TcpSocket::from_std_stream(std), on))
 }

@@ -21,6 +21,8 @@
 //! * [`http`]: HTTP-resistance (the page sent to browsers that use the proxy
 //!   as an HTTP proxy).
 
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod client;
 pub mod error;

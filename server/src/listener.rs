@@ -1,7 +1,6 @@
 //! Listening sockets, the accept loop, the client limit and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,7 +225,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     // SOCKS 6 clients may put their request in the SYN (TCP Fast Open);
     // best effort: the kernel's net.ipv4.tcp_fastopen decides in the end.
-    let _ = sixsocks_sys::set_tcp_fastopen_listen(socket.as_raw_fd(), TFO_QUEUE);
+    let _ = sixsocks_sys::set_tcp_fastopen_listen(&socket, TFO_QUEUE);
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
 }

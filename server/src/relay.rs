@@ -32,7 +32,6 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{ready, Context, Poll};
@@ -475,7 +474,7 @@ impl Pump {
                         Some(pipe) => {
                             let allowed = allowed.min(pipe.0.capacity);
                             let r = src.try_io(Interest::READABLE, || {
-                                sys::splice(src.as_raw_fd(), pipe.0.write.as_raw_fd(), allowed)
+                                sys::splice(src, &pipe.0.write, allowed)
                             });
                             refund(*r.as_ref().unwrap_or(&0));
                             match r {
@@ -550,9 +549,8 @@ impl Pump {
                     ..
                 } => {
                     ready!(dst.poll_write_ready(cx))?;
-                    let r = dst.try_io(Interest::WRITABLE, || {
-                        sys::splice(pipe.0.read.as_raw_fd(), dst.as_raw_fd(), *left)
-                    });
+                    let r =
+                        dst.try_io(Interest::WRITABLE, || sys::splice(&pipe.0.read, dst, *left));
                     match r {
                         Ok(n) => *left -= n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

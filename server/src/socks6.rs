@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -317,7 +316,7 @@ async fn connect_tfo(
     data: &[u8],
 ) -> Result<(TcpStream, SocketOptions, bool), RequestError> {
     let (socket, applied) = outbound_socket(sa, opts)?;
-    let tfo = sixsocks_sys::set_tcp_fastopen_connect(socket.as_raw_fd()).is_ok();
+    let tfo = sixsocks_sys::set_tcp_fastopen_connect(&socket).is_ok();
     let s = socket
         .connect(sa)
         .await
@@ -335,7 +334,7 @@ async fn connect_tfo(
     // Report TFO only if the data really rode in the SYN (and was
     // acknowledged); a first connection only fetches a cookie.
     let in_syn = tfo
-        && sixsocks_sys::tcp_info_options(s.as_raw_fd())
+        && sixsocks_sys::tcp_info_options(&s)
             .is_ok_and(|o| o & sixsocks_sys::TCPI_OPT_SYN_DATA != 0);
     Ok((s, applied, in_syn))
 }

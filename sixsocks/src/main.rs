@@ -1,6 +1,8 @@
 //! The `sixsocks` command: a SOCKS4/4a/5/6 proxy server (`serve`) and its
 //! tools (`check`, `passwd`, `connect`, `resolve`).
 
+#![forbid(unsafe_code)]
+
 mod check;
 mod connect;
 mod logging;

@@ -3,15 +3,15 @@
 //! TCP Fast Open socket options and `TCP_INFO` for SOCKS 6. This crate is
 //! the only place in the project with `unsafe`.
 //!
-//! Every block passes file descriptors that the caller owns (an `OwnedFd`,
-//! or the raw fd of a live socket borrowed for the duration of the call)
+//! Every block passes file descriptors that are open for the whole call
+//! (the wrappers take `impl AsFd`: the borrow keeps the descriptor alive)
 //! and pointers only to locals of the exact size given to the kernel.
 //! Linux only.
 
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 /// A pipe: the read end and the write end, and its capacity in bytes.
 pub struct Pipe {
@@ -58,15 +58,16 @@ impl Pipe {
 
 /// splice(2) up to `len` bytes from `from` to `to`, non-blocking. One of
 /// them must be a pipe. Returns the bytes moved (0 at EOF of `from`).
-pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: both descriptors are open for the duration of the call (the
-    // callers hold the owning objects); null offsets mean "use the file
-    // position", which sockets and pipes require.
+pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    let (from, to) = (from.as_fd(), to.as_fd());
+    // SAFETY: both descriptors are borrowed, so open for the duration of
+    // the call; null offsets mean "use the file position", which sockets
+    // and pipes require.
     let n = unsafe {
         libc::splice(
-            from,
+            from.as_raw_fd(),
             std::ptr::null_mut(),
-            to,
+            to.as_raw_fd(),
             std::ptr::null_mut(),
             len,
             libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
@@ -83,13 +84,13 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// then returns at once when the kernel holds a Fast Open cookie for the
 /// peer, and the first write carries its data in the SYN; without a cookie
 /// it is an ordinary handshake that asks for one.
-pub fn set_tcp_fastopen_connect(fd: RawFd) -> io::Result<()> {
+pub fn set_tcp_fastopen_connect(fd: impl AsFd) -> io::Result<()> {
     let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a descriptor the caller owns, with a pointer to
+    // SAFETY: setsockopt on a descriptor borrowed for the call, with a pointer to
     // a local c_int and its exact size; the kernel only reads it.
     let r = unsafe {
         libc::setsockopt(
-            fd,
+            fd.as_fd().as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_FASTOPEN_CONNECT,
             (&one as *const libc::c_int).cast(),
@@ -110,16 +111,16 @@ pub const TCPI_OPT_SYN_DATA: u8 = 0x20;
 
 /// The `tcpi_options` byte of `TCP_INFO` (offset 5 of `struct tcp_info`,
 /// stable since the structure's first version).
-pub fn tcp_info_options(fd: RawFd) -> io::Result<u8> {
+pub fn tcp_info_options(fd: impl AsFd) -> io::Result<u8> {
     // The kernel copies min(len, sizeof(struct tcp_info)) bytes, so asking
     // for the first 8 is allowed and never writes past them.
     let mut head = [0u8; 8];
     let mut len = head.len() as libc::socklen_t;
-    // SAFETY: getsockopt on a descriptor the caller owns; `head` is a local
+    // SAFETY: getsockopt on a descriptor borrowed for the call; `head` is a local
     // buffer of `len` bytes and `len` a local the kernel updates.
     let r = unsafe {
         libc::getsockopt(
-            fd,
+            fd.as_fd().as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
             head.as_mut_ptr().cast(),
@@ -138,13 +139,13 @@ pub fn tcp_info_options(fd: RawFd) -> io::Result<u8> {
 /// Turn on TCP Fast Open on a listening socket (before `listen`), with a
 /// queue of `qlen` pending Fast Open requests. Clients that hold a cookie
 /// may then put data in their SYN, which the kernel queues for `accept`.
-pub fn set_tcp_fastopen_listen(fd: RawFd, qlen: i32) -> io::Result<()> {
+pub fn set_tcp_fastopen_listen(fd: impl AsFd, qlen: i32) -> io::Result<()> {
     let q: libc::c_int = qlen;
-    // SAFETY: setsockopt on a descriptor the caller owns, with a pointer to
+    // SAFETY: setsockopt on a descriptor borrowed for the call, with a pointer to
     // a local c_int and its exact size; the kernel only reads it.
     let r = unsafe {
         libc::setsockopt(
-            fd,
+            fd.as_fd().as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_FASTOPEN,
             (&q as *const libc::c_int).cast(),
