@@ -7,13 +7,16 @@
 //!   progress.
 //! * [`session`]: one task per client: drives the `proto` handshake state
 //!   machine, dispatches the command, writes the per-session log line.
-//! * [`socks6`]: SOCKS 6 requests after the handshake (tokens, NOOP,
+//! * [`socks6`]: SOCKS 6 requests after the handshake (tokens in
+//!   `socks6/tokens.rs`, backlog listeners in `socks6/backlog.rs`, NOOP,
 //!   CONNECT with initial data, stack options).
 //! * [`connect`]: outbound connections (happy eyeballs, timeouts).
 //! * [`resolve`]: name resolution through the system resolver (forward and
 //!   reverse), off the async threads.
 //! * [`bind`]: BIND, both replies and the relay after them.
-//! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed.
+//! * [`bind_sockets`]: the live BIND listeners (own sockets while they live).
+//! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed (the
+//!   counts across associations in `udp_relay/limits.rs`).
 //! * [`relay`]: moving bytes both ways once a connection is up.
 //! * [`destination`]: which addresses are the same destination (mapped,
 //!   compatible, NAT64 and numeric-name forms; unspecified targets refused).
@@ -38,6 +41,7 @@ pub mod address_limits;
 pub mod auth;
 pub mod backoff;
 pub mod bind;
+pub mod bind_sockets;
 pub mod config;
 pub mod connect;
 pub mod descriptors;

@@ -51,13 +51,13 @@ pub struct Shared {
     /// Connections and handshakes per client address (survive reloads).
     pub address_limits: Arc<crate::address_limits::AddressLimits>,
     /// UDP associations alive (survives reloads).
-    pub udp_limits: Arc<crate::udp_relay::AssociationLimits>,
+    pub udp_limits: Arc<crate::udp_relay::limits::AssociationLimits>,
     /// SOCKS 6 idempotence token windows (survive reloads).
-    pub tokens: Arc<crate::socks6::TokenStore>,
+    pub tokens: Arc<crate::socks6::tokens::TokenStore>,
     /// SOCKS 6 BIND listeners with a backlog (survive reloads).
-    pub backlogs: Arc<crate::socks6::Backlogs>,
+    pub backlogs: Arc<crate::socks6::backlog::Backlogs>,
     /// Addresses of live BIND listeners: own sockets too (survive reloads).
-    pub bound: Arc<crate::bind::BoundSockets>,
+    pub bound: Arc<crate::bind_sockets::BoundSockets>,
     /// The addresses the server listens on: never a target (no loops).
     pub own_addrs: Arc<Vec<SocketAddr>>,
     /// Live users: session counts and shared bandwidth buckets. Must outlive
@@ -102,7 +102,7 @@ impl Shared {
             address_limits: prev.map_or_else(Arc::default, |p| p.address_limits.clone()),
             tokens: prev.map_or_else(
                 || {
-                    Arc::new(crate::socks6::TokenStore::new(
+                    Arc::new(crate::socks6::tokens::TokenStore::new(
                         config.socks6_max_token_window,
                     ))
                 },
