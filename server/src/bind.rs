@@ -13,7 +13,9 @@ use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::rules::{Dest, Verdict};
 
-use crate::session::{check_addresses, check_rules, relay_recorded, Record, Shared};
+use crate::context::{Record, Shared};
+use crate::policy::{check_addresses, check_rules};
+use crate::tunnel::relay_recorded;
 
 /// Most bytes a client may send before the second reply; they are kept and
 /// forwarded once the inbound connection is there.
@@ -108,7 +110,7 @@ async fn expected_host(
         return Ok((!destination::is_unspecified(ip)).then_some(ip));
     }
     let verdict = check_rules(shared, rec, dest)?;
-    let addrs = crate::session::lookup(&target.host, shared, rec).await?;
+    let addrs = crate::policy::lookup(&target.host, shared, rec).await?;
     let addrs = match (verdict, &target.host) {
         (Verdict::Undecided, Host::Domain(name)) => {
             check_addresses(shared, rec, Some(name), addrs, target.port)?.0

@@ -1,12 +1,26 @@
 //! The sixsocks server runtime (tokio).
 //!
+//! Imports point down: `listener` → `session` → the commands (`bind`,
+//! `udp_relay`, `socks6`) → `outbound` / `tunnel` → `policy` → `context` →
+//! the leaves (`rules`, `destination`, `resolve`, `connect`, `relay`, ...).
+//!
 //! * [`config`]: the configuration (TOML file, embedded defaults, validation).
 //! * [`listener`]: listening sockets, the accept loop, the client limit and
 //!   graceful shutdown.
 //! * [`address_limits`]: per-address caps on connections and handshakes in
 //!   progress.
-//! * [`session`]: one task per client: drives the `proto` handshake state
-//!   machine, dispatches the command, writes the per-session log line.
+//! * [`session`]: one task per client: handshake, policy, the command
+//!   (CONNECT and RESOLVE itself), the per-session log line.
+//! * [`context`]: what sessions share ([`context::Shared`], one generation
+//!   of the configuration plus the live state carried across reloads) and
+//!   each session's record (`context::Record`).
+//! * [`handshake`]: drives the `proto` handshake state machines over the
+//!   socket.
+//! * [`policy`]: rules on requests and resolved addresses, the command
+//!   check, routes to upstreams, egress, own-socket refusal, target lookup.
+//! * [`outbound`]: a CONNECT's outbound connection, direct or upstream.
+//! * [`tunnel`]: after the reply: upstream leftovers, the recorded relay,
+//!   the close after a refusal.
 //! * [`socks6`]: SOCKS 6 requests after the handshake (tokens in
 //!   `socks6/tokens.rs`, backlog listeners in `socks6/backlog.rs`, NOOP,
 //!   CONNECT with initial data, stack options).
@@ -44,19 +58,24 @@ pub mod bind;
 pub mod bind_sockets;
 pub mod config;
 pub mod connect;
+pub mod context;
 pub mod descriptors;
 pub mod destination;
 pub mod error;
+pub mod handshake;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod metrics_endpoint;
+pub mod outbound;
+pub mod policy;
 pub mod rate_limited_log;
 pub mod relay;
 pub mod resolve;
 pub mod rules;
 pub mod session;
 pub mod socks6;
+pub mod tunnel;
 pub mod udp_relay;
 pub mod upstream;
 

@@ -14,9 +14,10 @@ use arc_swap::ArcSwap;
 use crate::auth::{Authenticator, Users, UsersError};
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError};
+use crate::context::{Record, Shared};
 use crate::rate_limited_log::RateLimitedLog;
 use crate::rules::Facts;
-use crate::session::{self, Shared};
+use crate::session;
 
 /// Backlog of each listening socket.
 const BACKLOG: i32 = 1024;
@@ -308,7 +309,7 @@ async fn accept_loop(
                         }
                     };
                     tokio::spawn(async move {
-                        let rec = session::Record::new(peer, local, Some(place));
+                        let rec = Record::new(peer, local, Some(place));
                         session::run(stream, rec, shared).await;
                         drop(permit);
                     });

@@ -21,8 +21,11 @@ use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
 use crate::rules::Dest;
 
+use crate::context::{Record, Shared};
+use crate::outbound::Outbound;
+use crate::policy::Route;
 use crate::relay::write_all;
-use crate::session::{linger_close, relay_recorded, Outbound, Record, Route, Shared};
+use crate::tunnel::{linger_close, relay_recorded};
 use crate::upstream::Upstream;
 
 /// Carry out a SOCKS 6 request and record what happened.
@@ -70,7 +73,7 @@ pub(crate) async fn execute(
         Ok(user) => user,
         Err(e) => return fail(stream, &req, e.reply_code(), rec, e.to_string()).await,
     };
-    let allowed = crate::session::check_command(shared, rec, req.command, &req.target);
+    let allowed = crate::policy::check_command(shared, rec, req.command, &req.target);
     let result = match req.command {
         _ if allowed.is_err() => allowed,
         Command::NOOP => reply(stream, &req, None, Options::new(), rec).await,
@@ -136,13 +139,13 @@ async fn connect(
 ) -> Result<(), RequestError> {
     let config = &shared.config;
     let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
-    let (addrs, rule) = match crate::session::route_checked(&req.target, shared, rec).await? {
+    let (addrs, rule) = match crate::policy::route_checked(&req.target, shared, rec).await? {
         Route::Direct(addrs, rule) => (addrs, rule),
         Route::Upstream(up) => {
             return Box::pin(connect_upstream(stream, req, leftover, up, shared, rec)).await
         }
     };
-    let (addrs, egress) = crate::session::direct_plan(addrs, rule, req.target.port, shared, rec)?;
+    let (addrs, egress) = crate::policy::direct_plan(addrs, rule, req.target.port, shared, rec)?;
     let opts = SocketOptions {
         tos: wanted.tos,
         mptcp: wanted.mptcp,
@@ -224,7 +227,7 @@ async fn connect_upstream(
         rec.counters.add_up(req.initial_data.len() as u64);
     }
     reply(stream, req, out.bound.as_ref(), Options::new(), rec).await?;
-    crate::session::deliver(stream, out.to_client, rec).await?;
+    crate::tunnel::deliver(stream, out.to_client, rec).await?;
     relay_recorded(stream, &out.stream, &leftover, shared, rec, None).await;
     Ok(())
 }
@@ -386,7 +389,7 @@ fn check_bound(bound: SocketAddr, shared: &Shared, rec: &Record) -> Result<(), R
         ip: bound.ip(),
         port: bound.port(),
     };
-    crate::session::check_rules(shared, rec, dest).map(|_| ())
+    crate::policy::check_rules(shared, rec, dest).map(|_| ())
 }
 
 /// Wait for one inbound connection (or the client's giving up, or the

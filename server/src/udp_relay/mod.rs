@@ -27,11 +27,11 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::context::{Record, Shared};
 use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::metrics::{udp_datagram, Direction, UdpDrop};
 use crate::rules::{Dest, Verdict};
-use crate::session::{Record, Shared};
 
 use limits::{AssociationLimits, Slot};
 

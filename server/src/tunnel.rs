@@ -1,0 +1,76 @@
+//! The client's side once a request is answered: what an upstream sent
+//! behind its reply, the relay with its outcome recorded, and the close
+//! after a refusal that does not lose the reply.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::context::{Record, Shared};
+use crate::relay::{relay, RelayEnd};
+
+/// Send the client what an upstream sent behind its reply (after our
+/// success reply, before the relay): [`Outbound::to_client`].
+pub(crate) async fn deliver(
+    client: &mut TcpStream,
+    to_client: Vec<u8>,
+    rec: &mut Record,
+) -> std::io::Result<()> {
+    if !to_client.is_empty() {
+        client.write_all(&to_client).await?;
+        rec.counters.add_down(to_client.len() as u64);
+    }
+    Ok(())
+}
+
+/// Relay between the client and `target` until both directions end, and
+/// record how it ended (`label`, when given, prefixes the outcome).
+pub(crate) async fn relay_recorded(
+    client: &TcpStream,
+    target: &TcpStream,
+    early: &[u8],
+    shared: &Shared,
+    rec: &mut Record,
+    label: Option<String>,
+) {
+    let config = &shared.config;
+    let end = relay(
+        client,
+        target,
+        early,
+        config.idle_timeout(),
+        config.relay_mode,
+        &rec.counters,
+        rec.admission.as_ref().map(|u| u.bandwidth()),
+    )
+    .await;
+    let what = match end {
+        RelayEnd::Closed => return,
+        RelayEnd::Idle => "idle timeout".to_string(),
+        RelayEnd::Error(e) => format!("relay ended: {e}"),
+    };
+    rec.outcome = Some(match label {
+        Some(l) => format!("{l}: {what}"),
+        None => what,
+    });
+}
+
+/// Close after a refusal without losing the reply: shut our write side,
+/// then read and discard what the client still sends for a short while, so
+/// that unread input does not turn our close into a reset that could
+/// destroy the reply in flight.
+pub(crate) async fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 4096];
+    let drain = async {
+        let mut total = 0usize;
+        while total < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
