@@ -24,7 +24,9 @@
 //! untouched: build the machine with [`ServerHandshake::with_socks6`] and
 //! drive it with [`ServerHandshake::dispatch`] instead of `step`. `dispatch`
 //! returns [`Dispatch::Step`] (exactly what `step` would have returned) for
-//! every first byte but `06`; on `06` it returns [`Dispatch::Socks6`] with a
+//! every first byte but `06` and `CF`; on `CF` (the SOCKS 6 reference
+//! dialect, not spoken yet) it fails with the -05 version mismatch reply
+//! `06 00`; on `06` it returns [`Dispatch::Socks6`] with a
 //! fresh [`v6::server::Socks6Handshake`], having consumed nothing: feed that
 //! machine the same unconsumed input from then on (see [`v6::server`] for
 //! its convention). `step` itself never hands over, so without
@@ -155,6 +157,18 @@ impl ServerHandshake {
             let machine = v6::server::Socks6Handshake::new(config.clone());
             self.state = State::Finished;
             return Dispatch::Socks6(Box::new(machine));
+        }
+        // `CF`: the SOCKS 6 reference implementation's own version byte. Not
+        // spoken here (yet): -05 asks for its version mismatch reply to any
+        // request whose version is not 6.0, so the client learns why.
+        if let (State::Start, Some(&v6::REF_VERSION), Some(_)) =
+            (&self.state, input.first(), self.socks6.as_ref())
+        {
+            self.state = State::Finished;
+            return Dispatch::Step(Step::Fail {
+                bytes: v6::Profile::Draft05.codec().version_mismatch_reply(),
+                error: ProtoError::VersionMismatch,
+            });
         }
         Dispatch::Step(self.step(input))
     }

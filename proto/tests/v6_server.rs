@@ -109,6 +109,36 @@ fn dispatch_hands_06_over_only_when_enabled() {
     ));
 }
 
+/// `CF` (the SOCKS 6 reference dialect, not spoken yet) gets the -05
+/// version mismatch reply `06 00`, as -05 asks for any request whose
+/// version is not 6.0 (it was closed silently); without SOCKS 6 it stays
+/// an unknown version.
+#[test]
+fn dispatch_answers_cf_with_the_version_mismatch_reply() {
+    let mut hs =
+        ServerHandshake::new(HandshakeConfig::default()).with_socks6(Socks6Limits::default());
+    match hs.dispatch(&[0xCF, 0, 1]) {
+        Dispatch::Step(V5Step::Fail { bytes, error }) => {
+            assert_eq!(bytes, [0x06, 0x00]);
+            assert_eq!(error, ProtoError::VersionMismatch);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Finished: nothing more comes out.
+    assert!(matches!(
+        hs.dispatch(&[0xCF]),
+        Dispatch::Step(V5Step::Fail { .. })
+    ));
+    let mut hs = ServerHandshake::new(HandshakeConfig::default());
+    match hs.dispatch(&[0xCF]) {
+        Dispatch::Step(V5Step::Fail { bytes, error }) => {
+            assert!(bytes.is_empty());
+            assert_eq!(error, ProtoError::UnknownVersion(0xCF));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn dispatch_leaves_socks5_alone() {
     let mut hs =

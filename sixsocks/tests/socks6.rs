@@ -499,3 +499,20 @@ fn initial_data_is_never_read_past_what_was_declared() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{rest:02x?}");
 }
+
+/// A request in the SOCKS 6 reference dialect (version byte `CF`, not
+/// spoken yet) gets -05's version mismatch reply `06 00` and a close, as
+/// the draft asks for any request whose version is not 6.0 (the proxy
+/// closed without a word before).
+#[test]
+fn reference_dialect_gets_the_version_mismatch_reply() {
+    let echo = echo_server();
+    let server = Server::start(&[]);
+    let mut s = connect(server.addr);
+    s.write_all(&[0xCF, 0x01, 0x00, 0x50, 0x01, 127, 0, 0, 1, 0, 0])
+        .unwrap();
+    let (got, end) = read_to_close(&mut s);
+    assert_eq!(got, [0x06, 0x00], "{}", server.log_text());
+    assert_ne!(end, End::Timeout);
+    assert_still_serves(&server, echo.addr, "a CF request");
+}
