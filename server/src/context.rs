@@ -9,13 +9,13 @@ use std::sync::Arc;
 use sixsocks_proto::http;
 use sixsocks_proto::server::HandshakeConfig;
 use sixsocks_proto::v6::Socks6Limits;
-use sixsocks_proto::{Command, Credentials, ReplyCode, TargetAddr};
+use sixsocks_proto::{Command, Credentials, ReplyCode, TargetAddr, Version};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::relay::Counters;
 use crate::resolve::Resolver;
-use crate::rules::{Dest, Facts, Rules};
+use crate::rules::{Dest, Facts, Rules, VersionMatch};
 use crate::upstream::Upstreams;
 
 /// What every session needs, shared by all of them: one *generation*,
@@ -113,12 +113,53 @@ impl Shared {
     }
 }
 
+/// The protocol a session speaks, once its first bytes tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Socks4,
+    Socks4a,
+    Socks5,
+    Socks6,
+}
+
+impl Protocol {
+    /// Its name in logs and metrics (`socks4`, `socks4a`, `socks5`, `socks6`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Socks4 => "socks4",
+            Protocol::Socks4a => "socks4a",
+            Protocol::Socks5 => "socks5",
+            Protocol::Socks6 => "socks6",
+        }
+    }
+
+    /// How rules name it.
+    pub fn rule_name(self) -> VersionMatch {
+        match self {
+            Protocol::Socks4 => VersionMatch::Socks4,
+            Protocol::Socks4a => VersionMatch::Socks4a,
+            Protocol::Socks5 => VersionMatch::Socks5,
+            Protocol::Socks6 => VersionMatch::Socks6,
+        }
+    }
+}
+
+impl From<Version> for Protocol {
+    fn from(v: Version) -> Protocol {
+        match v {
+            Version::V4 => Protocol::Socks4,
+            Version::V4a => Protocol::Socks4a,
+            Version::V5 => Protocol::Socks5,
+        }
+    }
+}
+
 /// Everything the session's log line reports.
 pub(crate) struct Record {
     /// The client's address and the listener it came in on.
     pub(crate) client: SocketAddr,
     pub(crate) listener: SocketAddr,
-    pub(crate) version: Option<&'static str>,
+    pub(crate) version: Option<Protocol>,
     pub(crate) credentials: Credentials,
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<TargetAddr>,
@@ -187,7 +228,7 @@ impl Record {
         Facts {
             client: Some(self.client.ip()),
             listener: Some(self.listener),
-            version: self.version.and_then(crate::rules::version_of),
+            version: self.version.map(Protocol::rule_name),
             user: Some(self.user(shared)),
             command: self.command,
             dest,

@@ -694,16 +694,5 @@ impl Rules {
     }
 }
 
-/// The rules' name for a session's SOCKS version.
-pub fn version_of(name: &str) -> Option<VersionMatch> {
-    match name {
-        "socks4" => Some(VersionMatch::Socks4),
-        "socks4a" => Some(VersionMatch::Socks4a),
-        "socks5" => Some(VersionMatch::Socks5),
-        "socks6" => Some(VersionMatch::Socks6),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests;

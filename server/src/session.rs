@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::context::{Record, Shared};
+use crate::context::{Protocol, Record, Shared};
 use crate::destination;
 use crate::error::RequestError;
 use crate::handshake::{describe_end, handshake, HandshakeEnd, Handshaken};
@@ -61,7 +61,7 @@ fn end_session(rec: &mut Record, started: Instant) {
         target: "sixsocks::session",
         client = %rec.client,
         user = %rec.user_display(),
-        version = %rec.version.unwrap_or("-"),
+        version = %rec.version.map_or("-", Protocol::name),
         command = %rec.command.map_or_else(|| "-".to_string(), |c| c.to_string()),
         target = %target,
         reply = %reply,
@@ -71,7 +71,7 @@ fn end_session(rec: &mut Record, started: Instant) {
         outcome = %rec.outcome.as_deref().unwrap_or("ok"),
         "session end"
     );
-    crate::metrics::session_end(rec.version, rec.command, rec.reply);
+    crate::metrics::session_end(rec.version.map(Protocol::name), rec.command, rec.reply);
     crate::metrics::session_bytes_end(up, down);
 }
 
@@ -85,12 +85,12 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
     if let Some(place) = rec.place.as_mut() {
         place.handshake_done();
     }
-    rec.version = hs.version().map(Version::name);
+    rec.version = hs.version().map(Protocol::from);
     let (request, leftover) = match handshake {
         Ok(Ok(done)) => done,
         Ok(Err(end)) => {
             if rec.version.is_none() && matches!(end, HandshakeEnd::Socks6(_)) {
-                rec.version = Some("socks6");
+                rec.version = Some(Protocol::Socks6);
             }
             rec.credentials = hs.credentials().clone();
             rec.outcome = Some(describe_end(&end));
@@ -107,7 +107,7 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
     let request = match request {
         Handshaken::Legacy(r) => r,
         Handshaken::Socks6(r) => {
-            rec.version = Some("socks6");
+            rec.version = Some(Protocol::Socks6);
             rec.credentials = r.credentials.clone();
             rec.command = Some(r.command);
             rec.target = Some(r.target.clone());
@@ -115,7 +115,7 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
             return Box::pin(crate::socks6::execute(stream, r, leftover, shared, rec)).await;
         }
     };
-    rec.version = Some(request.version.name());
+    rec.version = Some(request.version.into());
     rec.credentials = request.credentials.clone();
     rec.command = Some(request.command);
     rec.target = Some(request.target.clone());
