@@ -4,10 +4,10 @@
 
 use std::net::IpAddr;
 
-use sixsocks_proto::{Command, Host, TargetAddr};
+use sixsocks_proto::{Command, Credentials, Host, TargetAddr};
 
 use crate::connect::SocketOptions;
-use crate::context::{Record, Shared};
+use crate::context::{Protocol, Record, Shared};
 use crate::destination;
 use crate::error::RequestError;
 use crate::rules::{Dest, Family, Rule, Verdict};
@@ -166,6 +166,59 @@ pub(crate) fn upstream_of<'s>(
     Ok(Some(up))
 }
 
+/// Whether `protocol` carries `command` at all: SOCKS4/4a CONNECT, BIND
+/// and Tor's RESOLVE; SOCKS5 those, UDP ASSOCIATE and RESOLVE_PTR; SOCKS 6
+/// NOOP, CONNECT, BIND and UDP ASSOCIATE.
+pub(crate) fn carries(protocol: Protocol, command: Command) -> bool {
+    match protocol {
+        Protocol::Socks4 | Protocol::Socks4a => {
+            matches!(command, Command::CONNECT | Command::BIND | Command::RESOLVE)
+        }
+        Protocol::Socks5 => matches!(
+            command,
+            Command::CONNECT
+                | Command::BIND
+                | Command::UDP_ASSOCIATE
+                | Command::RESOLVE
+                | Command::RESOLVE_PTR
+        ),
+        Protocol::Socks6 => matches!(
+            command,
+            Command::NOOP | Command::CONNECT | Command::BIND | Command::UDP_ASSOCIATE
+        ),
+    }
+}
+
+/// Everything that decides whether a request may run, the same for every
+/// version, in this order: SOCKS4 is refused when a users file makes
+/// authentication mandatory (it cannot authenticate); the user's
+/// per-user limits admit the session (the admission is kept in `rec`); the
+/// rules for the command ([`check_command`]); a command the configuration
+/// turned off (`allow_bind`, `allow_udp`: `07`); a command the protocol does
+/// not carry (`07`).
+pub(crate) fn admit_request(
+    shared: &Shared,
+    rec: &mut Record,
+    protocol: Protocol,
+    command: Command,
+    target: &TargetAddr,
+    credentials: &Credentials,
+) -> Result<(), RequestError> {
+    if shared.auth.required() && matches!(protocol, Protocol::Socks4 | Protocol::Socks4a) {
+        return Err(RequestError::AuthRequired);
+    }
+    rec.admission = shared.users.admit(credentials)?;
+    check_command(shared, rec, command, target)?;
+    match command {
+        Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
+        Command::UDP_ASSOCIATE if !shared.config.allow_udp && carries(protocol, command) => {
+            Err(RequestError::Disabled("UDP ASSOCIATE"))
+        }
+        c if !carries(protocol, c) => Err(RequestError::CommandNotSupported(c)),
+        _ => Ok(()),
+    }
+}
+
 /// The rules for the commands that are not checked with their addresses
 /// (CONNECT, RESOLVE and RESOLVE_PTR are, as they resolve): BIND, which
 /// names the host expected to connect in; UDP ASSOCIATE, whose datagrams
@@ -256,5 +309,34 @@ pub(crate) fn refuse_own_sockets(
         Err(RequestError::OwnSocket)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one table of what each protocol carries (the SOCKS4/5 and
+    /// SOCKS 6 dispatchers each had their own before).
+    #[test]
+    fn what_each_protocol_carries() {
+        use Protocol::*;
+        let all = [
+            Command::NOOP,
+            Command::CONNECT,
+            Command::BIND,
+            Command::UDP_ASSOCIATE,
+            Command::RESOLVE,
+            Command::RESOLVE_PTR,
+            Command(0x09),
+        ];
+        let table = |p: Protocol| -> Vec<bool> { all.iter().map(|c| carries(p, *c)).collect() };
+        assert_eq!(
+            table(Socks4),
+            [false, true, true, false, true, false, false]
+        );
+        assert_eq!(table(Socks4a), table(Socks4));
+        assert_eq!(table(Socks5), [false, true, true, true, true, true, false]);
+        assert_eq!(table(Socks6), [true, true, true, true, false, false, false]);
     }
 }

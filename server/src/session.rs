@@ -19,7 +19,7 @@ use crate::destination;
 use crate::error::RequestError;
 use crate::handshake::{describe_end, handshake, HandshakeEnd, Handshaken};
 use crate::outbound::{connect_target, Outbound};
-use crate::policy::{check_command, check_rules, route_checked, upstream_of, Route};
+use crate::policy::{admit_request, check_rules, route_checked, upstream_of, Route};
 use crate::rules::Dest;
 use crate::tunnel::{deliver, linger_close, relay_recorded};
 
@@ -145,12 +145,15 @@ async fn execute(
     shared: &Shared,
     rec: &mut Record,
 ) -> Result<(), RequestError> {
-    if shared.auth.required() && matches!(request.version, Version::V4 | Version::V4a) {
-        return Err(RequestError::AuthRequired);
-    }
-    rec.admission = shared.users.admit(&request.credentials)?;
+    admit_request(
+        shared,
+        rec,
+        request.version.into(),
+        request.command,
+        &request.target,
+        &request.credentials,
+    )?;
     let extended = shared.config.extended_errors;
-    check_command(shared, rec, request.command, &request.target)?;
     match request.command {
         Command::CONNECT => {
             // Boxed: connecting is short-lived, relaying is what idles.
@@ -177,7 +180,7 @@ async fn execute(
             .ok_or(RequestError::AddressTypeNotSupported)?;
             finish_with(stream, request, TargetAddr::ip(pick, 0), rec, extended).await
         }
-        Command::RESOLVE_PTR if request.version == Version::V5 => {
+        Command::RESOLVE_PTR => {
             let ip = match &request.target.host {
                 Host::Ip(ip) => *ip,
                 Host::Domain(d) => {
@@ -187,16 +190,9 @@ async fn execute(
             let name = Box::pin(reverse_routed(ip, &request.target, shared, rec)).await?;
             finish_with(stream, request, TargetAddr::domain(name, 0), rec, extended).await
         }
-        Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
         // BIND and UDP are boxed: their futures are large and rare, and an
         // unboxed await would size every session's future to fit them.
         Command::BIND => Box::pin(crate::bind::run(stream, request, leftover, shared, rec)).await,
-        Command::UDP_ASSOCIATE if request.version != Version::V5 => {
-            Err(RequestError::CommandNotSupported(request.command))
-        }
-        Command::UDP_ASSOCIATE if !shared.config.allow_udp => {
-            Err(RequestError::Disabled("UDP ASSOCIATE"))
-        }
         Command::UDP_ASSOCIATE => {
             Box::pin(crate::udp_relay::run(stream, request, shared, rec)).await
         }

@@ -21,7 +21,7 @@ use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
 use crate::rules::Dest;
 
-use crate::context::{Record, Shared};
+use crate::context::{Protocol, Record, Shared};
 use crate::outbound::Outbound;
 use crate::policy::Route;
 use crate::relay::write_all;
@@ -69,20 +69,19 @@ pub(crate) async fn execute(
             return;
         }
     }
-    rec.admission = match shared.users.admit(&req.credentials) {
-        Ok(user) => user,
-        Err(e) => return fail(stream, &req, e.reply_code(), rec, e.to_string()).await,
-    };
-    let allowed = crate::policy::check_command(shared, rec, req.command, &req.target);
+    let allowed = crate::policy::admit_request(
+        shared,
+        rec,
+        Protocol::Socks6,
+        req.command,
+        &req.target,
+        &req.credentials,
+    );
     let result = match req.command {
         _ if allowed.is_err() => allowed,
         Command::NOOP => reply(stream, &req, None, Options::new(), rec).await,
         Command::CONNECT => connect(stream, &req, leftover, shared, rec).await,
-        Command::BIND if !shared.config.allow_bind => Err(RequestError::Disabled("BIND")),
         Command::BIND => Box::pin(bind(stream, &req, leftover, shared, rec)).await,
-        Command::UDP_ASSOCIATE if !shared.config.allow_udp => {
-            Err(RequestError::Disabled("UDP ASSOCIATE"))
-        }
         Command::UDP_ASSOCIATE => {
             Box::pin(crate::udp_relay::run_socks6(stream, &req, shared, rec)).await
         }
