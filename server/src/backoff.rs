@@ -35,6 +35,28 @@ impl Backoff {
         pause
     }
 
+    /// `accept` failed with `error`: log it through `log` (at most once a
+    /// second, with the count held back; `who` prefixes the message, e.g.
+    /// `"metrics endpoint: "`) and return the pause to take before trying
+    /// again. Both accept loops (SOCKS and metrics) go through here.
+    pub fn after_accept_error(
+        &mut self,
+        log: &crate::rate_limited_log::RateLimitedLog,
+        error: &std::io::Error,
+        who: &str,
+    ) -> Duration {
+        let pause = self.next_pause();
+        log.log(|suppressed| {
+            tracing::error!(
+                error = %error,
+                suppressed,
+                pause_ms = pause.as_millis() as u64,
+                "{who}accept failed; retrying"
+            )
+        });
+        pause
+    }
+
     /// Things work again: the next failure starts from the first pause.
     pub fn reset(&mut self) {
         self.next = self.first.min(self.cap);

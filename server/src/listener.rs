@@ -334,15 +334,7 @@ async fn accept_loop(
                 // queued, so the listener stays readable: pause (longer
                 // each time, up to a second) so that the loop does not
                 // spin, and log at most once a second.
-                let pause = backoff.next_pause();
-                accept_errors.log(|suppressed| {
-                    tracing::error!(
-                        error = %e,
-                        suppressed,
-                        pause_ms = pause.as_millis() as u64,
-                        "accept failed; retrying"
-                    )
-                });
+                let pause = backoff.after_accept_error(&accept_errors, &e, "");
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(pause) => {}

@@ -282,15 +282,8 @@ impl MetricsEndpoint {
                     });
                 }
                 Err(e) => {
-                    let pause = backoff.next_pause();
-                    accept_errors.log(|suppressed| {
-                        tracing::error!(
-                            error = %e,
-                            suppressed,
-                            pause_ms = pause.as_millis() as u64,
-                            "metrics endpoint: accept failed; retrying"
-                        )
-                    });
+                    let pause =
+                        backoff.after_accept_error(&accept_errors, &e, "metrics endpoint: ");
                     tokio::time::sleep(pause).await;
                 }
             }
