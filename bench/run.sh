@@ -220,7 +220,10 @@ export BENCH_NETNS=$NETNS
 
 # The cases, as load-generator arguments.
 if [ "$SMOKE" = 1 ]; then
-    T="--warmup 0.05 --duration 0.15"
+    # Long enough that one TCP retransmission timeout (200 ms at least) on
+    # one stream is not "moved nothing in the whole window": at 0.15 s, CI
+    # failed on such a 139 ms gap (1 of 8 upload streams) in 2 of 5 runs.
+    T="--warmup 0.1 --duration 0.6"
     STREAMS="1 8"
     WORKERS="1 32"
     PINGS=300
