@@ -207,32 +207,33 @@ async fn socks6_handshake_async(
     target: SocketAddr,
     data: &[u8],
 ) -> io::Result<(tokio::net::TcpStream, Vec<u8>)> {
-    use sixsocks_proto::v6::client::{ClientRequest, ClientStep, Socks6Client};
-    use sixsocks_proto::{Command, TargetAddr};
+    use sixsocks_proto::v6::client::{ClientRequest, Event, Final, Socks6Client};
+    use sixsocks_proto::{Command, Instruction, TargetAddr};
     let mut req = ClientRequest::new(Command::CONNECT, TargetAddr::from(target));
     req.initial_data = data.to_vec();
     let (mut machine, first) =
         Socks6Client::new(req).map_err(|e| bad(format!("SOCKS 6 request: {e}")))?;
     s.write_all(&first).await?;
-    let mut buf = Vec::with_capacity(256);
     loop {
-        match machine.step(&buf) {
-            ClientStep::NeedMore(_) => {
-                if s.read_buf(&mut buf).await? == 0 {
-                    return Err(bad(format!("SOCKS 6: {}", machine.on_eof(&buf))));
+        match machine.step() {
+            Instruction::NeedMore(_) => {
+                let input = machine.input();
+                match s.read(input.spare()).await? {
+                    0 => input.close(),
+                    n => input.filled(n),
                 }
             }
-            ClientStep::Authenticated { consumed, .. } => {
-                buf.drain(..consumed);
-            }
-            ClientStep::Done { consumed, reply } => {
+            Instruction::Event(Event::Authenticated(_)) => {}
+            Instruction::Finished {
+                value: Final::Reply(reply),
+                rest,
+            } => {
                 if !reply.code().is_success() {
                     return Err(bad(format!("SOCKS 6 proxy refused: {:?}", reply.code())));
                 }
-                buf.drain(..consumed);
-                return Ok((s, buf));
+                return Ok((s, rest));
             }
-            ClientStep::Fail(e) => return Err(bad(format!("SOCKS 6: {e}"))),
+            Instruction::Failed { error, .. } => return Err(bad(format!("SOCKS 6: {error}"))),
             other => return Err(bad(format!("SOCKS 6: unexpected step {other:?}"))),
         }
     }

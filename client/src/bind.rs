@@ -30,11 +30,13 @@
 use std::net::IpAddr;
 
 use sixsocks_proto::parse::Parsed;
-use sixsocks_proto::{v4, v5, Command, Host, ProtoError, ReplyCode, TargetAddr, Version};
+use sixsocks_proto::{
+    v4, v5, Command, Host, Instruction, ProtoError, ReplyCode, TargetAddr, Version,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use sixsocks_proto::v6::client::{ClientStep, Socks6Client};
+use sixsocks_proto::v6::client::{Final, Socks6Client};
 use sixsocks_proto::v6::{Leg, StackRequests};
 
 use crate::connect::{connect_to_proxy, handshake, prepare_target};
@@ -175,7 +177,7 @@ impl SocksListener {
             ..
         } = self;
         if let Some(mut machine) = v6 {
-            return accept_v6(stream, buffered, &mut machine).await;
+            return accept_v6(stream, &mut machine).await;
         }
         loop {
             match parse_reply(version, &buffered).map_err(ClientError::Protocol)? {
@@ -238,7 +240,8 @@ impl Opened {
         let proxy_ip = self.stream.peer_addr().ok().map(|a| a.ip());
         Ok(SocksListener {
             stream: self.stream,
-            buffered: self.buf,
+            // The machine holds what the proxy sent after the first reply.
+            buffered: Vec::new(),
             version: proxy.scheme.version(),
             bind_addr: substitute_unspecified(self.reply.bound, proxy_ip),
             v6: Some(Box::new(self.machine)),
@@ -249,15 +252,17 @@ impl Opened {
 /// SOCKS 6: read the second operation reply with the machine.
 async fn accept_v6(
     mut stream: TcpStream,
-    mut buf: Vec<u8>,
     machine: &mut Socks6Client,
 ) -> Result<(SocksStream, TargetAddr), ClientError> {
     loop {
-        match machine.step(&buf) {
-            ClientStep::NeedMore(n) => {
-                crate::socks6::read_more(&mut stream, &mut buf, n, machine).await?
+        match machine.step() {
+            Instruction::NeedMore(_) => {
+                crate::connect::read_into(&mut stream, machine.input()).await?
             }
-            ClientStep::Done { consumed, reply } => {
+            Instruction::Finished {
+                value: Final::Reply(reply),
+                rest,
+            } => {
                 if !reply.code().is_success() {
                     return Err(ClientError::Socks6Refused {
                         code: reply.code(),
@@ -265,11 +270,10 @@ async fn accept_v6(
                         token: None,
                     });
                 }
-                let rest = buf.split_off(consumed);
                 let peer = reply.bound;
                 return Ok((SocksStream::new(stream, rest, peer.clone()), peer));
             }
-            ClientStep::Fail(e) => return Err(ClientError::Protocol(e)),
+            Instruction::Failed { error, .. } => return Err(ClientError::from_machine(error)),
             _ => {
                 return Err(ClientError::Protocol(ProtoError::Unexpected(
                     "something other than BIND's second operation reply",

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use sixsocks_proto::client::{ClientHandshake, ClientRequest, ClientStep};
-use sixsocks_proto::{v5, Command, Host, ProtoError, TargetAddr, Version, MAX_MESSAGE};
+use sixsocks_proto::client::{ClientHandshake, ClientRequest};
+use sixsocks_proto::{v5, Command, Host, Input, Instruction, ProtoError, TargetAddr, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -331,32 +331,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let request_send_index = usize::from(uses_auth);
     send(stream, &out).await?;
 
-    let mut buf = [0u8; MAX_MESSAGE];
-    let mut filled = 0;
     let mut sends = 0;
     loop {
-        match hs.step(&buf[..filled]) {
-            ClientStep::NeedMore(n) => {
-                if filled + n > buf.len() {
-                    return Err(ClientError::Protocol(ProtoError::MessageTooLong(
-                        MAX_MESSAGE,
-                    )));
-                }
-                let got = stream
-                    .read(&mut buf[filled..])
-                    .await
-                    .map_err(ClientError::Io)?;
-                if got == 0 {
-                    return Err(ClientError::ProxyClosed);
-                }
-                filled += got;
-            }
-            ClientStep::Send {
-                consumed,
-                mut bytes,
-            } => {
-                buf.copy_within(consumed..filled, 0);
-                filled -= consumed;
+        match hs.step() {
+            Instruction::NeedMore(_) => read_into(stream, hs.input()).await?,
+            Instruction::Send(mut bytes) => {
                 let is_request = version == Version::V5 && sends == request_send_index;
                 sends += 1;
                 if is_request {
@@ -367,12 +346,26 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 send(stream, &bytes).await?;
             }
-            ClientStep::Done { consumed, reply } => {
-                return Ok((reply, buf[consumed..filled].to_vec()));
+            Instruction::Finished { value, rest } => return Ok((value, rest)),
+            Instruction::Failed { error, .. } => {
+                return Err(ClientError::from_proto(error, offered))
             }
-            ClientStep::Fail(e) => return Err(ClientError::from_proto(e, offered)),
         }
     }
+}
+
+/// Read what the proxy sent into a machine's input (closing it at EOF).
+pub(crate) async fn read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    input: &mut Input,
+) -> Result<(), ClientError> {
+    let got = stream.read(input.spare()).await.map_err(ClientError::Io)?;
+    if got == 0 {
+        input.close();
+    } else {
+        input.filled(got);
+    }
+    Ok(())
 }
 
 pub(crate) fn check_credentials(proxy: &Proxy) -> Result<(), ClientError> {

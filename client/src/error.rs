@@ -145,6 +145,16 @@ impl ClientError {
         match e {
             ProtoError::AuthFailed => ClientError::AuthFailed,
             ProtoError::NoAcceptableMethod => ClientError::NoAcceptableMethod { offered },
+            e => ClientError::from_machine(e),
+        }
+    }
+
+    /// Why a handshake machine failed after authentication.
+    pub(crate) fn from_machine(e: ProtoError) -> Self {
+        match e {
+            // The machine's input was closed while it wanted more.
+            ProtoError::UnexpectedEof => ClientError::ProxyClosed,
+            ProtoError::VersionMismatch => ClientError::VersionMismatch,
             e => ClientError::Protocol(e),
         }
     }

@@ -68,17 +68,17 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use sixsocks_proto::v5::Method;
-use sixsocks_proto::v6::client::{ClientRequest, ClientStep, Socks6Client};
+use sixsocks_proto::v6::client::{ClientRequest, Event, Final, Socks6Client};
 use sixsocks_proto::v6::idempotence::{PreparedTokens, TokenWallet};
 use sixsocks_proto::v6::{
     AssociationId, AuthOutcome, AuthReply, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
     OperationReply, Options, Socks6Limits, Socks6Option, StackRequests, MAX_INITIAL_DATA,
 };
-use sixsocks_proto::{Command, ProtoError, TargetAddr};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use sixsocks_proto::{Command, Instruction, ProtoError, TargetAddr};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::connect::{check_credentials, connect_to_proxy, deadline, proxy_addrs};
+use crate::connect::{check_credentials, connect_to_proxy, deadline, proxy_addrs, read_into};
 use crate::error::{ClientError, Stage};
 use crate::proxy::Proxy;
 use crate::stream::SocksStream;
@@ -648,11 +648,6 @@ fn tfo_socket(addr: SocketAddr) -> io::Result<(TcpSocket, bool)> {
     Ok((TcpSocket::from_std_stream(std), on))
 }
 
-/// Most bytes buffered while reading the proxy's replies: two
-/// authentication replies and an operation reply, each with a full options
-/// area, and the RFC 1929 reply.
-const MAX_BUFFERED: usize = 3 * (300 + 4096);
-
 /// Send the first flight and drive the machine to the operation reply.
 /// Returns the bytes received after it and what was learned.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
@@ -678,26 +673,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut rest_sent = rest.is_empty();
     let mut slow_auth = false;
     let mut auth: Option<AuthReply> = None;
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
     loop {
-        match machine.step(&buf) {
-            ClientStep::NeedMore(n) => {
-                if buf.len() + n > MAX_BUFFERED {
-                    return Err(ClientError::Protocol(ProtoError::MessageTooLong(
-                        MAX_BUFFERED,
-                    )));
-                }
-                buf.reserve(n.max(512));
-                let got = stream.read_buf(&mut buf).await.map_err(ClientError::Io)?;
-                if got == 0 {
-                    return Err(match machine.on_eof(&buf) {
-                        ProtoError::VersionMismatch => ClientError::VersionMismatch,
-                        _ => ClientError::ProxyClosed,
-                    });
-                }
-            }
-            ClientStep::Send { consumed, bytes } => {
-                buf.drain(..consumed);
+        match machine.step() {
+            Instruction::NeedMore(_) => read_into(stream, machine.input()).await?,
+            Instruction::Send(bytes) => {
                 slow_auth = true;
                 send(stream, &bytes).await?;
                 // The draft: application data may follow the last client
@@ -707,8 +686,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     rest_sent = true;
                 }
             }
-            ClientStep::Authenticated { consumed, reply } => {
-                buf.drain(..consumed);
+            Instruction::Event(Event::Authenticated(reply)) => {
                 if let Some(w) = wallet {
                     w.learn(&reply.options);
                 }
@@ -718,8 +696,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     rest_sent = true;
                 }
             }
-            ClientStep::Done { consumed, reply } => {
-                let leftover = buf.split_off(consumed);
+            Instruction::Finished {
+                value: Final::Reply(reply),
+                rest: leftover,
+            } => {
                 return finish(
                     command,
                     reply,
@@ -734,17 +714,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     },
                 );
             }
-            ClientStep::Bound { .. }
-            | ClientStep::UdpAssociated { .. }
-            | ClientStep::UdpConfirmed { .. } => {
+            Instruction::Event(Event::Bound(_) | Event::UdpAssociated { .. })
+            | Instruction::Finished {
+                value: Final::UdpConfirmed,
+                ..
+            } => {
                 return Err(ClientError::Protocol(ProtoError::Unexpected(
                     "a BIND or UDP reply to a CONNECT or NOOP",
                 )))
             }
-            ClientStep::Fail(ProtoError::VersionMismatch) => {
-                return Err(ClientError::VersionMismatch)
+            Instruction::Failed { error, .. } => {
+                return Err(ClientError::from_proto(error, offered))
             }
-            ClientStep::Fail(e) => return Err(ClientError::from_proto(e, offered)),
         }
     }
 }
@@ -818,13 +799,12 @@ pub(crate) enum OpenedAt {
 }
 
 /// A BIND or UDP ASSOCIATE request answered with success: the connection,
-/// the machine (for the replies still to come), the input not yet consumed
-/// and the operation reply.
+/// the machine (for the replies still to come, holding the input not yet
+/// consumed) and the operation reply.
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) stream: TcpStream,
     pub(crate) machine: Socks6Client,
-    pub(crate) buf: Vec<u8>,
     pub(crate) reply: OperationReply,
     pub(crate) at: OpenedAt,
 }
@@ -845,18 +825,17 @@ pub(crate) async fn open(
     }
     let start = Start::build(proxy, command, target, &[], &options, None)?;
     let mut stream = connect_to_proxy(proxy).await?;
-    let (machine, buf, reply, at) =
+    let (machine, reply, at) =
         deadline(proxy, Stage::Handshake, drive_open(&mut stream, start)).await?;
     Ok(Opened {
         stream,
         machine,
-        buf,
         reply,
         at,
     })
 }
 
-type DriveOpen = (Socks6Client, Vec<u8>, OperationReply, OpenedAt);
+type DriveOpen = (Socks6Client, OperationReply, OpenedAt);
 
 async fn drive_open<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -872,81 +851,57 @@ async fn drive_open<S: AsyncRead + AsyncWrite + Unpin>(
     };
     send(stream, &first).await?;
     let mut authenticated = false;
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
     loop {
-        match machine.step(&buf) {
-            ClientStep::NeedMore(n) => read_more(stream, &mut buf, n, &mut machine).await?,
-            ClientStep::Send { consumed, bytes } => {
-                buf.drain(..consumed);
+        let (reply, at) = match machine.step() {
+            Instruction::NeedMore(_) => {
+                read_into(stream, machine.input()).await?;
+                continue;
+            }
+            Instruction::Send(bytes) => {
                 send(stream, &bytes).await?;
+                continue;
             }
-            ClientStep::Authenticated { consumed, .. } => {
-                buf.drain(..consumed);
+            Instruction::Event(Event::Authenticated(_)) => {
                 authenticated = true;
+                continue;
             }
-            step @ (ClientStep::Bound { .. }
-            | ClientStep::UdpAssociated { .. }
-            | ClientStep::Done { .. }) => {
-                if !authenticated {
-                    return Err(ClientError::Protocol(ProtoError::Unexpected(
-                        "an operation reply before the authentication reply",
-                    )));
-                }
-                let (consumed, reply, at) = match step {
-                    ClientStep::Bound { consumed, reply } => (consumed, reply, OpenedAt::Bound),
-                    ClientStep::UdpAssociated {
-                        consumed,
-                        reply,
-                        id,
-                    } => (consumed, reply, OpenedAt::Udp(id)),
-                    ClientStep::Done { consumed, reply } => (consumed, reply, OpenedAt::Listening),
-                    _ => unreachable!("matched above"),
-                };
-                if !reply.code().is_success() {
-                    return Err(ClientError::Socks6Refused {
-                        code: reply.code(),
-                        raw: reply.rep,
-                        token: None,
-                    });
-                }
-                buf.drain(..consumed);
-                return Ok((machine, buf, reply, at));
+            Instruction::Event(Event::Bound(reply)) => (reply, OpenedAt::Bound),
+            Instruction::Event(Event::UdpAssociated { reply, id }) => (reply, OpenedAt::Udp(id)),
+            Instruction::Finished {
+                value: Final::Reply(reply),
+                rest,
+            } => {
+                // Nothing may follow a BIND that only listens; keep the
+                // machine's view of the input as it was.
+                machine.input().push(&rest);
+                (reply, OpenedAt::Listening)
             }
-            ClientStep::UdpConfirmed { .. } => {
+            Instruction::Finished {
+                value: Final::UdpConfirmed,
+                ..
+            } => {
                 return Err(ClientError::Protocol(ProtoError::Unexpected(
                     "a UDP confirmation before the association id",
                 )))
             }
-            ClientStep::Fail(ProtoError::VersionMismatch) => {
-                return Err(ClientError::VersionMismatch)
+            Instruction::Failed { error, .. } => {
+                return Err(ClientError::from_proto(error, offered))
             }
-            ClientStep::Fail(e) => return Err(ClientError::from_proto(e, offered)),
+        };
+        if !authenticated {
+            return Err(ClientError::Protocol(ProtoError::Unexpected(
+                "an operation reply before the authentication reply",
+            )));
         }
+        if !reply.code().is_success() {
+            return Err(ClientError::Socks6Refused {
+                code: reply.code(),
+                raw: reply.rep,
+                token: None,
+            });
+        }
+        return Ok((machine, reply, at));
     }
-}
-
-/// Read at least one more byte into `buf` for the machine, which asked for
-/// `n` more (bounded by [`MAX_BUFFERED`]).
-pub(crate) async fn read_more<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    n: usize,
-    machine: &mut Socks6Client,
-) -> Result<(), ClientError> {
-    if buf.len() + n > MAX_BUFFERED {
-        return Err(ClientError::Protocol(ProtoError::MessageTooLong(
-            MAX_BUFFERED,
-        )));
-    }
-    buf.reserve(n.max(512));
-    let got = stream.read_buf(buf).await.map_err(ClientError::Io)?;
-    if got == 0 {
-        return Err(match machine.on_eof(buf) {
-            ProtoError::VersionMismatch => ClientError::VersionMismatch,
-            _ => ClientError::ProxyClosed,
-        });
-    }
-    Ok(())
 }
 
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ClientError> {

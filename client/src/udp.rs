@@ -43,17 +43,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sixsocks_proto::udp::{self, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
-use sixsocks_proto::v6::client::ClientStep;
+use sixsocks_proto::v6::client::Final;
 use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Draft05};
-use sixsocks_proto::{Command, Host, ProtoError, TargetAddr};
+use sixsocks_proto::{Command, Host, Instruction, ProtoError, TargetAddr};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::bind::substitute_unspecified;
+use crate::connect::read_into;
 use crate::connect::{connect_to_proxy, deadline, handshake, prepare_target};
 use crate::error::ClientError;
 use crate::error::Stage;
 use crate::proxy::Proxy;
-use crate::socks6::{read_more, Opened, OpenedAt};
+use crate::socks6::{Opened, OpenedAt};
 use crate::target::IntoTargetAddr;
 
 /// Receive buffer: the largest UDP datagram.
@@ -410,7 +411,6 @@ async fn associate_v6(
     let Opened {
         mut stream,
         mut machine,
-        mut buf,
         reply,
         ..
     } = opened;
@@ -434,15 +434,15 @@ async fn associate_v6(
             attempts += 1;
             let wait = async {
                 loop {
-                    match machine.step(&buf) {
-                        ClientStep::NeedMore(n) => {
-                            read_more(&mut stream, &mut buf, n, &mut machine).await?
+                    match machine.step() {
+                        Instruction::NeedMore(_) => read_into(&mut stream, machine.input()).await?,
+                        Instruction::Finished {
+                            value: Final::UdpConfirmed,
+                            ..
+                        } => return Ok(()),
+                        Instruction::Failed { error, .. } => {
+                            return Err(ClientError::from_machine(error))
                         }
-                        ClientStep::UdpConfirmed { consumed } => {
-                            buf.drain(..consumed);
-                            return Ok(());
-                        }
-                        ClientStep::Fail(e) => return Err(ClientError::Protocol(e)),
                         _ => {
                             return Err(ClientError::Protocol(ProtoError::Unexpected(
                                 "something other than the UDP association confirmation",

@@ -19,12 +19,14 @@ use sixsocks_client::{
     socks6_connect, socks6_handshake, socks6_noop, ClientError, Command, Proxy, ReplyCode,
     Socks6Options, Socks6Session, TargetAddr,
 };
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake, Verify};
 use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::idempotence::{serve_tokens, TokenPolicy, TokenWindow};
-use sixsocks_proto::v6::server::{ServerConfig, Socks6Handshake, Step};
+use sixsocks_proto::v6::server::ServerConfig;
 use sixsocks_proto::v6::{
     Codec, Draft05, ExpenditureCode, IdempotenceOption, MptcpScheduler, Options, Socks6Option,
 };
+use sixsocks_proto::Instruction;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 
@@ -538,27 +540,22 @@ async fn token_proxy(first_base: u32) -> SocketAddr {
         while let Ok((mut s, _)) = l.accept().await {
             let window = window.clone();
             tokio::spawn(async move {
-                let mut hs = Socks6Handshake::new(ServerConfig::default());
-                let mut buf = Vec::new();
+                let mut hs = socks6_server(ServerConfig::default());
                 let req = loop {
-                    match hs.step(&buf) {
-                        Step::NeedMore(_) => {
-                            let mut chunk = [0u8; 1024];
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        Step::Done { request, .. } => break request,
-                        Step::Reply { consumed, bytes } => {
-                            buf.drain(..consumed);
+                    match hs.step() {
+                        Instruction::NeedMore(_) => match s.read(hs.input().spare()).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => hs.input().filled(n),
+                        },
+                        Instruction::Finished {
+                            value: Accepted::Socks6(request),
+                            ..
+                        } => break request,
+                        Instruction::Send(bytes) => {
                             let _ = s.write_all(&bytes).await;
                         }
-                        Step::Verify { consumed, .. } => {
-                            buf.drain(..consumed);
-                            hs.auth_result(true);
-                        }
-                        Step::Fail { .. } => return,
+                        Instruction::Event(_) => hs.verdict(true),
+                        Instruction::Finished { .. } | Instruction::Failed { .. } => return,
                     }
                 };
                 let decision = {
@@ -771,26 +768,27 @@ async fn zero_rtt_connect_is_one_write_with_credentials_and_initial_data() {
     );
     // What the proxy makes of that single write: the request with the
     // credentials (0-RTT), the stack option and exactly the initial data.
-    let mut hs = Socks6Handshake::new(ServerConfig {
+    let mut hs = socks6_server(ServerConfig {
         require_auth: true,
         ..ServerConfig::default()
     });
     let flight = writes[0].clone();
-    match hs.step(&flight) {
-        Step::Verify {
-            consumed,
-            username,
-            password,
-        } => {
-            assert_eq!(consumed, flight.len(), "nothing but the request and data");
+    assert_eq!(hs.input().push(&flight), flight.len());
+    match hs.step() {
+        Instruction::Event(Verify { username, password }) => {
+            assert!(hs.input().is_empty(), "nothing but the request and data");
             assert_eq!(username, b"alice");
             assert_eq!(password.expose(), b"s3cret");
         }
         other => panic!("expected the credentials in the request: {other:?}"),
     }
-    hs.auth_result(true);
-    match hs.step(&flight) {
-        Step::Done { request, .. } => {
+    hs.verdict(true);
+    match hs.step() {
+        Instruction::Finished {
+            value: Accepted::Socks6(request),
+            rest,
+        } => {
+            assert!(rest.is_empty());
             assert_eq!(request.command, Command::CONNECT);
             assert_eq!(request.target, TargetAddr::domain("example.com", 80));
             assert_eq!(request.initial_data, data);
@@ -850,4 +848,13 @@ async fn noop_and_data_less_connect_are_one_write_too() {
 /// Start the real server on 127.0.0.1:0, optionally with a users file.
 async fn start_server(users: Option<&Users>) -> SocketAddr {
     inproc::serve_local(users, |_| {}).await
+}
+
+/// The protocol crate's server machine with SOCKS 6 enabled under `config`.
+fn socks6_server(config: ServerConfig) -> ServerHandshake {
+    ServerHandshake::new(HandshakeConfig {
+        require_auth: config.require_auth,
+        lenient_auth: config.lenient_auth,
+    })
+    .with_socks6(config.limits)
 }

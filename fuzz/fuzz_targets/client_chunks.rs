@@ -1,16 +1,18 @@
 //! The client handshake state machine, for an arbitrary request, fed an
-//! arbitrary server answer as a list of chunks. Checks the calling
-//! convention's invariants, stickiness, and that the chunking does not
-//! change the outcome.
+//! arbitrary server answer as a list of chunks, through the shared driver
+//! (calling convention, cap, stickiness). Checks the reply code mapping,
+//! that at most the auth and the request are sent, and that the chunking
+//! does not change the outcome.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sixsocks_proto::client::{ClientHandshake, ClientReply, ClientRequest, ClientStep};
+use sixsocks_proto::client::{ClientHandshake, ClientReply, ClientRequest};
+use sixsocks_proto::testing::{drive_chunks, AtEnd, End, Trace};
 use sixsocks_proto::v5::Greeting;
-use sixsocks_proto::{Command, Password, ProtoError, ReplyCode, TargetAddr, Version};
+use sixsocks_proto::{Command, NoEvent, Password, ReplyCode, TargetAddr, Version};
 
 #[derive(Debug, Arbitrary)]
 enum Host {
@@ -28,63 +30,28 @@ struct Input {
     username: Option<Vec<u8>>,
     password: Option<Vec<u8>>,
     chunks: Vec<Vec<u8>>,
+    /// Close the input when the chunks run out (the proxy closed).
+    close: bool,
 }
 
-#[derive(Debug, PartialEq)]
-enum End {
-    Done(ClientReply, Vec<u8>),
-    Fail(ProtoError),
-    Stalled(usize),
-}
-
-fn drive(mut c: ClientHandshake, version: Version, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, End) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut next = 0;
-    let mut sent = Vec::new();
-    loop {
-        match c.step(&buf) {
-            ClientStep::NeedMore(n) => {
-                assert!(n >= 1, "NeedMore(0)");
-                // No client message is longer than a SOCKS5 reply with a
-                // 255-byte name (262 bytes).
-                assert!(
-                    buf.len() + n <= 262,
-                    "NeedMore({n}) with {} buffered",
-                    buf.len()
-                );
-                if next == chunks.len() {
-                    return (sent, End::Stalled(n));
-                }
-                buf.extend_from_slice(chunks[next]);
-                next += 1;
-            }
-            ClientStep::Send { consumed, bytes } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                assert!(!bytes.is_empty());
-                assert!(sent.len() < 3, "more than auth + request sent");
-                buf.drain(..consumed);
-                sent.push(bytes);
-            }
-            ClientStep::Done { consumed, reply } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                let code = match version {
-                    Version::V5 => ReplyCode::from_v5(reply.raw_code),
-                    Version::V4 | Version::V4a => ReplyCode::from_v4(reply.raw_code),
-                };
-                assert_eq!(reply.code, code);
-                buf.drain(..consumed);
-                for c in &chunks[next..] {
-                    buf.extend_from_slice(c);
-                }
-                assert_eq!(c.step(&buf), ClientStep::Fail(ProtoError::Finished));
-                return (sent, End::Done(reply, buf));
-            }
-            ClientStep::Fail(e) => {
-                assert_eq!(c.step(&buf), ClientStep::Fail(ProtoError::Finished));
-                return (sent, End::Fail(e));
-            }
-        }
+/// The shared driver checks the calling convention, the cap and
+/// stickiness; this adds what is particular to the client.
+fn drive(
+    mut c: ClientHandshake,
+    version: Version,
+    chunks: &[&[u8]],
+    at_end: AtEnd,
+) -> Trace<ClientReply, NoEvent> {
+    let trace = drive_chunks(&mut c, chunks, at_end, &mut |_, never| match *never {});
+    assert!(trace.sent.len() < 3, "more than auth + request sent");
+    if let End::Finished { value: reply, .. } = &trace.end {
+        let code = match version {
+            Version::V5 => ReplyCode::from_v5(reply.raw_code),
+            Version::V4 | Version::V4a => ReplyCode::from_v4(reply.raw_code),
+        };
+        assert_eq!(reply.code, code);
     }
+    trace
 }
 
 fuzz_target!(|input: Input| {
@@ -120,8 +87,13 @@ fuzz_target!(|input: Input| {
     let (c2, first2) = ClientHandshake::new(req).expect("deterministic");
     assert_eq!(first, first2);
     let chunks: Vec<&[u8]> = input.chunks.iter().map(Vec::as_slice).collect();
-    let chunked = drive(c1, version, &chunks);
+    let at_end = if input.close {
+        AtEnd::Close
+    } else {
+        AtEnd::Wait
+    };
+    let chunked = drive(c1, version, &chunks, at_end);
     let whole: Vec<u8> = input.chunks.concat();
-    let one = drive(c2, version, &[&whole]);
+    let one = drive(c2, version, &[&whole], at_end);
     assert_eq!(chunked, one, "chunking changed the outcome");
 });

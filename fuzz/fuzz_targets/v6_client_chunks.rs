@@ -1,13 +1,14 @@
-//! The SOCKS 6 client machine fed arbitrary proxy bytes in chunks. Checks
-//! the calling convention, stickiness, the order of events, and that the
-//! chunking does not change the outcome.
+//! The SOCKS 6 client machine fed arbitrary proxy bytes in chunks, through
+//! the shared driver (calling convention, cap, stickiness). Checks the order
+//! of events and that the chunking does not change the outcome.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sixsocks_proto::v6::client::{ClientRequest, ClientStep, Socks6Client};
+use sixsocks_proto::testing::{drive_chunks, AtEnd, End};
+use sixsocks_proto::v6::client::{ClientRequest, Event, Final, Socks6Client};
 use sixsocks_proto::v6::{Leg, StackOption, StackValue};
-use sixsocks_proto::{Command, Password, ProtoError, TargetAddr};
+use sixsocks_proto::{Command, Password, TargetAddr};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -17,88 +18,39 @@ struct Input {
     backlog: bool,
     initial: u8,
     chunks: Vec<Vec<u8>>,
+    /// Close the input when the chunks run out (the proxy closed).
+    close: bool,
 }
 
-fn drive(req: &ClientRequest, chunks: &[&[u8]]) -> Vec<String> {
+/// The shared driver checks the calling convention, the cap and
+/// stickiness; this checks the order of events and returns a log.
+fn drive(req: &ClientRequest, chunks: &[&[u8]], at_end: AtEnd) -> Vec<String> {
     let (mut c, first) = Socks6Client::new(req.clone()).expect("a valid request");
     assert!(first.len() >= 11);
-    let mut buf: Vec<u8> = Vec::new();
-    let mut next = 0;
-    let mut log = Vec::new();
     let mut authenticated = false;
-    for _ in 0..10_000 {
-        match c.step(&buf) {
-            ClientStep::NeedMore(n) => {
-                assert!(n >= 1);
-                if next == chunks.len() {
-                    log.push(format!("eof {:?}", c.on_eof(&buf)));
-                    assert_eq!(c.step(&buf), ClientStep::Fail(ProtoError::Finished));
-                    return log;
-                }
-                buf.extend_from_slice(chunks[next]);
-                next += 1;
-            }
-            ClientStep::Send { consumed, bytes } => {
-                assert!(consumed <= buf.len() && !authenticated);
-                assert_eq!(bytes[0], 1, "only the RFC 1929 request is ever sent");
-                buf.drain(..consumed);
-                log.push(format!("send {bytes:?}"));
-            }
-            ClientStep::Authenticated { consumed, reply } => {
-                assert!(consumed <= buf.len() && !authenticated);
-                authenticated = true;
-                buf.drain(..consumed);
-                log.push(format!("auth {reply:?}"));
-            }
-            ClientStep::Bound { consumed, reply } => {
-                assert!(authenticated && req.command == Command::BIND);
-                buf.drain(..consumed);
-                log.push(format!("bound {reply:?}"));
-            }
-            ClientStep::UdpAssociated {
-                consumed,
-                reply,
-                id,
-            } => {
-                assert!(authenticated && req.command == Command::UDP_ASSOCIATE);
-                assert!(id.0 <= u32::MAX as u64);
-                buf.drain(..consumed);
-                log.push(format!("udp {reply:?} {id:?}"));
-            }
-            ClientStep::UdpConfirmed { consumed } => {
-                assert!(consumed <= buf.len());
-                buf.drain(..consumed);
-                log.push("confirmed".into());
-                assert!(matches!(
-                    c.step(&buf),
-                    ClientStep::Fail(ProtoError::Finished)
-                ));
-                return log;
-            }
-            ClientStep::Done { consumed, reply } => {
-                assert!(authenticated && consumed <= buf.len());
-                buf.drain(..consumed);
-                for c in &chunks[next..] {
-                    buf.extend_from_slice(c);
-                }
-                log.push(format!("done {reply:?} rest {}", buf.len()));
-                assert!(matches!(
-                    c.step(&buf),
-                    ClientStep::Fail(ProtoError::Finished)
-                ));
-                return log;
-            }
-            ClientStep::Fail(e) => {
-                log.push(format!("fail {e:?}"));
-                assert!(matches!(
-                    c.step(&buf),
-                    ClientStep::Fail(ProtoError::Finished)
-                ));
-                return log;
-            }
+    let trace = drive_chunks(&mut c, chunks, at_end, &mut |_, e| match e {
+        Event::Authenticated(_) => {
+            assert!(!authenticated);
+            authenticated = true;
+        }
+        Event::Bound(_) => assert!(authenticated && req.command == Command::BIND),
+        Event::UdpAssociated { .. } => {
+            assert!(authenticated && req.command == Command::UDP_ASSOCIATE)
+        }
+    });
+    for bytes in &trace.sent {
+        assert_eq!(bytes[0], 1, "only the RFC 1929 request is ever sent");
+    }
+    if let End::Finished { value, .. } = &trace.end {
+        assert!(authenticated, "an end without authentication");
+        if *value == Final::UdpConfirmed {
+            assert_eq!(req.command, Command::UDP_ASSOCIATE);
         }
     }
-    panic!("client did not terminate");
+    let mut log: Vec<String> = trace.sent.iter().map(|b| format!("send {b:?}")).collect();
+    log.extend(trace.events.iter().map(|e| format!("{e:?}")));
+    log.push(format!("{:?}", trace.end));
+    log
 }
 
 fuzz_target!(|input: Input| {
@@ -117,10 +69,15 @@ fuzz_target!(|input: Input| {
             vec![StackOption::new(Leg::PROXY_REMOTE, StackValue::ListenBacklog(4)).into()];
     }
     let chunks: Vec<&[u8]> = input.chunks.iter().map(Vec::as_slice).collect();
-    let chunked = drive(&req, &chunks);
+    let at_end = if input.close {
+        AtEnd::Close
+    } else {
+        AtEnd::Wait
+    };
+    let chunked = drive(&req, &chunks, at_end);
     let whole = input.chunks.concat();
     assert_eq!(
-        drive(&req, &[&whole]),
+        drive(&req, &[&whole], at_end),
         chunked,
         "chunking changed the outcome"
     );

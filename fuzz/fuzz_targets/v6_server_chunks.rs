@@ -1,20 +1,18 @@
-//! The SOCKS 6 server machine, entered through the shared-port dispatcher,
-//! driven by a list of chunks as a reader would deliver them. Checks the
-//! calling convention, the buffering caps, stickiness, "nothing after a
-//! refused password", that `Done` honours `require_auth` and the declared
-//! initial data, and that the chunking does not change the outcome.
+//! The server machine with SOCKS 6 enabled, driven by a list of chunks as a
+//! reader would deliver them, through the shared driver (calling
+//! convention, cap, stickiness). Checks "nothing after a refused password",
+//! that `Finished` honours `require_auth` and the declared initial data,
+//! and that the chunking does not change the outcome.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sixsocks_proto::server::{Dispatch, HandshakeConfig, ServerHandshake, Step as V5Step};
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake, Verify};
+use sixsocks_proto::testing::{drive_chunks, AtEnd, End, Trace};
 use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::draft05::{self, Draft05};
-use sixsocks_proto::v6::server::Step;
-use sixsocks_proto::v6::{AuthMethodOption, Codec, Options, Request, Socks6Limits, Socks6Request};
-use sixsocks_proto::{
-    http, userpass, Command, Credentials, Password, ProtoError, TargetAddr, MAX_MESSAGE,
-};
+use sixsocks_proto::v6::{AuthMethodOption, Codec, Options, Request, Socks6Limits};
+use sixsocks_proto::{userpass, Command, Credentials, Password, ProtoError, TargetAddr};
 
 /// A stream built from fields, so that the fuzzer reaches authentication,
 /// initial data and the slow path, not just parse errors.
@@ -120,149 +118,53 @@ struct Input {
     stream: Stream,
 }
 
-#[derive(Debug, PartialEq)]
-enum End {
-    Done(Box<Socks6Request>, Vec<u8>),
-    Fail(Vec<u8>, ProtoError),
-    Legacy(String),
-    Stalled(usize),
-}
-
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    sent: Vec<u8>,
-    verified: Vec<(Vec<u8>, Vec<u8>)>,
-    end: End,
-}
-
-fn drive(hc: &HandshakeConfig, limits: &Socks6Limits, accept: bool, chunks: &[&[u8]]) -> Outcome {
+/// The shared driver checks the calling convention, the cap and
+/// stickiness; this adds what is particular to SOCKS 6.
+fn drive(
+    hc: &HandshakeConfig,
+    limits: &Socks6Limits,
+    accept: bool,
+    chunks: &[&[u8]],
+) -> Trace<Accepted, Verify> {
     let mut hs = ServerHandshake::new(hc.clone()).with_socks6(limits.clone());
-    let mut buf: Vec<u8> = Vec::new();
-    let mut next = 0;
-    let mut sent = Vec::new();
-    let mut verified = Vec::new();
-    let mut m = loop {
-        match hs.dispatch(&buf) {
-            Dispatch::Socks6(m) => break m,
-            Dispatch::Step(V5Step::NeedMore(n)) => {
-                assert!(n >= 1);
-                let first = buf.first().copied();
-                let cap = match first {
-                    Some(b) if http::looks_like_http(b) => http::MAX_HTTP_HEAD,
-                    _ => MAX_MESSAGE,
-                };
-                assert!(buf.len() + n <= cap);
-                if next == chunks.len() {
-                    return Outcome {
-                        sent,
-                        verified,
-                        end: End::Stalled(n),
-                    };
-                }
-                buf.extend_from_slice(chunks[next]);
-                next += 1;
-            }
-            // SOCKS4/5/HTTP: not this target's business beyond "same
-            // outcome chunked or not" (server_chunks covers it).
-            Dispatch::Step(other) => {
-                let shown = match other {
-                    V5Step::Fail { error, .. } => format!("fail {error:?}"),
-                    _ => "socks4/5".to_string(),
-                };
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Legacy(shown),
-                };
-            }
-        }
-    };
-    let cap = limits.max_request_bytes();
     let mut refused = false;
-    loop {
-        match m.step(&buf) {
-            Step::NeedMore(n) => {
-                assert!(n >= 1, "NeedMore(0)");
-                assert!(
-                    buf.len() + n <= cap,
-                    "NeedMore({n}) with {} buffered, cap {cap}",
-                    buf.len()
+    let trace = drive_chunks(&mut hs, chunks, AtEnd::Wait, &mut |hs, _| {
+        assert!(!refused);
+        hs.verdict(accept);
+        refused = !accept;
+    });
+    if hs.socks6_profile().is_none() {
+        // SOCKS4/5/HTTP: server_chunks covers them.
+        return trace;
+    }
+    match &trace.end {
+        End::Finished {
+            value: Accepted::Socks6(request),
+            ..
+        } => {
+            assert!(!refused, "a request came out after a refused password");
+            if hc.require_auth {
+                assert!(matches!(request.credentials, Credentials::UserPass { .. }));
+                assert!(!trace.events.is_empty() && accept);
+            }
+            if request.command == Command::CONNECT {
+                assert_eq!(
+                    Ok(request.initial_data.len()),
+                    request.options.initial_data_len()
                 );
-                if next == chunks.len() {
-                    return Outcome {
-                        sent,
-                        verified,
-                        end: End::Stalled(n),
-                    };
-                }
-                buf.extend_from_slice(chunks[next]);
-                next += 1;
-            }
-            Step::Reply { consumed, bytes } => {
-                assert!(consumed <= buf.len());
-                assert!(!bytes.is_empty());
-                assert!(!refused);
-                buf.drain(..consumed);
-                sent.extend_from_slice(&bytes);
-            }
-            Step::Verify {
-                consumed,
-                username,
-                password,
-            } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                buf.drain(..consumed);
-                verified.push((username, password.expose().to_vec()));
-                m.auth_result(accept);
-                refused = !accept;
-            }
-            Step::Done { consumed, request } => {
-                assert!(!refused, "a request came out after a refused password");
-                assert!(consumed <= buf.len());
-                if hc.require_auth {
-                    assert!(matches!(request.credentials, Credentials::UserPass { .. }));
-                    assert!(!verified.is_empty() && accept);
-                }
-                if request.command == Command::CONNECT {
-                    assert_eq!(
-                        Ok(request.initial_data.len()),
-                        request.options.initial_data_len()
-                    );
-                    assert!(request.initial_data.len() <= limits.initial_data_cap());
-                } else {
-                    assert!(request.initial_data.is_empty());
-                }
-                buf.drain(..consumed);
-                for c in &chunks[next..] {
-                    buf.extend_from_slice(c);
-                }
-                assert!(
-                    matches!(m.step(&buf), Step::Fail { .. }),
-                    "not sticky after Done"
-                );
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Done(request, buf),
-                };
-            }
-            Step::Fail { bytes, error } => {
-                if refused {
-                    assert_eq!(error, ProtoError::AuthFailed);
-                    assert!(bytes.ends_with(&[6, 0, 1, 0xFF, 0]));
-                }
-                match m.step(&buf) {
-                    Step::Fail { bytes: b, .. } => assert!(b.is_empty()),
-                    other => panic!("not sticky after Fail: {other:?}"),
-                }
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Fail(bytes, error),
-                };
+                assert!(request.initial_data.len() <= limits.initial_data_cap());
+            } else {
+                assert!(request.initial_data.is_empty());
             }
         }
+        End::Finished { value, .. } => panic!("a SOCKS 6 stream gave {value:?}"),
+        End::Failed { reply, error } if refused => {
+            assert_eq!(*error, ProtoError::AuthFailed);
+            assert!(reply.ends_with(&[6, 0, 1, 0xFF, 0]));
+        }
+        _ => assert!(!refused, "not failed after a refused password"),
     }
+    trace
 }
 
 fuzz_target!(|input: Input| {

@@ -1,10 +1,20 @@
 //! The client side of the SOCKS4/4a/5 handshake as a state machine with no IO.
 //!
 //! [`ClientHandshake::new`] returns the machine and the first bytes to send.
-//! Then feed [`ClientHandshake::step`] everything received and not yet
-//! consumed, and carry out the [`ClientStep`] it returns.
+//! Then put what the proxy sends into [`ClientHandshake::input`] (closing it
+//! at EOF), call [`ClientHandshake::step`], and carry out the [`Step`] it
+//! returns (see [`crate::input`]):
+//!
+//! ```text
+//! NeedMore(n)              read more
+//! Send(bytes)              send them (the SOCKS5 request or RFC 1929 request), step again
+//! Finished { value, rest } the request's reply arrived (it may be a refusal); `rest`
+//!                          is what the proxy sent after it (the target's data)
+//! Failed { error, .. }     close
+//! ```
 
 use crate::error::ProtoError;
+use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
 use crate::reply::ReplyCode;
 use crate::v5::{Method, MethodChoice};
@@ -34,22 +44,8 @@ pub struct ClientReply {
     pub bound: TargetAddr,
 }
 
-/// One instruction for the caller.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientStep {
-    NeedMore(usize),
-    /// Drop `consumed` bytes of input, send `bytes`, call again.
-    Send {
-        consumed: usize,
-        bytes: Vec<u8>,
-    },
-    /// The request's reply arrived (which may be a refusal).
-    Done {
-        consumed: usize,
-        reply: ClientReply,
-    },
-    Fail(ProtoError),
-}
+/// What [`ClientHandshake::step`] returns.
+pub type Step = Instruction<ClientReply>;
 
 #[derive(Debug)]
 enum State {
@@ -58,12 +54,14 @@ enum State {
     V5AuthReply,
     V5Reply,
     Finished,
+    Failed(ProtoError),
 }
 
 #[derive(Debug)]
 pub struct ClientHandshake {
     req: ClientRequest,
     state: State,
+    input: Input,
 }
 
 impl ClientHandshake {
@@ -105,97 +103,122 @@ impl ClientHandshake {
                 (State::V5Choice, v5::Greeting { methods }.encode()?)
             }
         };
-        Ok((ClientHandshake { req, state }, first))
+        Ok((
+            ClientHandshake {
+                req,
+                state,
+                input: Input::with_cap(crate::MAX_MESSAGE),
+            },
+            first,
+        ))
     }
 
-    pub fn step(&mut self, input: &[u8]) -> ClientStep {
-        match self.step_inner(input) {
+    /// The input buffer: put what the proxy sends here.
+    pub fn input(&mut self) -> &mut Input {
+        &mut self.input
+    }
+
+    /// Advance. See the module documentation.
+    pub fn step(&mut self) -> Step {
+        match self.step_inner() {
+            Ok(Instruction::Failed { reply, error }) => {
+                self.state = State::Failed(error.clone());
+                Instruction::Failed { reply, error }
+            }
             Ok(s) => s,
             Err(e) => {
-                self.state = State::Finished;
-                ClientStep::Fail(e)
+                self.state = State::Failed(e.clone());
+                Instruction::failed(e)
             }
         }
     }
 
-    fn step_inner(&mut self, input: &[u8]) -> Result<ClientStep, ProtoError> {
-        match self.state {
-            State::V4Reply => match v4::Reply::parse(input)? {
-                Parsed::Incomplete { needed } => Ok(ClientStep::NeedMore(needed)),
+    fn step_inner(&mut self) -> Result<Step, ProtoError> {
+        let input = &mut self.input;
+        match &self.state {
+            State::V4Reply => match v4::Reply::parse(input.bytes())? {
+                Parsed::Incomplete { needed } => Ok(input.need_more(needed)),
                 Parsed::Complete { value, consumed } => {
+                    input.consume(consumed);
                     self.state = State::Finished;
-                    Ok(ClientStep::Done {
-                        consumed,
-                        reply: ClientReply {
+                    Ok(Instruction::Finished {
+                        value: ClientReply {
                             code: ReplyCode::from_v4(value.cd),
                             raw_code: value.cd,
                             bound: TargetAddr::ip(value.ip.into(), value.port),
                         },
+                        rest: input.take(),
                     })
                 }
             },
-            State::V5Choice => match MethodChoice::parse(input)? {
-                Parsed::Incomplete { needed } => Ok(ClientStep::NeedMore(needed)),
-                Parsed::Complete { value, consumed } => match value.0 {
-                    Method::NONE if self.req.username.is_none() => {
-                        self.state = State::V5Reply;
-                        Ok(ClientStep::Send {
-                            consumed,
-                            bytes: self.v5_request()?,
-                        })
-                    }
-                    Method::USERPASS if self.req.username.is_some() => {
-                        self.state = State::V5AuthReply;
-                        let bytes = userpass::Request {
-                            username: self.req.username.clone().unwrap_or_default(),
-                            password: self.req.password.clone().unwrap_or_default(),
-                        }
-                        .encode()?;
-                        Ok(ClientStep::Send { consumed, bytes })
-                    }
-                    Method::NO_ACCEPTABLE => Err(ProtoError::NoAcceptableMethod),
-                    Method(m) => Err(ProtoError::UnexpectedMethod(m)),
-                },
+            State::V5Choice => match MethodChoice::parse(input.bytes())? {
+                Parsed::Incomplete { needed } => Ok(input.need_more(needed)),
+                Parsed::Complete { value, consumed } => {
+                    input.consume(consumed);
+                    self.method_chosen(value.0)
+                }
             },
             State::V5AuthReply => {
                 // RFC 1929 says the reply's version is 01; some servers send 05.
-                let parsed = if input.first() == Some(&v5::VERSION) && input.len() >= 2 {
+                let bytes = input.bytes();
+                let parsed = if bytes.first() == Some(&v5::VERSION) && bytes.len() >= 2 {
                     Parsed::Complete {
-                        value: userpass::Reply { status: input[1] },
+                        value: userpass::Reply { status: bytes[1] },
                         consumed: 2,
                     }
                 } else {
-                    userpass::Reply::parse(input)?
+                    userpass::Reply::parse(bytes)?
                 };
                 match parsed {
-                    Parsed::Incomplete { needed } => Ok(ClientStep::NeedMore(needed)),
+                    Parsed::Incomplete { needed } => Ok(input.need_more(needed)),
                     Parsed::Complete { value, consumed } => {
+                        input.consume(consumed);
                         if !value.success() {
                             return Err(ProtoError::AuthFailed);
                         }
                         self.state = State::V5Reply;
-                        Ok(ClientStep::Send {
-                            consumed,
-                            bytes: self.v5_request()?,
-                        })
+                        Ok(Instruction::Send(self.v5_request()?))
                     }
                 }
             }
-            State::V5Reply => match v5::Reply::parse(input)? {
-                Parsed::Incomplete { needed } => Ok(ClientStep::NeedMore(needed)),
+            State::V5Reply => match v5::Reply::parse(input.bytes())? {
+                Parsed::Incomplete { needed } => Ok(input.need_more(needed)),
                 Parsed::Complete { value, consumed } => {
+                    input.consume(consumed);
                     self.state = State::Finished;
-                    Ok(ClientStep::Done {
-                        consumed,
-                        reply: ClientReply {
+                    Ok(Instruction::Finished {
+                        value: ClientReply {
                             code: value.code(),
                             raw_code: value.rep,
                             bound: value.bound,
                         },
+                        rest: input.take(),
                     })
                 }
             },
             State::Finished => Err(ProtoError::Finished),
+            State::Failed(e) => Err(e.clone()),
+        }
+    }
+
+    /// The proxy's method choice: go on with the request or with RFC 1929.
+    fn method_chosen(&mut self, method: Method) -> Result<Step, ProtoError> {
+        match method {
+            Method::NONE if self.req.username.is_none() => {
+                self.state = State::V5Reply;
+                Ok(Instruction::Send(self.v5_request()?))
+            }
+            Method::USERPASS if self.req.username.is_some() => {
+                self.state = State::V5AuthReply;
+                let bytes = userpass::Request {
+                    username: self.req.username.clone().unwrap_or_default(),
+                    password: self.req.password.clone().unwrap_or_default(),
+                }
+                .encode()?;
+                Ok(Instruction::Send(bytes))
+            }
+            Method::NO_ACCEPTABLE => Err(ProtoError::NoAcceptableMethod),
+            Method(m) => Err(ProtoError::UnexpectedMethod(m)),
         }
     }
 

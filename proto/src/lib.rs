@@ -27,10 +27,13 @@ pub mod addr;
 pub mod client;
 pub mod error;
 pub mod http;
+pub mod input;
 pub mod parse;
 pub mod reply;
 pub mod secret;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod udp;
 pub mod userpass;
 pub mod v4;
@@ -39,6 +42,7 @@ pub mod v6;
 
 pub use addr::{Host, ShownName, TargetAddr};
 pub use error::ProtoError;
+pub use input::{Input, Instruction, NoEvent};
 pub use parse::Parsed;
 pub use reply::ReplyCode;
 pub use secret::Password;

@@ -6,8 +6,9 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{creds, no_auth, round_trip, RoundTrip};
-use sixsocks_proto::client::{ClientHandshake, ClientRequest, ClientStep};
+use sixsocks_proto::client::{ClientHandshake, ClientRequest};
 use sixsocks_proto::server::HandshakeConfig;
+use sixsocks_proto::Instruction;
 use sixsocks_proto::{Command, Credentials, Password, ProtoError, ReplyCode, TargetAddr, Version};
 
 const MTUS: &[usize] = &[1, 2, 3, 7, 64, 100_000];
@@ -333,23 +334,26 @@ fn client_rejects_a_method_it_did_not_offer() {
     .unwrap();
     // Silently dropping the credentials (00) is not accepted.
     assert_eq!(
-        c.step(&[5, 0]),
-        ClientStep::Fail(ProtoError::UnexpectedMethod(0))
+        cfeed(&mut c, &[5, 0]),
+        Instruction::failed(ProtoError::UnexpectedMethod(0))
     );
     let (mut c, _) =
         ClientHandshake::new(req(Version::V5, ipv4(1, 1, 1, 1, 1), None, None)).unwrap();
     assert_eq!(
-        c.step(&[5, 1]),
-        ClientStep::Fail(ProtoError::UnexpectedMethod(1))
+        cfeed(&mut c, &[5, 1]),
+        Instruction::failed(ProtoError::UnexpectedMethod(1))
     );
     let (mut c, _) =
         ClientHandshake::new(req(Version::V5, ipv4(1, 1, 1, 1, 1), None, None)).unwrap();
     assert_eq!(
-        c.step(&[5, 0xff]),
-        ClientStep::Fail(ProtoError::NoAcceptableMethod)
+        cfeed(&mut c, &[5, 0xff]),
+        Instruction::failed(ProtoError::NoAcceptableMethod)
     );
-    // Sticky.
-    assert_eq!(c.step(&[5, 0]), ClientStep::Fail(ProtoError::Finished));
+    // Sticky, and the cause stays.
+    assert_eq!(
+        cfeed(&mut c, &[5, 0]),
+        Instruction::failed(ProtoError::NoAcceptableMethod)
+    );
 }
 
 #[test]
@@ -361,15 +365,13 @@ fn client_accepts_auth_reply_with_version_05() {
         Some(b"p"),
     ))
     .unwrap();
-    assert!(matches!(
-        c.step(&[5, 2]),
-        ClientStep::Send { consumed: 2, .. }
-    ));
-    assert_eq!(c.step(&[5]), ClientStep::NeedMore(1));
-    match c.step(&[5, 0]) {
-        ClientStep::Send { consumed, bytes } => {
-            assert_eq!(consumed, 2);
+    assert!(matches!(cfeed(&mut c, &[5, 2]), Instruction::Send(_)));
+    assert_eq!(c.input().len(), 0, "the method choice is consumed");
+    assert_eq!(cfeed(&mut c, &[5]), Instruction::NeedMore(1));
+    match cfeed(&mut c, &[0]) {
+        Instruction::Send(bytes) => {
             assert_eq!(bytes, [5, 1, 0, 1, 1, 1, 1, 1, 0, 1]);
+            assert_eq!(c.input().len(), 0);
         }
         other => panic!("{other:?}"),
     }
@@ -381,14 +383,25 @@ fn client_needs_exactly_the_reply() {
         ClientHandshake::new(req(Version::V4, ipv4(1, 2, 3, 4, 80), None, None)).unwrap();
     assert_eq!(first, [4, 1, 0, 80, 1, 2, 3, 4, 0]);
     let reply = [0u8, 0x5a, 0, 80, 9, 9, 9, 9];
-    for k in 0..reply.len() {
-        assert_eq!(c.step(&reply[..k]), ClientStep::NeedMore(8 - k));
+    assert_eq!(c.step(), Instruction::NeedMore(8));
+    for k in 1..reply.len() {
+        assert_eq!(
+            cfeed(&mut c, &reply[k - 1..k]),
+            Instruction::NeedMore(8 - k)
+        );
     }
-    match c.step(&[&reply[..], b"extra"].concat()) {
-        ClientStep::Done { consumed, reply } => {
-            assert_eq!(consumed, 8);
-            assert_eq!(reply.bound, ipv4(9, 9, 9, 9, 80));
+    // The reply's last byte and the target's first bytes in one read.
+    match cfeed(&mut c, &[&reply[7..], b"extra"].concat()) {
+        Instruction::Finished { value, rest } => {
+            assert_eq!(rest, b"extra");
+            assert_eq!(value.bound, ipv4(9, 9, 9, 9, 80));
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Put `bytes` into the client machine's input and step.
+fn cfeed(c: &mut ClientHandshake, bytes: &[u8]) -> sixsocks_proto::client::Step {
+    assert_eq!(c.input().push(bytes), bytes.len());
+    c.step()
 }

@@ -6,8 +6,9 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{creds, drive_server, drive_server_all_ways, no_auth, End, Outcome};
-use sixsocks_proto::server::{HandshakeConfig, ServerHandshake, Step};
+use common::{creds, drive_server, drive_server_all_ways, feed, no_auth, End, Outcome};
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake, Verify};
+use sixsocks_proto::Instruction;
 use sixsocks_proto::{
     http, Command, Credentials, Password, ProtoError, Request, TargetAddr, Version, MAX_MESSAGE,
 };
@@ -107,10 +108,10 @@ fn socks4a_connect() {
 fn socks4_version_is_known_early() {
     let mut hs = ServerHandshake::new(open());
     assert_eq!(hs.version(), None);
-    assert_eq!(hs.step(&[4, 1]), Step::NeedMore(6));
+    assert_eq!(feed(&mut hs, &[4, 1]), Instruction::NeedMore(6));
     assert_eq!(hs.version(), Some(Version::V4));
     let mut hs = ServerHandshake::new(open());
-    let _ = hs.step(b"\x04\x01\x00\x50\x00\x00\x00\x01\x00h\x00");
+    let _ = feed(&mut hs, b"\x04\x01\x00\x50\x00\x00\x00\x01\x00h\x00");
     assert_eq!(hs.version(), Some(Version::V4a));
 }
 
@@ -159,8 +160,8 @@ fn socks4_optimistic_data_is_left_unconsumed() {
     let data = b"GET / HTTP/1.0\r\n\r\n";
     let stream = [&request[..], data].concat();
     let mut hs = ServerHandshake::new(open());
-    match hs.step(&stream) {
-        Step::Done { consumed, .. } => assert_eq!(consumed, request.len()),
+    match feed(&mut hs, &stream) {
+        Instruction::Finished { rest, .. } => assert_eq!(rest, data),
         other => panic!("{other:?}"),
     }
     let o = drive_server_all_ways(open(), &stream, &mut no_auth());
@@ -246,9 +247,7 @@ fn socks5_userpass_failure_never_runs_the_pipelined_request() {
         let o = drive_server_all_ways(config, &stream, &mut creds(b"alice", b"WRONG"));
         assert_eq!(o.sent, [5, 2, 1, 1]);
         match &o.end {
-            End::AuthRejected {
-                then: Step::Fail { bytes, .. },
-            } => assert!(bytes.is_empty()),
+            End::AuthRejected => {}
             other => panic!("after a failed auth: {other:?}"),
         }
     }
@@ -258,40 +257,52 @@ fn socks5_userpass_failure_never_runs_the_pipelined_request() {
 fn socks5_failed_auth_is_sticky_whatever_the_caller_feeds() {
     let mut hs = ServerHandshake::new(auth_required());
     let greeting_and_auth = [&b"\x05\x01\x02"[..], AUTH_ALICE].concat();
-    let Step::Reply { consumed, .. } = hs.step(&greeting_and_auth) else {
-        panic!()
-    };
-    let rest = &greeting_and_auth[consumed..];
-    assert!(matches!(hs.step(rest), Step::Verify { .. }));
-    assert_eq!(hs.auth_result(false), [1, 1]);
-    // Whatever comes next, in whatever pieces: never Done, never NeedMore.
-    let mut input = Vec::new();
+    assert!(matches!(
+        feed(&mut hs, &greeting_and_auth),
+        Instruction::Send(_)
+    ));
+    assert!(matches!(hs.step(), Instruction::Event(Verify { .. })));
+    hs.verdict(false);
+    assert_eq!(
+        hs.step(),
+        Instruction::Failed {
+            reply: vec![1, 1],
+            error: ProtoError::AuthFailed
+        }
+    );
+    // Whatever comes next, in whatever pieces: never Finished, never
+    // NeedMore, and the cause stays.
     for b in V5_CONNECT_DOMAIN
         .iter()
         .chain(AUTH_ALICE)
         .chain(V5_CONNECT_DOMAIN)
     {
-        input.push(*b);
-        match hs.step(&input) {
-            Step::Fail { bytes, .. } => assert!(bytes.is_empty()),
-            other => panic!("after failed auth: {other:?}"),
-        }
+        hs.input().push(&[*b]);
+        assert_eq!(hs.step(), Instruction::failed(ProtoError::AuthFailed));
     }
-    assert!(matches!(hs.step(&[]), Step::Fail { .. }));
-    // A second auth_result cannot revive it either.
-    assert_eq!(hs.auth_result(true), [1, 1]);
-    assert!(matches!(hs.step(V5_CONNECT_DOMAIN), Step::Fail { .. }));
+    // A second verdict cannot revive it either.
+    hs.verdict(true);
+    assert_eq!(
+        feed(&mut hs, V5_CONNECT_DOMAIN),
+        Instruction::failed(ProtoError::AuthFailed)
+    );
 }
 
 #[test]
 fn socks5_step_before_auth_result_fails() {
     let mut hs = ServerHandshake::new(auth_required());
-    assert!(matches!(hs.step(b"\x05\x01\x02"), Step::Reply { .. }));
-    assert!(matches!(hs.step(AUTH_ALICE), Step::Verify { .. }));
-    // The caller skipped auth_result: the machine must not read on.
     assert!(matches!(
-        hs.step(V5_CONNECT_DOMAIN),
-        Step::Fail {
+        feed(&mut hs, b"\x05\x01\x02"),
+        Instruction::Send(_)
+    ));
+    assert!(matches!(
+        feed(&mut hs, AUTH_ALICE),
+        Instruction::Event(Verify { .. })
+    ));
+    // The caller skipped the verdict: the machine must not read on.
+    assert!(matches!(
+        feed(&mut hs, V5_CONNECT_DOMAIN),
+        Instruction::Failed {
             error: ProtoError::Finished,
             ..
         }
@@ -342,8 +353,8 @@ fn unknown_version_byte_fails_silently() {
 #[test]
 fn empty_input_needs_one_byte() {
     let mut hs = ServerHandshake::new(open());
-    assert_eq!(hs.step(&[]), Step::NeedMore(1));
-    assert_eq!(hs.step(&[]), Step::NeedMore(1));
+    assert_eq!(hs.step(), Instruction::NeedMore(1));
+    assert_eq!(hs.step(), Instruction::NeedMore(1));
 }
 
 #[test]
@@ -392,10 +403,13 @@ fn socks5_domain_length_beyond_input_waits_exactly() {
     // A length byte larger than what was sent (the OpenSSH 2006 bug): the
     // machine asks for exactly the missing bytes, never reads past them.
     let mut hs = ServerHandshake::new(open());
-    assert!(matches!(hs.step(b"\x05\x01\x00"), Step::Reply { .. }));
+    assert!(matches!(
+        feed(&mut hs, b"\x05\x01\x00"),
+        Instruction::Send(_)
+    ));
     assert_eq!(
-        hs.step(b"\x05\x01\x00\x03\xffabc"),
-        Step::NeedMore(255 - 3 + 2)
+        feed(&mut hs, b"\x05\x01\x00\x03\xffabc"),
+        Instruction::NeedMore(255 - 3 + 2)
     );
 }
 
@@ -493,16 +507,16 @@ fn socks5_optimistic_data_is_left_unconsumed() {
     let data = b"\x16\x03\x01 TLS hello, not ours to read";
     let mut hs = ServerHandshake::new(open());
     assert_eq!(
-        hs.step(b"\x05\x01\x00"),
-        Step::Reply {
-            consumed: 3,
-            bytes: vec![5, 0]
-        }
+        feed(&mut hs, b"\x05\x01\x00"),
+        Instruction::Send(vec![5, 0])
     );
     let input = [V5_CONNECT_DOMAIN, data].concat();
-    match hs.step(&input) {
-        Step::Done { consumed, request } => {
-            assert_eq!(consumed, V5_CONNECT_DOMAIN.len());
+    match feed(&mut hs, &input) {
+        Instruction::Finished {
+            value: Accepted::Socks(request),
+            rest,
+        } => {
+            assert_eq!(rest, data);
             assert_eq!(request.target, TargetAddr::domain("example.com", 80));
         }
         other => panic!("{other:?}"),
@@ -517,32 +531,23 @@ fn socks5_pipelined_greeting_auth_request_in_one_buffer() {
     let data = b"optimistic";
     let stream = [&b"\x05\x01\x02"[..], AUTH_ALICE, V5_CONNECT_DOMAIN, data].concat();
     let mut hs = ServerHandshake::new(auth_required());
-    let mut input = &stream[..];
-    match hs.step(input) {
-        Step::Reply { consumed, bytes } => {
-            assert_eq!((consumed, &bytes[..]), (3, &[5u8, 2][..]));
-            input = &input[consumed..];
-        }
-        other => panic!("{other:?}"),
-    }
-    match hs.step(input) {
-        Step::Verify {
-            consumed,
-            username,
-            password,
-        } => {
-            assert_eq!(consumed, AUTH_ALICE.len());
+    // One read with everything in it.
+    assert_eq!(feed(&mut hs, &stream), Instruction::Send(vec![5, 2]));
+    match hs.step() {
+        Instruction::Event(Verify { username, password }) => {
             assert_eq!(username, b"alice");
             assert_eq!(password, Password::new("s3cret"));
-            input = &input[consumed..];
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(hs.auth_result(true), [1, 0]);
-    match hs.step(input) {
-        Step::Done { consumed, request } => {
-            assert_eq!(consumed, V5_CONNECT_DOMAIN.len());
-            assert_eq!(&input[consumed..], data);
+    hs.verdict(true);
+    assert_eq!(hs.step(), Instruction::Send(vec![1, 0]));
+    match hs.step() {
+        Instruction::Finished {
+            value: Accepted::Socks(request),
+            rest,
+        } => {
+            assert_eq!(rest, data);
             assert_eq!(request.credentials.user(), Some(&b"alice"[..]));
         }
         other => panic!("{other:?}"),
@@ -556,8 +561,8 @@ fn socks5_pipelined_greeting_auth_request_in_one_buffer() {
 fn finished_machine_only_fails() {
     let mut hs = ServerHandshake::new(open());
     assert!(matches!(
-        hs.step(b"\x04\x01\x00\x50\x01\x02\x03\x04\x00"),
-        Step::Done { .. }
+        feed(&mut hs, b"\x04\x01\x00\x50\x01\x02\x03\x04\x00"),
+        Instruction::Finished { .. }
     ));
     for input in [
         &b""[..],
@@ -565,11 +570,8 @@ fn finished_machine_only_fails() {
         b"\x05\x01\x00",
     ] {
         assert_eq!(
-            hs.step(input),
-            Step::Fail {
-                bytes: vec![],
-                error: ProtoError::Finished
-            }
+            feed(&mut hs, input),
+            Instruction::failed(ProtoError::Finished)
         );
     }
 }
@@ -587,8 +589,8 @@ fn server_never_asks_past_a_complete_message() {
     for (msg, config) in cases {
         for k in 0..msg.len() {
             let mut hs = ServerHandshake::new(config.clone());
-            match hs.step(&msg[..k]) {
-                Step::NeedMore(n) => assert!(n >= 1 && k + n <= msg.len(), "k={k} n={n}"),
+            match feed(&mut hs, &msg[..k]) {
+                Instruction::NeedMore(n) => assert!(n >= 1 && k + n <= msg.len(), "k={k} n={n}"),
                 other => panic!("prefix {k} of {msg:02x?}: {other:?}"),
             }
         }

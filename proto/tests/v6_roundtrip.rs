@@ -4,12 +4,13 @@
 mod v6common;
 
 use sixsocks_proto::v5::Method;
-use sixsocks_proto::v6::client::{ClientRequest, ClientStep, Socks6Client};
+use sixsocks_proto::v6::client::{ClientRequest, Event, Socks6Client};
 use sixsocks_proto::v6::idempotence::TokenWallet;
 use sixsocks_proto::v6::{
     AssociationId, AuthOutcome, ExpenditureCode, IdempotenceOption, Leg, Socks6Option, StackOption,
     StackValue,
 };
+use sixsocks_proto::Instruction;
 use sixsocks_proto::{Command, Password, ProtoError, ReplyCode, TargetAddr};
 use v6common::{exchange, ClientEvent, Exchange, Proxy};
 
@@ -459,27 +460,30 @@ fn client_reads_version_mismatch_replies_leniently() {
     };
     // -05: 06 00 then EOF.
     let mut c = mk();
-    assert_eq!(c.step(&[6, 0]), ClientStep::NeedMore(3));
-    assert_eq!(c.on_eof(&[6, 0]), ProtoError::VersionMismatch);
+    assert_eq!(feed6(&mut c, &[6, 0]), Instruction::NeedMore(3));
+    assert_eq!(at_eof(&mut c), ProtoError::VersionMismatch);
     // -07 and later: a single 06 then EOF.
     let mut c = mk();
-    assert!(matches!(c.step(&[6]), ClientStep::NeedMore(_)));
-    assert_eq!(c.on_eof(&[6]), ProtoError::VersionMismatch);
+    assert!(matches!(feed6(&mut c, &[6]), Instruction::NeedMore(_)));
+    assert_eq!(at_eof(&mut c), ProtoError::VersionMismatch);
     // The reference implementation's version byte.
     let mut c = mk();
     assert_eq!(
-        c.step(&[0xCF]),
-        ClientStep::Fail(ProtoError::VersionMismatch)
+        feed6(&mut c, &[0xCF]),
+        Instruction::failed(ProtoError::VersionMismatch)
     );
     // A truncated auth reply is not a mismatch.
     let mut c = mk();
-    assert!(matches!(c.step(&[6, 0, 0]), ClientStep::NeedMore(_)));
-    assert_eq!(c.on_eof(&[6, 0, 0]), ProtoError::UnexpectedEof);
+    assert!(matches!(
+        feed6(&mut c, &[6, 0, 0]),
+        Instruction::NeedMore(_)
+    ));
+    assert_eq!(at_eof(&mut c), ProtoError::UnexpectedEof);
     // Something else entirely.
     let mut c = mk();
     assert_eq!(
-        c.step(&[5, 0]),
-        ClientStep::Fail(ProtoError::BadReplyVersion(5))
+        feed6(&mut c, &[5, 0]),
+        Instruction::failed(ProtoError::BadReplyVersion(5))
     );
 }
 
@@ -513,32 +517,37 @@ fn client_refuses_unexpected_auth_replies() {
     };
     // Success with method 02 when no credentials were offered.
     assert_eq!(
-        no_creds().step(&[6, 0, 0, 2, 0]),
-        ClientStep::Fail(ProtoError::UnexpectedMethod(2))
+        feed6(&mut no_creds(), &[6, 0, 0, 2, 0]),
+        Instruction::failed(ProtoError::UnexpectedMethod(2))
     );
     // Further auth with a method we cannot do.
     assert_eq!(
-        no_creds().step(&[6, 0, 1, 1, 0]),
-        ClientStep::Fail(ProtoError::UnexpectedMethod(1))
+        feed6(&mut no_creds(), &[6, 0, 1, 1, 0]),
+        Instruction::failed(ProtoError::UnexpectedMethod(1))
     );
     assert_eq!(
-        no_creds().step(&[6, 0, 1, 2, 0]),
-        ClientStep::Fail(ProtoError::UnexpectedMethod(2))
+        feed6(&mut no_creds(), &[6, 0, 1, 2, 0]),
+        Instruction::failed(ProtoError::UnexpectedMethod(2))
     );
     // A second auth reply that asks for more.
     let mut r = with_creds(ClientRequest::new(Command::CONNECT, example()), b"a", "b");
     r.zero_rtt_auth = false;
     let (mut c, _) = Socks6Client::new(r).unwrap();
     assert!(matches!(
-        c.step(&[6, 0, 1, 2, 0]),
-        ClientStep::Send { consumed: 5, .. }
+        feed6(&mut c, &[6, 0, 1, 2, 0]),
+        Instruction::Send(_)
     ));
-    // The RFC 1929 success and a partial second reply: the RFC 1929 bytes
-    // stay unconsumed until the second reply is whole.
-    assert!(matches!(c.step(&[1, 0, 6, 0]), ClientStep::NeedMore(_)));
+    // The RFC 1929 success and a partial second reply.
     assert!(matches!(
-        c.step(&[1, 0, 6, 0, 1, 2, 0]),
-        ClientStep::Fail(ProtoError::Unexpected(_))
+        feed6(&mut c, &[1, 0, 6, 0]),
+        Instruction::NeedMore(_)
+    ));
+    assert!(matches!(
+        feed6(&mut c, &[1, 2, 0]),
+        Instruction::Failed {
+            error: ProtoError::Unexpected(_),
+            ..
+        }
     ));
 }
 
@@ -547,18 +556,19 @@ fn client_slow_path_consumes_rfc1929_reply_with_the_second_auth_reply() {
     let mut r = with_creds(ClientRequest::new(Command::CONNECT, example()), b"a", "b");
     r.zero_rtt_auth = false;
     let (mut c, _) = Socks6Client::new(r).unwrap();
-    let _ = c.step(&[6, 0, 1, 2, 0]);
+    let _ = feed6(&mut c, &[6, 0, 1, 2, 0]);
     let input = [1, 0, 6, 0, 0, 2, 0, 0xAA];
-    match c.step(&input) {
-        ClientStep::Authenticated { consumed, reply } => {
-            assert_eq!(consumed, 7);
+    match feed6(&mut c, &input) {
+        Instruction::Event(Event::Authenticated(reply)) => {
             assert_eq!(reply.outcome, AuthOutcome::Success(Method::USERPASS));
         }
         other => panic!("{other:?}"),
     }
-    // The machine has moved on to the operation reply: `01 00` is now the
-    // start of one (REP 01, half a port), so it asks for more.
-    assert!(matches!(c.step(&[1, 0]), ClientStep::NeedMore(_)));
+    // Both replies consumed, the byte after them kept.
+    assert_eq!(c.input().bytes(), [0xAA]);
+    // The machine has moved on to the operation reply: `AA 01 00` is the
+    // start of one, so it asks for more.
+    assert!(matches!(feed6(&mut c, &[1, 0]), Instruction::NeedMore(_)));
 }
 
 #[test]
@@ -583,4 +593,19 @@ fn tfo_on_the_client_proxy_leg_follows_the_drafts_rules() {
     r.initial_data = b"x".to_vec();
     r.options = vec![IdempotenceOption::TokenRequest { window_size: 4 }.into()];
     assert!(!Socks6Client::new(r).unwrap().0.tfo_allowed(false));
+}
+
+/// Put `bytes` into the client machine's input and step.
+fn feed6(c: &mut Socks6Client, bytes: &[u8]) -> sixsocks_proto::v6::client::Step {
+    assert_eq!(c.input().push(bytes), bytes.len());
+    c.step()
+}
+
+/// Close the machine's input (the proxy closed) and return why it failed.
+fn at_eof(c: &mut Socks6Client) -> ProtoError {
+    c.input().close();
+    match c.step() {
+        Instruction::Failed { error, .. } => error,
+        other => panic!("at EOF: {other:?}"),
+    }
 }

@@ -1,19 +1,21 @@
-//! The SOCKS 6 server state machine, reached through the shared-port
-//! dispatcher. Every scenario runs byte by byte, in odd chunk sizes, all at
+//! The SOCKS 6 part of the server state machine, reached by a first byte
+//! `06`. Every scenario runs byte by byte, in odd chunk sizes, all at
 //! once and with exact reads; all must agree.
 
 mod v6common;
 
-use sixsocks_proto::server::{Dispatch, HandshakeConfig, ServerHandshake, Step as V5Step};
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake, Step, Verify};
 use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::draft05::{self, Draft05};
-use sixsocks_proto::v6::server::{ServerConfig, Socks6Handshake, Step};
+use sixsocks_proto::v6::server::ServerConfig;
 use sixsocks_proto::v6::{
     AuthMethodOption, Codec, IdempotenceOption, Leg, Options, Request, Socks6Limits, Socks6Option,
     StackOption, StackValue,
 };
-use sixsocks_proto::{Command, Credentials, Password, ProtoError, ReplyCode, TargetAddr};
-use v6common::{config, creds, drive, drive_all_ways, no_auth, End, Outcome};
+use sixsocks_proto::{
+    Command, Credentials, Instruction, Password, ProtoError, ReplyCode, TargetAddr,
+};
+use v6common::{config, creds, drive, drive_all_ways, no_auth, server, End, Outcome};
 
 const FAILURE: [u8; 5] = [6, 0, 1, 0xFF, 0];
 
@@ -63,50 +65,47 @@ fn alice() -> impl FnMut(&[u8], &Password) -> bool {
     creds(b"alice", b"s3cret")
 }
 
-// ---------------------------------------------------------------- dispatch
+// ---------------------------------------------------------------- the first byte
+
+/// Put `bytes` into the machine's input and step.
+fn feed(hs: &mut ServerHandshake, bytes: &[u8]) -> Step {
+    assert_eq!(hs.input().push(bytes), bytes.len());
+    hs.step()
+}
 
 #[test]
-fn dispatch_hands_06_over_only_when_enabled() {
+fn first_byte_06_is_socks6_only_when_enabled() {
     // Without with_socks6, 06 stays an unknown version (as before).
     let mut hs = ServerHandshake::new(HandshakeConfig::default());
-    match hs.dispatch(&[6, 0]) {
-        Dispatch::Step(V5Step::Fail { bytes, error }) => {
-            assert!(bytes.is_empty());
-            assert_eq!(error, ProtoError::UnknownVersion(6));
-        }
-        other => panic!("{other:?}"),
-    }
-    // step() never hands over, even when enabled.
-    let mut hs =
-        ServerHandshake::new(HandshakeConfig::default()).with_socks6(Socks6Limits::default());
-    assert!(hs.socks6_enabled());
-    assert!(matches!(
-        hs.step(&[6, 0]),
-        V5Step::Fail {
-            error: ProtoError::UnknownVersion(6),
-            ..
-        }
-    ));
-    // dispatch() does, consuming nothing, and the old machine is finished.
-    let mut hs = ServerHandshake::new(HandshakeConfig {
+    assert_eq!(
+        feed(&mut hs, &[6, 0]),
+        Instruction::failed(ProtoError::UnknownVersion(6))
+    );
+    assert_eq!(hs.socks6_profile(), None);
+    // Enabled: the same machine goes on as SOCKS 6, with the policy of its
+    // HandshakeConfig (here: authentication required).
+    let mut hs = server(&ServerConfig {
         require_auth: true,
         lenient_auth: true,
-    })
-    .with_socks6(Socks6Limits::default());
-    match hs.dispatch(&[]) {
-        Dispatch::Step(V5Step::NeedMore(1)) => {}
-        other => panic!("{other:?}"),
-    }
-    match hs.dispatch(&[6]) {
-        Dispatch::Socks6(m) => {
-            assert!(m.config().require_auth && m.config().lenient_auth);
+        limits: Socks6Limits::default(),
+    });
+    assert!(hs.socks6_enabled());
+    assert_eq!(hs.step(), Instruction::NeedMore(1));
+    assert!(matches!(feed(&mut hs, &[6]), Instruction::NeedMore(_)));
+    assert_eq!(
+        hs.socks6_profile(),
+        Some(sixsocks_proto::v6::Profile::Draft05)
+    );
+    assert_eq!(hs.version(), None);
+    let stream = request(Command::NOOP, TargetAddr::unspecified(), vec![]);
+    // No credentials offered, authentication required: the failure reply.
+    assert_eq!(
+        feed(&mut hs, &stream[1..]),
+        Instruction::Failed {
+            reply: FAILURE.to_vec(),
+            error: ProtoError::NoAcceptableMethod
         }
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(
-        hs.dispatch(&[6]),
-        Dispatch::Step(V5Step::Fail { .. })
-    ));
+    );
 }
 
 /// `CF` (the SOCKS 6 reference dialect, not spoken yet) gets the -05
@@ -114,43 +113,39 @@ fn dispatch_hands_06_over_only_when_enabled() {
 /// version is not 6.0 (it was closed silently); without SOCKS 6 it stays
 /// an unknown version.
 #[test]
-fn dispatch_answers_cf_with_the_version_mismatch_reply() {
-    let mut hs =
-        ServerHandshake::new(HandshakeConfig::default()).with_socks6(Socks6Limits::default());
-    match hs.dispatch(&[0xCF, 0, 1]) {
-        Dispatch::Step(V5Step::Fail { bytes, error }) => {
-            assert_eq!(bytes, [0x06, 0x00]);
-            assert_eq!(error, ProtoError::VersionMismatch);
+fn first_byte_cf_gets_the_version_mismatch_reply() {
+    let mut hs = server(&config(false));
+    assert_eq!(
+        feed(&mut hs, &[0xCF, 0, 1]),
+        Instruction::Failed {
+            reply: vec![0x06, 0x00],
+            error: ProtoError::VersionMismatch
         }
-        other => panic!("{other:?}"),
-    }
-    // Finished: nothing more comes out.
-    assert!(matches!(
-        hs.dispatch(&[0xCF]),
-        Dispatch::Step(V5Step::Fail { .. })
-    ));
+    );
+    // Sticky: nothing more comes out, and the cause stays.
+    assert_eq!(
+        feed(&mut hs, &[0xCF]),
+        Instruction::failed(ProtoError::VersionMismatch)
+    );
     let mut hs = ServerHandshake::new(HandshakeConfig::default());
-    match hs.dispatch(&[0xCF]) {
-        Dispatch::Step(V5Step::Fail { bytes, error }) => {
-            assert!(bytes.is_empty());
-            assert_eq!(error, ProtoError::UnknownVersion(0xCF));
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        feed(&mut hs, &[0xCF]),
+        Instruction::failed(ProtoError::UnknownVersion(0xCF))
+    );
 }
 
 #[test]
-fn dispatch_leaves_socks5_alone() {
-    let mut hs =
-        ServerHandshake::new(HandshakeConfig::default()).with_socks6(Socks6Limits::default());
-    match hs.dispatch(b"\x05\x01\x00") {
-        Dispatch::Step(V5Step::Reply { consumed: 3, bytes }) => assert_eq!(bytes, [5, 0]),
-        other => panic!("{other:?}"),
-    }
-    match hs.dispatch(b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50") {
-        Dispatch::Step(V5Step::Done { request, .. }) => {
-            assert_eq!(request.command, Command::CONNECT)
-        }
+fn socks6_enabled_leaves_socks5_alone() {
+    let mut hs = server(&config(false));
+    assert_eq!(
+        feed(&mut hs, b"\x05\x01\x00"),
+        Instruction::Send(vec![5, 0])
+    );
+    match feed(&mut hs, b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50") {
+        Instruction::Finished {
+            value: Accepted::Socks(request),
+            ..
+        } => assert_eq!(request.command, Command::CONNECT),
         other => panic!("{other:?}"),
     }
 }
@@ -200,8 +195,8 @@ fn connect_waits_for_all_initial_data_and_never_asks_beyond_it() {
     );
     assert_eq!(o.end, End::Stalled { needed: 1 });
     // The first step after the request asks for exactly the initial data.
-    let mut m = Socks6Handshake::new(config(false));
-    assert_eq!(m.step(&stream[..header]), Step::NeedMore(8192));
+    let mut m = server(&config(false));
+    assert_eq!(feed(&mut m, &stream[..header]), Instruction::NeedMore(8192));
     let o = drive_all_ways(config(false), &stream, &mut no_auth());
     assert_eq!(done(&o).0.initial_data.len(), 8192);
 }
@@ -487,31 +482,33 @@ fn auth_result_then_step_protocol() {
         TargetAddr::unspecified(),
         vec![userpass(b"u", "p")],
     );
-    let mut m = Socks6Handshake::new(config(true));
-    match m.step(&stream) {
-        Step::Verify { consumed, .. } => assert_eq!(consumed, stream.len()),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(m.user(), Some(&b"u"[..]));
-    // Stepping before auth_result is a (sticky) misuse.
-    let mut early = Socks6Handshake::new(config(true));
-    let _ = early.step(&stream);
+    let mut m = server(&config(true));
     assert!(matches!(
-        early.step(&[]),
-        Step::Fail {
+        feed(&mut m, &stream),
+        Instruction::Event(Verify { .. })
+    ));
+    assert!(m.input().is_empty(), "the request is consumed");
+    assert_eq!(m.user(), Some(&b"u"[..]));
+    // Stepping before the verdict is a (sticky) misuse.
+    let mut early = server(&config(true));
+    let _ = feed(&mut early, &stream);
+    assert!(matches!(
+        early.step(),
+        Instruction::Failed {
             error: ProtoError::Finished,
             ..
         }
     ));
-    early.auth_result(true);
-    assert!(matches!(early.step(&[]), Step::Fail { .. }));
+    early.verdict(true);
+    assert!(matches!(early.step(), Instruction::Failed { .. }));
     // The right order.
-    m.auth_result(true);
-    match m.step(&[]) {
-        Step::Done {
-            consumed: 0,
-            request,
+    m.verdict(true);
+    match m.step() {
+        Instruction::Finished {
+            value: Accepted::Socks6(request),
+            rest,
         } => {
+            assert!(rest.is_empty());
             assert_eq!(request.credentials.user(), Some(&b"u"[..]))
         }
         other => panic!("{other:?}"),

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sixsocks_proto::http;
 use sixsocks_proto::server::HandshakeConfig;
 use sixsocks_proto::v6::Socks6Limits;
 use sixsocks_proto::{Command, Credentials, ReplyCode, TargetAddr, Version};
@@ -36,10 +35,6 @@ pub struct Shared {
     pub handshake: HandshakeConfig,
     /// SOCKS 6 caps on options and initial data.
     pub socks6_limits: Socks6Limits,
-    /// Most bytes buffered during a handshake: the largest message (a SOCKS 6
-    /// request with its options and initial data, or an HTTP head) plus the
-    /// optimistic data that may follow it. More stays in the kernel's buffer.
-    pub handshake_buf: usize,
     /// Connections and handshakes per client address (survive reloads).
     pub address_limits: Arc<crate::address_limits::AddressLimits>,
     /// UDP associations alive (survives reloads).
@@ -108,7 +103,6 @@ impl Shared {
             auth,
             handshake,
             socks6_limits: Socks6Limits::default(),
-            handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
         }
     }
 }

@@ -105,7 +105,7 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
         }
     };
     let request = match request {
-        Handshaken::Legacy(r) => r,
+        Handshaken::Socks(r) => r,
         Handshaken::Socks6(r) => {
             rec.version = Some(Protocol::Socks6);
             rec.credentials = r.credentials.clone();

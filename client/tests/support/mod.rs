@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sixsocks_proto::server::{HandshakeConfig, ServerHandshake, Step};
-use sixsocks_proto::{Command, Host, ReplyCode, Request, TargetAddr};
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake, Verify};
+use sixsocks_proto::{Command, Host, Instruction, ReplyCode, Request, TargetAddr};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -116,43 +116,31 @@ pub async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
     tx: &mpsc::UnboundedSender<Seen>,
 ) -> std::io::Result<()> {
     let mut hs = ServerHandshake::new(cfg.handshake.clone());
-    let mut buf: Vec<u8> = Vec::new();
-    let request = loop {
-        match hs.step(&buf) {
-            Step::NeedMore(_) => {
-                let mut chunk = [0u8; 512];
-                let n = bounded(sock.read(&mut chunk)).await?;
+    let (request, buf) = loop {
+        match hs.step() {
+            Instruction::NeedMore(_) => {
+                let n = bounded(sock.read(hs.input().spare())).await?;
                 if n == 0 {
                     return Ok(());
                 }
-                buf.extend_from_slice(&chunk[..n]);
+                hs.input().filled(n);
             }
-            Step::Reply { consumed, bytes } => {
-                buf.drain(..consumed);
-                write_reply(&mut sock, &bytes, cfg.dribble).await?;
-            }
-            Step::Verify {
-                consumed,
-                username,
-                password,
-            } => {
-                buf.drain(..consumed);
+            Instruction::Send(bytes) => write_reply(&mut sock, &bytes, cfg.dribble).await?,
+            Instruction::Event(Verify { username, password }) => {
                 let ok = cfg
                     .users
                     .iter()
                     .any(|(u, p)| *u == username && p.as_slice() == password.expose());
-                let reply = hs.auth_result(ok);
+                // The next step answers: the RFC 1929 reply, or the refusal.
+                hs.verdict(ok);
+            }
+            Instruction::Finished {
+                value: Accepted::Socks(request),
+                rest,
+            } => break (request, rest),
+            Instruction::Finished { .. } => return Ok(()),
+            Instruction::Failed { reply, .. } => {
                 write_reply(&mut sock, &reply, cfg.dribble).await?;
-                if !ok {
-                    return Ok(());
-                }
-            }
-            Step::Done { consumed, request } => {
-                buf.drain(..consumed);
-                break request;
-            }
-            Step::Fail { bytes, .. } => {
-                write_reply(&mut sock, &bytes, cfg.dribble).await?;
                 return Ok(());
             }
         }

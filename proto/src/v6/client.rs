@@ -4,23 +4,25 @@
 //! request with all its options (credentials in an authentication data
 //! option for 0-RTT authentication, when they fit) followed by the initial
 //! data, in one buffer, to be written at once (in a TFO SYN where allowed).
-//! Then feed [`Socks6Client::step`] everything received and not yet
-//! consumed, and carry out the [`ClientStep`] it returns:
+//! Then put what the proxy sends into [`Socks6Client::input`] (closing it
+//! at EOF), call [`Socks6Client::step`], and carry out the [`Step`] it
+//! returns (see [`crate::input`] for the convention):
 //!
 //! ```text
-//! NeedMore(n)                   read at least n more bytes; on EOF call `on_eof`
-//! Send { consumed, bytes }      drop `consumed`, send `bytes` (the RFC 1929 request of the slow path), call again
-//! Authenticated { consumed, .. } drop `consumed`; authentication succeeded (feed the reply's
-//!                               options to a TokenWallet); call again for the operation reply
-//! Bound { consumed, reply }     BIND's first operation reply (the bound address); call again
-//!                               for the second one
-//! UdpAssociated { consumed, reply, id } UDP ASSOCIATE succeeded: start sending datagrams with `id`;
-//!                               call again (with later TCP input) for the confirmation
-//! UdpConfirmed { consumed }     the proxy saw the first datagram; nothing more will come on TCP
-//! Done { consumed, reply }      the final operation reply (which may be a refusal: close
-//!                               unless it is success); CONNECT: data passes, bytes left in the
-//!                               input are the target's
-//! Fail(error)                   close
+//! NeedMore(n)                      read more
+//! Send(bytes)                      send the RFC 1929 request of the slow path, step again
+//! Event(Authenticated(reply))      authentication succeeded (feed the reply's options
+//!                                  to a TokenWallet); step again for the operation reply
+//! Event(Bound(reply))              BIND's first operation reply (the bound address);
+//!                                  step again for the second one
+//! Event(UdpAssociated { .. })      UDP ASSOCIATE succeeded: start sending datagrams with
+//!                                  the id; step again (with later TCP input) for the confirmation
+//! Finished { value, rest }         `Final::Reply`: the final operation reply (which may be
+//!                                  a refusal: close unless it is success); CONNECT: data
+//!                                  passes, `rest` is the target's. `Final::UdpConfirmed`:
+//!                                  the proxy saw the first datagram; nothing more comes on TCP
+//! Failed { error, .. }             close ([`ProtoError::VersionMismatch`] when the proxy
+//!                                  answered with a version mismatch reply and closed)
 //! ```
 //!
 //! False starts: when the request carries no authentication method option
@@ -28,6 +30,7 @@
 //! right behind the first flight; otherwise only after `Authenticated` (or
 //! right after the slow path's `Send`).
 
+use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
 use crate::v5::Method;
 use crate::{userpass, Command, Password, ProtoError, TargetAddr};
@@ -75,57 +78,46 @@ impl ClientRequest {
     }
 }
 
-/// One instruction for the caller.
+/// The events of the SOCKS 6 client machine.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ClientStep {
-    NeedMore(usize),
-    Send {
-        consumed: usize,
-        bytes: Vec<u8>,
-    },
-    Authenticated {
-        consumed: usize,
-        reply: AuthReply,
-    },
-    Bound {
-        consumed: usize,
-        reply: OperationReply,
-    },
+pub enum Event {
+    /// Authentication succeeded (the successful authentication reply).
+    Authenticated(AuthReply),
+    /// BIND's first operation reply, with the bound address.
+    Bound(OperationReply),
+    /// UDP ASSOCIATE succeeded; datagrams carry this id.
     UdpAssociated {
-        consumed: usize,
         reply: OperationReply,
         id: AssociationId,
     },
-    UdpConfirmed {
-        consumed: usize,
-    },
-    Done {
-        consumed: usize,
-        reply: OperationReply,
-    },
-    Fail(ProtoError),
 }
+
+/// How the SOCKS 6 client handshake ends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Final {
+    /// The final operation reply (which may be a refusal).
+    Reply(OperationReply),
+    /// The UDP association's confirmation.
+    UdpConfirmed,
+}
+
+/// What [`Socks6Client::step`] returns.
+pub type Step = Instruction<Final, Event>;
 
 #[derive(Debug)]
 enum State {
     AuthReply,
     /// Slow path: the RFC 1929 reply.
     UserPassReply,
-    /// The second authentication reply, behind `skip` bytes (the RFC 1929
-    /// reply, not yet reported as consumed).
-    SecondAuthReply {
-        skip: usize,
-    },
+    /// The second authentication reply (after the RFC 1929 reply).
+    SecondAuthReply,
     OperationReply,
     BindSecond,
-    /// UDP ASSOCIATE: the operation reply (`len` bytes) is parsed; the id
-    /// follows it.
-    AssociationId {
-        reply: OperationReply,
-        len: usize,
-    },
+    /// UDP ASSOCIATE: the operation reply is parsed; the id follows it.
+    AssociationId(OperationReply),
     Confirmation,
     Finished,
+    Failed(ProtoError),
 }
 
 /// The SOCKS 6 client handshake state machine.
@@ -141,6 +133,7 @@ pub struct Socks6Client {
     spends_token: bool,
     limits: Socks6Limits,
     state: State,
+    input: Input,
 }
 
 impl Socks6Client {
@@ -222,6 +215,7 @@ impl Socks6Client {
                 backlog_requested,
                 carries_app_data: !req.initial_data.is_empty(),
                 spends_token,
+                input: Input::with_cap(reply_cap(&req.limits)),
                 limits: req.limits,
                 state: State::AuthReply,
             },
@@ -255,83 +249,77 @@ impl Socks6Client {
         self.profile
     }
 
-    pub fn step(&mut self, input: &[u8]) -> ClientStep {
-        match self.step_inner(input) {
-            Ok(s) => s,
-            Err(e) => {
-                self.state = State::Finished;
-                ClientStep::Fail(e)
+    /// The input buffer: put what the proxy sends here.
+    pub fn input(&mut self) -> &mut Input {
+        &mut self.input
+    }
+
+    /// Advance. See the module documentation.
+    pub fn step(&mut self) -> Step {
+        match self.step_inner() {
+            Ok(Instruction::Failed { reply, error }) => {
+                self.state = State::Failed(error.clone());
+                Instruction::Failed { reply, error }
+            }
+            Ok(step) => step,
+            Err(error) => {
+                self.state = State::Failed(error.clone());
+                Instruction::failed(error)
             }
         }
     }
 
-    /// The proxy closed the connection with `input` unconsumed. Returns
-    /// why the handshake failed: [`ProtoError::VersionMismatch`] when the
-    /// proxy sent a version mismatch reply instead of an authentication
-    /// reply, [`ProtoError::UnexpectedEof`] otherwise (or
-    /// [`ProtoError::Finished`] if the handshake was already over).
-    pub fn on_eof(&mut self, input: &[u8]) -> ProtoError {
-        let state = std::mem::replace(&mut self.state, State::Finished);
-        match state {
-            State::AuthReply if self.profile.codec().is_version_mismatch(input, true) => {
-                ProtoError::VersionMismatch
-            }
-            State::Finished => ProtoError::Finished,
-            _ => ProtoError::UnexpectedEof,
+    /// What to answer when the parser wants `needed` more bytes: at EOF
+    /// before the first reply, a version mismatch reply is recognised.
+    fn need_more(&self, needed: usize, first_reply: bool) -> Step {
+        let codec = self.profile.codec();
+        if first_reply
+            && self.input.is_closed()
+            && codec.is_version_mismatch(self.input.bytes(), true)
+        {
+            return Instruction::failed(ProtoError::VersionMismatch);
         }
+        self.input.need_more(needed)
     }
 
-    fn step_inner(&mut self, input: &[u8]) -> Result<ClientStep, ProtoError> {
+    fn step_inner(&mut self) -> Result<Step, ProtoError> {
         let codec = self.profile.codec();
         match std::mem::replace(&mut self.state, State::Finished) {
-            State::AuthReply => match codec.parse_auth_reply(input, &self.limits)? {
-                Parsed::Incomplete { needed } => {
+            State::AuthReply => match codec.parse_auth_reply(self.input.bytes(), &self.limits) {
+                Err(e) => Err(e),
+                Ok(Parsed::Incomplete { needed }) => {
                     self.state = State::AuthReply;
-                    Ok(ClientStep::NeedMore(needed))
+                    Ok(self.need_more(needed, true))
                 }
-                Parsed::Complete { value, consumed } => match value.outcome {
-                    AuthOutcome::Success(m) => self.authenticated(m, value, consumed),
-                    AuthOutcome::Continue(Method::USERPASS) => {
-                        let Some((u, p)) = &self.credentials else {
-                            return Err(ProtoError::UnexpectedMethod(Method::USERPASS.0));
-                        };
-                        let bytes = userpass::Request {
-                            username: u.clone(),
-                            password: p.clone(),
-                        }
-                        .encode()?;
-                        self.state = State::UserPassReply;
-                        Ok(ClientStep::Send { consumed, bytes })
-                    }
-                    AuthOutcome::Continue(m) => Err(ProtoError::UnexpectedMethod(m.0)),
-                    AuthOutcome::Failure if self.zero_rtt => Err(ProtoError::AuthFailed),
-                    AuthOutcome::Failure => Err(ProtoError::NoAcceptableMethod),
-                },
+                Ok(Parsed::Complete { value, consumed }) => {
+                    self.input.consume(consumed);
+                    self.first_auth_reply(value)
+                }
             },
-            State::UserPassReply => match userpass::Reply::parse(input)? {
+            State::UserPassReply => match userpass::Reply::parse(self.input.bytes())? {
                 Parsed::Incomplete { needed } => {
                     self.state = State::UserPassReply;
-                    Ok(ClientStep::NeedMore(needed))
+                    Ok(self.need_more(needed, false))
                 }
                 Parsed::Complete { value, consumed } => {
+                    self.input.consume(consumed);
                     if !value.success() {
                         return Err(ProtoError::AuthFailed);
                     }
-                    self.state = State::SecondAuthReply { skip: consumed };
-                    self.step_inner(input)
+                    self.state = State::SecondAuthReply;
+                    self.step_inner()
                 }
             },
-            State::SecondAuthReply { skip } => {
-                let rest = input.get(skip..).unwrap_or_default();
-                match codec.parse_auth_reply(rest, &self.limits)? {
+            State::SecondAuthReply => {
+                match codec.parse_auth_reply(self.input.bytes(), &self.limits)? {
                     Parsed::Incomplete { needed } => {
-                        self.state = State::SecondAuthReply { skip };
-                        Ok(ClientStep::NeedMore(needed))
+                        self.state = State::SecondAuthReply;
+                        Ok(self.need_more(needed, false))
                     }
                     Parsed::Complete { value, consumed } => {
-                        let consumed = consumed + skip;
+                        self.input.consume(consumed);
                         match value.outcome {
-                            AuthOutcome::Success(m) => self.authenticated(m, value, consumed),
+                            AuthOutcome::Success(m) => self.authenticated(m, value),
                             AuthOutcome::Failure => Err(ProtoError::AuthFailed),
                             AuthOutcome::Continue(_) => Err(ProtoError::Unexpected(
                                 "a second authentication reply that asks for more",
@@ -340,100 +328,130 @@ impl Socks6Client {
                     }
                 }
             }
-            State::OperationReply => match codec.parse_operation_reply(input, &self.limits)? {
-                Parsed::Incomplete { needed } => {
-                    self.state = State::OperationReply;
-                    Ok(ClientStep::NeedMore(needed))
-                }
-                Parsed::Complete { value, consumed } => {
-                    if !value.code().is_success() {
-                        return Ok(ClientStep::Done {
-                            consumed,
-                            reply: value,
-                        });
-                    }
-                    match self.command {
-                        Command::BIND => {
-                            let listening = self.backlog_requested
-                                && value
-                                    .options
-                                    .stack()
-                                    .any(|s| matches!(s.value, StackValue::ListenBacklog(_)));
-                            if listening {
-                                return Ok(ClientStep::Done {
-                                    consumed,
-                                    reply: value,
-                                });
-                            }
-                            self.state = State::BindSecond;
-                            Ok(ClientStep::Bound {
-                                consumed,
-                                reply: value,
-                            })
-                        }
-                        Command::UDP_ASSOCIATE => {
-                            self.state = State::AssociationId {
-                                reply: value,
-                                len: consumed,
-                            };
-                            self.step_inner(input)
-                        }
-                        _ => Ok(ClientStep::Done {
-                            consumed,
-                            reply: value,
-                        }),
-                    }
-                }
-            },
-            State::BindSecond => match codec.parse_operation_reply(input, &self.limits)? {
-                Parsed::Incomplete { needed } => {
-                    self.state = State::BindSecond;
-                    Ok(ClientStep::NeedMore(needed))
-                }
-                Parsed::Complete { value, consumed } => Ok(ClientStep::Done {
-                    consumed,
-                    reply: value,
-                }),
-            },
-            State::AssociationId { reply, len } => {
-                match codec.parse_association_id(input.get(len..).unwrap_or_default())? {
+            State::OperationReply => {
+                match codec.parse_operation_reply(self.input.bytes(), &self.limits)? {
                     Parsed::Incomplete { needed } => {
-                        self.state = State::AssociationId { reply, len };
-                        Ok(ClientStep::NeedMore(needed))
+                        self.state = State::OperationReply;
+                        Ok(self.need_more(needed, false))
                     }
                     Parsed::Complete { value, consumed } => {
-                        self.state = State::Confirmation;
-                        Ok(ClientStep::UdpAssociated {
-                            consumed: len + consumed,
-                            reply,
-                            id: value,
-                        })
+                        self.input.consume(consumed);
+                        self.operation_reply(value)
                     }
                 }
             }
-            State::Confirmation => match codec.parse_confirmation(input)? {
+            State::BindSecond => {
+                match codec.parse_operation_reply(self.input.bytes(), &self.limits)? {
+                    Parsed::Incomplete { needed } => {
+                        self.state = State::BindSecond;
+                        Ok(self.need_more(needed, false))
+                    }
+                    Parsed::Complete { value, consumed } => {
+                        self.input.consume(consumed);
+                        Ok(self.finished(Final::Reply(value)))
+                    }
+                }
+            }
+            State::AssociationId(reply) => match codec.parse_association_id(self.input.bytes())? {
+                Parsed::Incomplete { needed } => {
+                    self.state = State::AssociationId(reply);
+                    Ok(self.need_more(needed, false))
+                }
+                Parsed::Complete { value, consumed } => {
+                    self.input.consume(consumed);
+                    self.state = State::Confirmation;
+                    Ok(Instruction::Event(Event::UdpAssociated {
+                        reply,
+                        id: value,
+                    }))
+                }
+            },
+            State::Confirmation => match codec.parse_confirmation(self.input.bytes())? {
                 Parsed::Incomplete { needed } => {
                     self.state = State::Confirmation;
-                    Ok(ClientStep::NeedMore(needed))
+                    Ok(self.need_more(needed, false))
                 }
-                Parsed::Complete { consumed, .. } => Ok(ClientStep::UdpConfirmed { consumed }),
+                Parsed::Complete { consumed, .. } => {
+                    self.input.consume(consumed);
+                    Ok(self.finished(Final::UdpConfirmed))
+                }
             },
             State::Finished => Err(ProtoError::Finished),
+            State::Failed(e) => Err(e),
         }
     }
 
-    fn authenticated(
-        &mut self,
-        method: Method,
-        reply: AuthReply,
-        consumed: usize,
-    ) -> Result<ClientStep, ProtoError> {
+    /// The first authentication reply: success, a request for RFC 1929,
+    /// or a refusal.
+    fn first_auth_reply(&mut self, value: AuthReply) -> Result<Step, ProtoError> {
+        match value.outcome {
+            AuthOutcome::Success(m) => self.authenticated(m, value),
+            AuthOutcome::Continue(Method::USERPASS) => {
+                let Some((u, p)) = &self.credentials else {
+                    return Err(ProtoError::UnexpectedMethod(Method::USERPASS.0));
+                };
+                let bytes = userpass::Request {
+                    username: u.clone(),
+                    password: p.clone(),
+                }
+                .encode()?;
+                self.state = State::UserPassReply;
+                Ok(Instruction::Send(bytes))
+            }
+            AuthOutcome::Continue(m) => Err(ProtoError::UnexpectedMethod(m.0)),
+            AuthOutcome::Failure if self.zero_rtt => Err(ProtoError::AuthFailed),
+            AuthOutcome::Failure => Err(ProtoError::NoAcceptableMethod),
+        }
+    }
+
+    /// The (first) operation reply: the end, or BIND's / UDP's next stage.
+    fn operation_reply(&mut self, value: OperationReply) -> Result<Step, ProtoError> {
+        if !value.code().is_success() {
+            return Ok(self.finished(Final::Reply(value)));
+        }
+        match self.command {
+            Command::BIND => {
+                let listening = self.backlog_requested
+                    && value
+                        .options
+                        .stack()
+                        .any(|s| matches!(s.value, StackValue::ListenBacklog(_)));
+                if listening {
+                    return Ok(self.finished(Final::Reply(value)));
+                }
+                self.state = State::BindSecond;
+                Ok(Instruction::Event(Event::Bound(value)))
+            }
+            Command::UDP_ASSOCIATE => {
+                self.state = State::AssociationId(value);
+                self.step_inner()
+            }
+            _ => Ok(self.finished(Final::Reply(value))),
+        }
+    }
+
+    fn finished(&mut self, value: Final) -> Step {
+        self.state = State::Finished;
+        Instruction::Finished {
+            value,
+            rest: self.input.take(),
+        }
+    }
+
+    fn authenticated(&mut self, method: Method, reply: AuthReply) -> Result<Step, ProtoError> {
         let ok =
             method == Method::NONE || (method == Method::USERPASS && self.credentials.is_some());
         if !ok {
             return Err(ProtoError::UnexpectedMethod(method.0));
         }
         self.state = State::OperationReply;
-        Ok(ClientStep::Authenticated { consumed, reply })
+        Ok(Instruction::Event(Event::Authenticated(reply)))
     }
+}
+
+/// Most bytes buffered while reading the proxy's replies: two
+/// authentication replies and an operation reply, each with a full options
+/// area, the RFC 1929 reply and an association id.
+fn reply_cap(limits: &Socks6Limits) -> usize {
+    3 * (300 + limits.max_options_bytes) + 16
 }

@@ -1,22 +1,19 @@
-//! The server side of the SOCKS 6 handshake as a state machine with no IO.
-//!
-//! Feed [`Socks6Handshake::step`] everything received and not yet consumed
-//! (starting with the request's first byte `06`); it returns one [`Step`],
-//! an instruction the caller must carry out in full before calling again:
+//! The SOCKS 6 states of the server machine. A first byte `06` hands the
+//! handshake from [`crate::server::ServerHandshake`] to this part, which
+//! reads from the same capped input; its instructions come out of the
+//! machine's one `step()`:
 //!
 //! ```text
-//! NeedMore(n)             read at least n more bytes, call again with the whole unconsumed input
-//! Reply { consumed, .. }  drop `consumed` bytes (may be 0), send the bytes, call again
-//! Verify { consumed, .. } drop `consumed` bytes, check the credentials, call
-//!                         `auth_result(ok)`, then call `step` again (it answers
-//!                         with Reply/Done on success, Fail on refusal)
-//! Done { consumed, .. }   drop `consumed` bytes (may be 0): the client is
-//!                         authenticated and the request complete; whatever
-//!                         input remains is application data (see below)
-//! Fail { bytes, error }   send the bytes (maybe empty), then close
+//! Send(bytes)              the "further authentication needed, method 02" reply,
+//!                          or the RFC 1929 success of the slow path
+//! Event(Verify { .. })     check the credentials, give the verdict, step again (it
+//!                          answers with Send/Finished on success, Failed on refusal)
+//! Finished { value, rest } the client is authenticated and the request complete
+//!                          (`Accepted::Socks6`); `rest` is application data (see below)
+//! Failed { reply, error }  send the reply (maybe empty), then close
 //! ```
 //!
-//! After `Done` the caller owns the protocol:
+//! After `Finished` the caller owns the protocol:
 //!
 //! 1. Idempotence: if the request carries idempotence options, run
 //!    [`serve_tokens`](super::idempotence::serve_tokens) on the user's
@@ -32,8 +29,8 @@
 //!    operation reply with the stack options actually applied. On failure,
 //!    close after it.
 //!    - NOOP: operation reply (success), then the client closes.
-//!    - CONNECT: relay; bytes left in the input after `Done` and bytes that
-//!      follow are application data for the target ("false start").
+//!    - CONNECT: relay; `rest` and the bytes that follow are application
+//!      data for the target ("false start").
 //!    - BIND: first operation reply (bound address), second one when the
 //!      remote host connects (its address), then relay.
 //!    - UDP ASSOCIATE: operation reply, then
@@ -45,33 +42,34 @@
 //!
 //! * An authentication data option for method `02` (an RFC 1929 request,
 //!   "0-RTT") is always verified (`Verify`), required or not. Accepted:
-//!   `Done`. Refused: `Fail` with the failure authentication reply.
-//! * Otherwise, without `require_auth`: `Done` at once, method `00`.
+//!   `Finished`. Refused: `Failed` with the failure authentication reply.
+//! * Otherwise, without `require_auth`: `Finished` at once, method `00`.
 //! * Otherwise, if method `02` is offered in an authentication method
-//!   option: `Reply` with "further authentication needed, method 02", then
-//!   the RFC 1929 exchange (`Verify`); accepted: `Reply` of the RFC 1929
-//!   success (`01 00`), then `Done` (the caller sends the second, successful
-//!   authentication reply); refused: `Fail` with `01 01` and the failure
-//!   authentication reply.
-//! * Otherwise: `Fail` with the failure authentication reply (`06 00 01 FF
-//!   00`).
+//!   option: `Send` of "further authentication needed, method 02", then
+//!   the RFC 1929 exchange (`Verify`); accepted: `Send` of the RFC 1929
+//!   success (`01 00`), then `Finished` (the caller sends the second,
+//!   successful authentication reply); refused: `Failed` with `01 01` and
+//!   the failure authentication reply.
+//! * Otherwise: `Failed` with the failure authentication reply (`06 00 01
+//!   FF 00`).
 //!
 //! Initial data: for CONNECT with an authentication method option that
 //! declares N bytes, the machine waits for exactly N bytes behind the
 //! request (N ≤ [`Socks6Limits::initial_data_cap`]) and hands them over in
-//! [`Socks6Request::initial_data`]; it never reads past them.
+//! [`Socks6Request::initial_data`]; bytes behind them are `rest`.
 //!
 //! A request whose version is `06` but whose minor byte is not `00` gets the
-//! version mismatch reply `06 00` (`Fail`). Any other malformed request,
-//! and every cap, ends with a silent `Fail` (close without reply). Errors
-//! are sticky: after `Fail`, or after a refused `auth_result`, the machine
-//! only yields `Fail` with no bytes; nothing pipelined behind a refused
+//! version mismatch reply `06 00` (`Failed`). Any other malformed request,
+//! and every cap, ends with a silent `Failed` (close without reply). Errors
+//! are sticky (the machine keeps them); nothing pipelined behind a refused
 //! password is ever handed over.
 //!
 //! The machine never reads the clock; the caller times out an incomplete
 //! handshake (the draft's §12).
 
+use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
+use crate::server::Verify;
 use crate::v5::Method;
 use crate::{userpass, Command, Credentials, Password, ProtoError};
 
@@ -87,29 +85,6 @@ pub struct ServerConfig {
     /// Accept empty username or password fields (Tor's leniency).
     pub lenient_auth: bool,
     pub limits: Socks6Limits,
-}
-
-/// One instruction for the caller.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    NeedMore(usize),
-    Reply {
-        consumed: usize,
-        bytes: Vec<u8>,
-    },
-    Verify {
-        consumed: usize,
-        username: Vec<u8>,
-        password: Password,
-    },
-    Done {
-        consumed: usize,
-        request: Box<Socks6Request>,
-    },
-    Fail {
-        bytes: Vec<u8>,
-        error: ProtoError,
-    },
 }
 
 #[derive(Debug)]
@@ -130,8 +105,8 @@ enum State {
     },
     /// Waiting for the RFC 1929 request of the slow path.
     SlowAuth(Pending),
-    /// Waiting for `auth_result`.
-    AwaitAuth {
+    /// Waiting for the verdict.
+    AwaitVerdict {
         pending: Pending,
         slow: bool,
         username: Vec<u8>,
@@ -148,9 +123,9 @@ enum State {
     Finished,
 }
 
-/// The SOCKS 6 server handshake state machine.
+/// The SOCKS 6 part of the server handshake.
 #[derive(Debug)]
-pub struct Socks6Handshake {
+pub(crate) struct Socks6Handshake {
     config: ServerConfig,
     profile: Profile,
     state: State,
@@ -158,84 +133,62 @@ pub struct Socks6Handshake {
     user: Option<Vec<u8>>,
 }
 
-type StepResult = Result<Step, (Vec<u8>, ProtoError)>;
+type Stepped = Result<Instruction<Socks6Request, Verify>, (Vec<u8>, ProtoError)>;
 
 impl Socks6Handshake {
     /// A machine for draft -05.
-    pub fn new(config: ServerConfig) -> Self {
-        Socks6Handshake::with_profile(config, Profile::Draft05)
-    }
-
-    pub fn with_profile(config: ServerConfig, profile: Profile) -> Self {
+    pub(crate) fn new(config: ServerConfig) -> Self {
         Socks6Handshake {
             config,
-            profile,
+            profile: Profile::Draft05,
             state: State::Request,
             user: None,
         }
     }
 
-    pub fn profile(&self) -> Profile {
+    pub(crate) fn profile(&self) -> Profile {
         self.profile
     }
 
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
+    /// The most input this machine needs buffered at once.
+    pub(crate) fn input_cap(&self) -> usize {
+        self.config.limits.max_request_bytes()
     }
 
     /// The user name presented so far, for logging a failed handshake.
-    pub fn user(&self) -> Option<&[u8]> {
+    pub(crate) fn user(&self) -> Option<&[u8]> {
         self.user.as_deref()
     }
 
-    /// Advance with the unconsumed input. See the module documentation.
-    pub fn step(&mut self, input: &[u8]) -> Step {
-        match self.step_inner(input) {
-            Ok(step) => step,
-            Err((bytes, error)) => {
-                self.state = State::Finished;
-                Step::Fail { bytes, error }
-            }
-        }
-    }
-
-    /// Report whether the credentials of the last `Verify` are accepted,
-    /// then call [`step`](Self::step) again.
-    pub fn auth_result(&mut self, ok: bool) {
+    /// The verdict on the last `Verify`'s credentials; returns false (and
+    /// changes nothing) unless the machine was waiting for one.
+    pub(crate) fn verdict(&mut self, ok: bool) -> bool {
         let state = std::mem::replace(&mut self.state, State::Finished);
-        if let State::AwaitAuth {
+        let State::AwaitVerdict {
             pending,
             slow,
             username,
             password,
         } = state
-        {
-            self.state = if ok {
-                State::Approved {
-                    pending,
-                    credentials: Credentials::UserPass { username, password },
-                    prefix: slow.then(|| {
-                        userpass::Reply {
-                            status: userpass::SUCCESS,
-                        }
-                        .encode()
-                        .to_vec()
-                    }),
-                }
-            } else {
-                let mut bytes = Vec::new();
-                if slow {
-                    bytes.extend_from_slice(
-                        &userpass::Reply {
-                            status: userpass::FAILURE,
-                        }
-                        .encode(),
-                    );
-                }
-                bytes.extend_from_slice(&self.failure_reply());
-                State::Rejected(bytes)
-            };
-        }
+        else {
+            self.state = state;
+            return false;
+        };
+        self.state = if ok {
+            State::Approved {
+                pending,
+                credentials: Credentials::UserPass { username, password },
+                prefix: slow.then(|| userpass_reply(userpass::SUCCESS)),
+            }
+        } else {
+            let mut bytes = Vec::new();
+            if slow {
+                bytes.extend_from_slice(&userpass_reply(userpass::FAILURE));
+            }
+            bytes.extend_from_slice(&self.failure_reply());
+            State::Rejected(bytes)
+        };
+        true
     }
 
     fn failure_reply(&self) -> Vec<u8> {
@@ -248,38 +201,9 @@ impl Socks6Handshake {
             .unwrap_or_default()
     }
 
-    fn step_inner(&mut self, input: &[u8]) -> StepResult {
-        let codec = self.profile.codec();
+    pub(crate) fn step(&mut self, input: &mut Input) -> Stepped {
         match std::mem::replace(&mut self.state, State::Finished) {
-            State::Request => match codec.parse_request(input, &self.config.limits) {
-                Err(ProtoError::VersionMismatch) => {
-                    Err((codec.version_mismatch_reply(), ProtoError::VersionMismatch))
-                }
-                Err(e) => Err((Vec::new(), e)),
-                Ok(Parsed::Incomplete { needed }) => {
-                    self.state = State::Request;
-                    Ok(Step::NeedMore(needed))
-                }
-                Ok(Parsed::Complete { value, consumed }) => {
-                    let want = if value.command == Command::CONNECT {
-                        value
-                            .options
-                            .initial_data_len()
-                            .map_err(|e| (Vec::new(), e))?
-                    } else {
-                        0
-                    };
-                    if want > self.config.limits.initial_data_cap() {
-                        return Err((Vec::new(), ProtoError::InitialDataTooLong(want)));
-                    }
-                    self.state = State::InitialData {
-                        request: value,
-                        header: consumed,
-                        want,
-                    };
-                    self.step_inner(input)
-                }
-            },
+            State::Request => self.request(input),
             State::InitialData {
                 request,
                 header,
@@ -287,36 +211,36 @@ impl Socks6Handshake {
             } => {
                 let end = header + want;
                 if input.len() < end {
+                    let more = input.need_more(end - input.len());
                     self.state = State::InitialData {
                         request,
                         header,
                         want,
                     };
-                    return Ok(Step::NeedMore(end - input.len()));
+                    return Ok(more);
                 }
+                let initial_data = input.bytes()[header..end].to_vec();
+                input.consume(end);
                 let pending = Pending {
                     request,
-                    initial_data: input[header..end].to_vec(),
+                    initial_data,
                 };
-                self.authenticate(pending, end)
+                self.authenticate(pending, input)
             }
             State::SlowAuth(pending) => {
-                match userpass::Request::parse(input, self.config.lenient_auth) {
+                match userpass::Request::parse(input.bytes(), self.config.lenient_auth) {
                     Err(e) => {
-                        let mut bytes = userpass::Reply {
-                            status: userpass::FAILURE,
-                        }
-                        .encode()
-                        .to_vec();
+                        let mut bytes = userpass_reply(userpass::FAILURE);
                         bytes.extend_from_slice(&self.failure_reply());
                         Err((bytes, e))
                     }
                     Ok(Parsed::Incomplete { needed }) => {
                         self.state = State::SlowAuth(pending);
-                        Ok(Step::NeedMore(needed))
+                        Ok(input.need_more(needed))
                     }
                     Ok(Parsed::Complete { value, consumed }) => {
-                        Ok(self.verify(pending, true, value, consumed))
+                        input.consume(consumed);
+                        Ok(self.verify(pending, true, value))
                     }
                 }
             }
@@ -330,28 +254,62 @@ impl Socks6Handshake {
                     credentials,
                     prefix: None,
                 };
-                Ok(Step::Reply { consumed: 0, bytes })
+                Ok(Instruction::Send(bytes))
             }
             State::Approved {
                 pending,
                 credentials,
                 prefix: None,
-            } => Ok(self.done(pending, credentials, Method::USERPASS, 0)),
+            } => Ok(self.done(pending, credentials, Method::USERPASS, input)),
             State::Rejected(bytes) => Err((bytes, ProtoError::AuthFailed)),
-            State::AwaitAuth { .. } | State::Finished => Err((Vec::new(), ProtoError::Finished)),
+            State::AwaitVerdict { .. } | State::Finished => Err((Vec::new(), ProtoError::Finished)),
+        }
+    }
+
+    /// The request header, then (through `InitialData`) its initial data.
+    fn request(&mut self, input: &mut Input) -> Stepped {
+        let codec = self.profile.codec();
+        match codec.parse_request(input.bytes(), &self.config.limits) {
+            Err(ProtoError::VersionMismatch) => {
+                Err((codec.version_mismatch_reply(), ProtoError::VersionMismatch))
+            }
+            Err(e) => Err((Vec::new(), e)),
+            Ok(Parsed::Incomplete { needed }) => {
+                self.state = State::Request;
+                Ok(input.need_more(needed))
+            }
+            Ok(Parsed::Complete { value, consumed }) => {
+                let want = if value.command == Command::CONNECT {
+                    value
+                        .options
+                        .initial_data_len()
+                        .map_err(|e| (Vec::new(), e))?
+                } else {
+                    0
+                };
+                if want > self.config.limits.initial_data_cap() {
+                    return Err((Vec::new(), ProtoError::InitialDataTooLong(want)));
+                }
+                self.state = State::InitialData {
+                    request: value,
+                    header: consumed,
+                    want,
+                };
+                self.step(input)
+            }
         }
     }
 
     /// Decide how the client authenticates, once the request and its
-    /// initial data (`consumed` bytes in all) are in.
-    fn authenticate(&mut self, pending: Pending, consumed: usize) -> StepResult {
+    /// initial data are in (and consumed).
+    fn authenticate(&mut self, pending: Pending, input: &mut Input) -> Stepped {
         let codec = self.profile.codec();
         let options = &pending.request.options;
         if let Some(data) = options.auth_data(Method::USERPASS) {
             let bytes = data.data.expose();
             return match userpass::Request::parse(bytes, self.config.lenient_auth) {
                 Ok(Parsed::Complete { value, consumed: c }) if c == bytes.len() => {
-                    Ok(self.verify(pending, false, value, consumed))
+                    Ok(self.verify(pending, false, value))
                 }
                 Ok(_) => Err((
                     self.failure_reply(),
@@ -361,7 +319,7 @@ impl Socks6Handshake {
             };
         }
         if !self.config.require_auth {
-            return Ok(self.done(pending, Credentials::None, Method::NONE, consumed));
+            return Ok(self.done(pending, Credentials::None, Method::NONE, input));
         }
         if options.offered_methods().contains(&Method::USERPASS) {
             let bytes = codec
@@ -371,7 +329,7 @@ impl Socks6Handshake {
                 })
                 .map_err(|e| (Vec::new(), e))?;
             self.state = State::SlowAuth(pending);
-            return Ok(Step::Reply { consumed, bytes });
+            return Ok(Instruction::Send(bytes));
         }
         Err((self.failure_reply(), ProtoError::NoAcceptableMethod))
     }
@@ -381,20 +339,18 @@ impl Socks6Handshake {
         pending: Pending,
         slow: bool,
         creds: userpass::Request,
-        consumed: usize,
-    ) -> Step {
+    ) -> Instruction<Socks6Request, Verify> {
         self.user = Some(creds.username.clone());
-        self.state = State::AwaitAuth {
+        self.state = State::AwaitVerdict {
             pending,
             slow,
             username: creds.username.clone(),
             password: creds.password.clone(),
         };
-        Step::Verify {
-            consumed,
+        Instruction::Event(Verify {
             username: creds.username,
             password: creds.password,
-        }
+        })
     }
 
     fn done(
@@ -402,16 +358,15 @@ impl Socks6Handshake {
         pending: Pending,
         credentials: Credentials,
         auth_method: Method,
-        consumed: usize,
-    ) -> Step {
+        input: &mut Input,
+    ) -> Instruction<Socks6Request, Verify> {
         self.state = State::Finished;
         let Pending {
             request,
             initial_data,
         } = pending;
-        Step::Done {
-            consumed,
-            request: Box::new(Socks6Request {
+        Instruction::Finished {
+            value: Socks6Request {
                 profile: self.profile,
                 command: request.command,
                 target: request.target,
@@ -419,7 +374,12 @@ impl Socks6Handshake {
                 initial_data,
                 credentials,
                 auth_method,
-            }),
+            },
+            rest: input.take(),
         }
     }
+}
+
+fn userpass_reply(status: u8) -> Vec<u8> {
+    userpass::Reply { status }.encode().to_vec()
 }

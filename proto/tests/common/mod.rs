@@ -3,39 +3,13 @@
 //! Each test binary uses only some of them.
 #![allow(dead_code)]
 
-use sixsocks_proto::client::{ClientHandshake, ClientReply, ClientRequest, ClientStep};
-use sixsocks_proto::server::{HandshakeConfig, ServerHandshake, Step};
+use sixsocks_proto::client::{ClientHandshake, ClientReply, ClientRequest};
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake};
+use sixsocks_proto::testing::{self, AtEnd, Delivery};
+pub use sixsocks_proto::testing::{chunk, PATTERNS};
 use sixsocks_proto::{
-    http, v5, Parsed, Password, ProtoError, ReplyCode, Request, TargetAddr, Version,
+    http, v5, Instruction, Parsed, Password, ProtoError, ReplyCode, Request, TargetAddr, Version,
 };
-
-/// Chunk patterns every "feed it in pieces" test runs with. `usize::MAX`
-/// means "all at once"; a pattern is cycled.
-pub const PATTERNS: &[&[usize]] = &[
-    &[1],
-    &[2],
-    &[3],
-    &[5, 1, 7],
-    &[13],
-    &[1, 2, 3, 4, 5, 6, 7, 8, 9],
-    &[64],
-    &[usize::MAX],
-];
-
-/// Split `data` into chunks whose sizes follow `pattern` (cycled).
-pub fn chunk<'a>(data: &'a [u8], pattern: &[usize]) -> Vec<&'a [u8]> {
-    assert!(!pattern.is_empty() && pattern.iter().all(|&n| n > 0));
-    let mut out = Vec::new();
-    let mut rest = data;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let n = pattern[i % pattern.len()].min(rest.len());
-        out.push(&rest[..n]);
-        rest = &rest[n..];
-        i += 1;
-    }
-    out
-}
 
 /// Every strict prefix of the valid encoding `msg` must parse as
 /// `Incomplete` with `needed >= 1` and never more than what is really left
@@ -139,13 +113,13 @@ where
 /// Where a server handshake driven by [`drive_server`] ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
-    /// `Done`: the request, and every byte of the stream after it.
+    /// `Finished`: the request, and every byte of the stream after it.
     Done { request: Request, rest: Vec<u8> },
-    /// `Fail`: its bytes and error.
+    /// `Failed`: its bytes and error.
     Fail { bytes: Vec<u8>, error: ProtoError },
-    /// `auth_result(false)` was called; `then` is what one more `step`
-    /// on the remaining input gave (it must be a `Fail`).
-    AuthRejected { then: Step },
+    /// The verdict was "refused"; the machine then failed with the RFC 1929
+    /// failure reply (in `sent`) and `AuthFailed`, and stayed failed.
+    AuthRejected,
     /// The input ran out while the machine wanted more.
     Stalled { needed: usize },
 }
@@ -160,19 +134,18 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// Largest buffer (unconsumed input + `needed`) the server may ever ask
-/// for, given the first byte of the stream.
-pub fn server_cap(first: Option<u8>) -> usize {
-    match first {
-        Some(b) if http::looks_like_http(b) => http::MAX_HTTP_HEAD,
-        _ => sixsocks_proto::MAX_MESSAGE,
-    }
+/// Largest input cap the server (SOCKS 6 off) may ever have: room for an
+/// HTTP head (and so for any first read) before the first byte chose the
+/// protocol.
+pub fn server_cap() -> usize {
+    http::MAX_HTTP_HEAD.max(sixsocks_proto::MAX_MESSAGE)
 }
 
 /// Run a server handshake over `stream` delivered in chunks following
 /// `pattern` (`None`: exactly `needed` bytes at a time), answering each
-/// `Verify` with `check`. Asserts on the way that every `NeedMore` is at
-/// least 1 and that the buffer it asks for stays within the cap.
+/// `Verify` with `check`, through the shared driver (which checks the
+/// calling convention). A refused password must end the handshake with the
+/// RFC 1929 failure and nothing else.
 pub fn drive_server(
     config: HandshakeConfig,
     stream: &[u8],
@@ -180,101 +153,41 @@ pub fn drive_server(
     check: &mut dyn FnMut(&[u8], &Password) -> bool,
 ) -> Outcome {
     let mut hs = ServerHandshake::new(config);
-    let chunks = pattern.map(|p| chunk(stream, p));
-    let mut next_chunk = 0;
-    let mut delivered = 0usize;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut sent = Vec::new();
     let mut verified = Vec::new();
-    let cap = server_cap(stream.first().copied());
-    for _ in 0..(stream.len() * 4 + 64) {
-        match hs.step(&buf) {
-            Step::NeedMore(n) => {
-                assert!(n >= 1, "NeedMore(0)");
-                assert!(
-                    buf.len() + n <= cap,
-                    "NeedMore({n}) with {} bytes buffered exceeds the cap {cap}",
-                    buf.len()
-                );
-                if delivered == stream.len() {
-                    return Outcome {
-                        sent,
-                        verified,
-                        end: End::Stalled { needed: n },
-                    };
-                }
-                let got = match &chunks {
-                    Some(c) => {
-                        let c = c[next_chunk];
-                        next_chunk += 1;
-                        buf.extend_from_slice(c);
-                        c.len()
-                    }
-                    None => {
-                        let n = n.min(stream.len() - delivered);
-                        buf.extend_from_slice(&stream[delivered..delivered + n]);
-                        n
-                    }
-                };
-                delivered += got;
-            }
-            Step::Reply { consumed, bytes } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                assert!(!bytes.is_empty());
-                buf.drain(..consumed);
-                sent.extend_from_slice(&bytes);
-            }
-            Step::Verify {
-                consumed,
-                username,
-                password,
-            } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                buf.drain(..consumed);
-                let ok = check(&username, &password);
-                verified.push((username, password.expose().to_vec()));
-                let reply = hs.auth_result(ok);
-                assert_eq!(reply, vec![0x01, if ok { 0x00 } else { 0x01 }]);
-                sent.extend_from_slice(&reply);
-                if !ok {
-                    // The caller closes here; but even if it did not, the
-                    // machine must refuse to go on with what follows.
-                    buf.extend_from_slice(&stream[delivered..]);
-                    let then = hs.step(&buf);
-                    return Outcome {
-                        sent,
-                        verified,
-                        end: End::AuthRejected { then },
-                    };
-                }
-            }
-            Step::Done { consumed, request } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                buf.drain(..consumed);
-                buf.extend_from_slice(&stream[delivered..]);
-                // Sticky: a finished machine only fails afterwards.
-                assert!(matches!(hs.step(&buf), Step::Fail { .. }));
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Done { request, rest: buf },
-                };
-            }
-            Step::Fail { bytes, error } => {
-                // Sticky: a failed machine only fails afterwards, silently.
-                match hs.step(&buf) {
-                    Step::Fail { bytes: b2, .. } => assert!(b2.is_empty()),
-                    other => panic!("step after Fail gave {other:?}"),
-                }
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Fail { bytes, error },
-                };
-            }
+    let mut rejected = false;
+    let delivery = pattern.map_or(Delivery::Exact, Delivery::Pattern);
+    let trace = testing::drive(&mut hs, stream, delivery, AtEnd::Wait, &mut |hs, v| {
+        let ok = check(&v.username, &v.password);
+        verified.push((v.username.clone(), v.password.expose().to_vec()));
+        rejected |= !ok;
+        hs.verdict(ok);
+    });
+    assert!(hs.input().cap() <= server_cap());
+    let mut sent = trace.sent_bytes();
+    let end = match trace.end {
+        testing::End::Failed { reply, error } if rejected => {
+            assert_eq!(error, ProtoError::AuthFailed, "a refused password");
+            assert_eq!(reply, [1, 1], "the RFC 1929 failure");
+            sent.extend_from_slice(&reply);
+            End::AuthRejected
         }
+        end if rejected => panic!("a refused password ended with {end:?}"),
+        testing::End::Finished {
+            value: Accepted::Socks(request),
+            rest,
+        } => End::Done { request, rest },
+        testing::End::Finished { value, .. } => panic!("not a SOCKS4/5 request: {value:?}"),
+        testing::End::Failed { reply, error } => End::Fail {
+            bytes: reply,
+            error,
+        },
+        testing::End::Stalled { needed } => End::Stalled { needed },
+    };
+    Outcome {
+        sent,
+        verified,
+        end,
     }
-    panic!("drive_server did not terminate");
 }
 
 /// `drive_server` with every pattern of [`PATTERNS`] and with exact reads;
@@ -290,6 +203,12 @@ pub fn drive_server_all_ways(
         assert_eq!(o, reference, "chunk pattern {p:?} changed the outcome");
     }
     reference
+}
+
+/// Put `bytes` into the machine's input (all of them must fit) and step.
+pub fn feed(hs: &mut ServerHandshake, bytes: &[u8]) -> sixsocks_proto::server::Step {
+    assert_eq!(hs.input().push(bytes), bytes.len(), "the input is full");
+    hs.step()
 }
 
 /// Accept exactly `user`/`pass`.
@@ -356,9 +275,9 @@ pub fn round_trip(
         c2s_wire.extend_from_slice(optimistic);
     }
     let mut s2c_wire: Vec<u8> = Vec::new();
-    // Receive buffers.
-    let mut s_in: Vec<u8> = Vec::new();
-    let mut c_in: Vec<u8> = Vec::new();
+    // Bytes delivered after a side finished its handshake.
+    let mut s_after: Vec<u8> = Vec::new();
+    let mut c_after: Vec<u8> = Vec::new();
     let mut rt = RoundTrip {
         request: None,
         server_error: None,
@@ -369,87 +288,116 @@ pub fn round_trip(
     };
     let mut server_open = true; // still running its handshake
     let mut client_open = true;
+    let mut server_fed = false;
+    let mut client_fed = false;
     for _ in 0..100_000 {
         let mut progress = false;
-        // Deliver at most `mtu` bytes each way.
+        // Deliver at most `mtu` bytes each way (as far as the input takes).
         let n = c2s_wire.len().min(mtu);
         if n > 0 {
-            s_in.extend(c2s_wire.drain(..n));
-            progress = true;
+            let taken = if server_open {
+                server.input().push(&c2s_wire[..n])
+            } else {
+                s_after.extend_from_slice(&c2s_wire[..n]);
+                n
+            };
+            c2s_wire.drain(..taken);
+            progress |= taken > 0;
+            server_fed |= taken > 0;
         }
         let n = s2c_wire.len().min(mtu);
         if n > 0 {
-            c_in.extend(s2c_wire.drain(..n));
-            progress = true;
+            let taken = if client_open {
+                client.input().push(&s2c_wire[..n])
+            } else {
+                c_after.extend_from_slice(&s2c_wire[..n]);
+                n
+            };
+            s2c_wire.drain(..taken);
+            progress |= taken > 0;
+            client_fed |= taken > 0;
         }
-        if server_open {
-            match server.step(&s_in) {
-                Step::NeedMore(n) => assert!(n >= 1),
-                Step::Reply { consumed, bytes } => {
-                    s_in.drain(..consumed);
-                    s2c_wire.extend(bytes);
-                    progress = true;
-                }
-                Step::Verify {
-                    consumed,
-                    username,
-                    password,
-                } => {
-                    s_in.drain(..consumed);
-                    let ok = check(&username, &password);
-                    s2c_wire.extend(server.auth_result(ok));
-                    if !ok {
-                        rt.auth_rejected = true;
-                        server_open = false;
+        if server_open && std::mem::take(&mut server_fed) {
+            loop {
+                match server.step() {
+                    Instruction::NeedMore(n) => {
+                        assert!(n >= 1);
+                        break;
                     }
-                    progress = true;
-                }
-                Step::Done { consumed, request } => {
-                    s_in.drain(..consumed);
-                    s2c_wire.extend(request.reply(code, bound, false));
-                    s2c_wire.extend_from_slice(reply_data);
-                    rt.request = Some(request);
-                    server_open = false;
-                    progress = true;
-                }
-                Step::Fail { bytes, error } => {
-                    s2c_wire.extend(bytes);
-                    rt.server_error = Some(error);
-                    server_open = false;
-                    progress = true;
+                    Instruction::Send(bytes) => {
+                        s2c_wire.extend(bytes);
+                        progress = true;
+                    }
+                    Instruction::Event(v) => {
+                        let ok = check(&v.username, &v.password);
+                        server.verdict(ok);
+                        if !ok {
+                            rt.auth_rejected = true;
+                        }
+                        progress = true;
+                    }
+                    Instruction::Finished { value, rest } => {
+                        let Accepted::Socks(request) = value else {
+                            panic!("not a SOCKS4/5 request")
+                        };
+                        s_after.extend(rest);
+                        s2c_wire.extend(request.reply(code, bound, false));
+                        s2c_wire.extend_from_slice(reply_data);
+                        rt.request = Some(request);
+                        server_open = false;
+                        progress = true;
+                        break;
+                    }
+                    Instruction::Failed { reply, error } => {
+                        s2c_wire.extend(reply);
+                        if error != ProtoError::AuthFailed || !rt.auth_rejected {
+                            rt.server_error = Some(error);
+                        }
+                        server_open = false;
+                        progress = true;
+                        break;
+                    }
                 }
             }
         }
-        if client_open {
-            match client.step(&c_in) {
-                ClientStep::NeedMore(n) => assert!(n >= 1),
-                ClientStep::Send { consumed, bytes } => {
-                    c_in.drain(..consumed);
-                    let is_request = request_bytes.as_deref() == Some(&bytes[..]);
-                    c2s_wire.extend(bytes);
-                    if is_request {
-                        c2s_wire.extend_from_slice(optimistic);
+        if client_open && std::mem::take(&mut client_fed) {
+            loop {
+                match client.step() {
+                    Instruction::NeedMore(n) => {
+                        assert!(n >= 1);
+                        break;
                     }
-                    progress = true;
-                }
-                ClientStep::Done { consumed, reply } => {
-                    c_in.drain(..consumed);
-                    rt.client = Some(Ok(reply));
-                    client_open = false;
-                    progress = true;
-                }
-                ClientStep::Fail(e) => {
-                    rt.client = Some(Err(e));
-                    client_open = false;
-                    progress = true;
+                    Instruction::Send(bytes) => {
+                        let is_request = request_bytes.as_deref() == Some(&bytes[..]);
+                        c2s_wire.extend(bytes);
+                        if is_request {
+                            c2s_wire.extend_from_slice(optimistic);
+                        }
+                        progress = true;
+                    }
+                    Instruction::Event(never) => match never {},
+                    Instruction::Finished { value, rest } => {
+                        c_after.extend(rest);
+                        rt.client = Some(Ok(value));
+                        client_open = false;
+                        progress = true;
+                        break;
+                    }
+                    Instruction::Failed { error, .. } => {
+                        rt.client = Some(Err(error));
+                        client_open = false;
+                        progress = true;
+                        break;
+                    }
                 }
             }
         }
         if !progress {
             // Quiet: both sides wait, or one side closed. A client still
             // waiting for a server that closed sees EOF.
-            rt.client_rest = c_in;
-            rt.server_rest = s_in;
+            // What each side had read but not consumed, then what came after.
+            rt.client_rest = [client.input().bytes(), &c_after].concat();
+            rt.server_rest = [server.input().bytes(), &s_after].concat();
             return rt;
         }
     }

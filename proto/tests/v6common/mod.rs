@@ -3,40 +3,17 @@
 
 use std::collections::HashMap;
 
-use sixsocks_proto::server::{Dispatch, HandshakeConfig, ServerHandshake};
-use sixsocks_proto::v6::client::{ClientRequest, ClientStep, Socks6Client};
+use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake};
+pub use sixsocks_proto::testing::PATTERNS;
+use sixsocks_proto::testing::{self, AtEnd, Delivery};
+use sixsocks_proto::v6::client::{ClientRequest, Event, Final, Socks6Client};
 use sixsocks_proto::v6::idempotence::{serve_tokens, TokenPolicy, TokenWindow};
-use sixsocks_proto::v6::server::{ServerConfig, Socks6Handshake, Step};
+use sixsocks_proto::v6::server::ServerConfig;
 use sixsocks_proto::v6::{
     AssociationId, AuthReply, Leg, OperationReply, Options, Socks6Limits, Socks6Option,
     Socks6Request, StackOption, StackValue,
 };
-use sixsocks_proto::{Command, Password, ProtoError, ReplyCode, TargetAddr};
-
-/// Chunk patterns (cycled); `usize::MAX` means all at once.
-pub const PATTERNS: &[&[usize]] = &[
-    &[1],
-    &[2],
-    &[3],
-    &[5, 1, 7],
-    &[13],
-    &[1, 2, 3, 4, 5, 6, 7, 8, 9],
-    &[64],
-    &[usize::MAX],
-];
-
-pub fn chunk<'a>(data: &'a [u8], pattern: &[usize]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let n = pattern[i % pattern.len()].min(rest.len());
-        out.push(&rest[..n]);
-        rest = &rest[n..];
-        i += 1;
-    }
-    out
-}
+use sixsocks_proto::{Command, Instruction, Password, ProtoError, ReplyCode, TargetAddr};
 
 pub fn config(require_auth: bool) -> ServerConfig {
     ServerConfig {
@@ -69,10 +46,18 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// Run the server side over `stream` through the shared-port dispatcher
-/// (SOCKS 6 enabled), delivering chunks per `pattern` (`None`: exactly what
-/// `NeedMore` asks). Checks the calling convention on the way: `NeedMore`
-/// ≥ 1 and within the request cap, `consumed` within the input, stickiness.
+/// The server machine with SOCKS 6 enabled under `cfg`.
+pub fn server(cfg: &ServerConfig) -> ServerHandshake {
+    ServerHandshake::new(HandshakeConfig {
+        require_auth: cfg.require_auth,
+        lenient_auth: cfg.lenient_auth,
+    })
+    .with_socks6(cfg.limits.clone())
+}
+
+/// Run the server machine (SOCKS 6 enabled) over `stream`, delivering
+/// chunks per `pattern` (`None`: exactly what `NeedMore` asks), through the
+/// shared driver, which checks the calling convention on the way.
 pub fn drive(
     cfg: ServerConfig,
     stream: &[u8],
@@ -80,128 +65,32 @@ pub fn drive(
     check: &mut dyn FnMut(&[u8], &Password) -> bool,
 ) -> Outcome {
     let cap = cfg.limits.max_request_bytes();
-    let mut hs = ServerHandshake::new(HandshakeConfig {
-        require_auth: cfg.require_auth,
-        lenient_auth: cfg.lenient_auth,
-    })
-    .with_socks6(cfg.limits.clone());
-    let chunks = pattern.map(|p| chunk(stream, p));
-    let mut next = 0;
-    let mut delivered = 0usize;
-    let mut buf: Vec<u8> = Vec::new();
-    // The dispatcher first.
-    let mut m: Socks6Handshake = loop {
-        match hs.dispatch(&buf) {
-            Dispatch::Socks6(m) => break *m,
-            Dispatch::Step(sixsocks_proto::server::Step::NeedMore(n)) => {
-                assert_eq!(n, 1);
-                if delivered == stream.len() {
-                    return Outcome {
-                        sent: vec![],
-                        verified: vec![],
-                        end: End::Stalled { needed: n },
-                    };
-                }
-                let got = feed(&mut buf, stream, &chunks, &mut next, delivered, n);
-                delivered += got;
-            }
-            other => panic!("dispatcher did not hand over a 06 stream: {other:?}"),
-        }
-    };
-    let mut sent = Vec::new();
+    let mut hs = server(&cfg);
     let mut verified = Vec::new();
-    for _ in 0..(stream.len() * 4 + 64) {
-        match m.step(&buf) {
-            Step::NeedMore(n) => {
-                assert!(n >= 1, "NeedMore(0)");
-                assert!(
-                    buf.len() + n <= cap,
-                    "NeedMore({n}) with {} buffered exceeds the cap {cap}",
-                    buf.len()
-                );
-                if delivered == stream.len() {
-                    return Outcome {
-                        sent,
-                        verified,
-                        end: End::Stalled { needed: n },
-                    };
-                }
-                let got = feed(&mut buf, stream, &chunks, &mut next, delivered, n);
-                delivered += got;
-            }
-            Step::Reply { consumed, bytes } => {
-                assert!(consumed <= buf.len());
-                assert!(!bytes.is_empty());
-                buf.drain(..consumed);
-                sent.extend_from_slice(&bytes);
-            }
-            Step::Verify {
-                consumed,
-                username,
-                password,
-            } => {
-                assert!(consumed >= 1 && consumed <= buf.len());
-                buf.drain(..consumed);
-                let ok = check(&username, &password);
-                verified.push((username, password.expose().to_vec()));
-                m.auth_result(ok);
-            }
-            Step::Done { consumed, request } => {
-                assert!(consumed <= buf.len());
-                buf.drain(..consumed);
-                buf.extend_from_slice(&stream[delivered..]);
-                match m.step(&buf) {
-                    Step::Fail { bytes, error } => {
-                        assert!(bytes.is_empty());
-                        assert_eq!(error, ProtoError::Finished);
-                    }
-                    other => panic!("not sticky after Done: {other:?}"),
-                }
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Done { request, rest: buf },
-                };
-            }
-            Step::Fail { bytes, error } => {
-                buf.extend_from_slice(&stream[delivered..]);
-                for _ in 0..2 {
-                    match m.step(&buf) {
-                        Step::Fail { bytes: b, .. } => assert!(b.is_empty()),
-                        other => panic!("not sticky after Fail: {other:?}"),
-                    }
-                }
-                return Outcome {
-                    sent,
-                    verified,
-                    end: End::Fail { bytes, error },
-                };
-            }
-        }
-    }
-    panic!("drive did not terminate");
-}
-
-fn feed(
-    buf: &mut Vec<u8>,
-    stream: &[u8],
-    chunks: &Option<Vec<&[u8]>>,
-    next: &mut usize,
-    delivered: usize,
-    needed: usize,
-) -> usize {
-    match chunks {
-        Some(c) => {
-            let c = c[*next];
-            *next += 1;
-            buf.extend_from_slice(c);
-            c.len()
-        }
-        None => {
-            let n = needed.min(stream.len() - delivered);
-            buf.extend_from_slice(&stream[delivered..delivered + n]);
-            n
-        }
+    let delivery = pattern.map_or(Delivery::Exact, Delivery::Pattern);
+    let trace = testing::drive(&mut hs, stream, delivery, AtEnd::Wait, &mut |hs, v| {
+        let ok = check(&v.username, &v.password);
+        verified.push((v.username.clone(), v.password.expose().to_vec()));
+        hs.verdict(ok);
+    });
+    assert!(hs.input().cap() <= cap.max(sixsocks_proto::MAX_MESSAGE));
+    let sent = trace.sent_bytes();
+    let end = match trace.end {
+        testing::End::Finished {
+            value: Accepted::Socks6(request),
+            rest,
+        } => End::Done { request, rest },
+        testing::End::Finished { value, .. } => panic!("not a SOCKS 6 request: {value:?}"),
+        testing::End::Failed { reply, error } => End::Fail {
+            bytes: reply,
+            error,
+        },
+        testing::End::Stalled { needed } => End::Stalled { needed },
+    };
+    Outcome {
+        sent,
+        verified,
+        end,
     }
 }
 
@@ -421,14 +310,9 @@ pub fn exchange(req: ClientRequest, proxy: &mut Proxy, mtu: usize, app_data: &[u
     }
     let mut app_sent = client.false_start_allowed();
     let mut s2c: Vec<u8> = Vec::new();
-    let mut server_in: Vec<u8> = Vec::new();
-    let mut client_in: Vec<u8> = Vec::new();
-    let hc = HandshakeConfig {
-        require_auth: proxy.config.require_auth,
-        lenient_auth: proxy.config.lenient_auth,
-    };
-    let mut dispatcher = Some(ServerHandshake::new(hc).with_socks6(proxy.config.limits.clone()));
-    let mut server: Option<Socks6Handshake> = None;
+    let mut server_after: Vec<u8> = Vec::new();
+    let mut client_after: Vec<u8> = Vec::new();
+    let mut hs = server(&proxy.config);
     let mut server_done = false;
     let mut server_closed = false;
     let mut client_done = false;
@@ -437,75 +321,70 @@ pub fn exchange(req: ClientRequest, proxy: &mut Proxy, mtu: usize, app_data: &[u
         // Wire: client -> proxy.
         if !c2s.is_empty() && !server_closed {
             let n = mtu.min(c2s.len());
-            server_in.extend(c2s.drain(..n));
-            ex.client_flights += 1;
-            progressed = true;
-        }
-        // Proxy.
-        if !server_done {
-            loop {
-                if let Some(d) = dispatcher.as_mut() {
-                    match d.dispatch(&server_in) {
-                        Dispatch::Socks6(m) => {
-                            server = Some(*m);
-                            dispatcher = None;
-                        }
-                        Dispatch::Step(_) => break,
-                    }
-                }
-                let Some(m) = server.as_mut() else { break };
-                match m.step(&server_in) {
-                    Step::NeedMore(_) => break,
-                    Step::Reply { consumed, bytes } => {
-                        server_in.drain(..consumed);
-                        s2c.extend(bytes);
-                    }
-                    Step::Verify {
-                        consumed,
-                        username,
-                        password,
-                    } => {
-                        server_in.drain(..consumed);
-                        let ok = proxy
-                            .users
-                            .iter()
-                            .any(|(u, p)| *u == username && Password::new(p.clone()) == password);
-                        ex.verified.push(username);
-                        m.auth_result(ok);
-                    }
-                    Step::Done { consumed, request } => {
-                        server_in.drain(..consumed);
-                        let bytes = answer(proxy, &request, &mut ex);
-                        s2c.extend(bytes);
-                        ex.request = Some(request);
-                        server_done = true;
-                        break;
-                    }
-                    Step::Fail { bytes, error } => {
-                        s2c.extend(bytes);
-                        ex.server_error = Some(error);
-                        server_done = true;
-                        server_closed = true;
-                        break;
-                    }
-                }
+            let taken = if server_done {
+                server_after.extend_from_slice(&c2s[..n]);
+                n
+            } else {
+                hs.input().push(&c2s[..n])
+            };
+            c2s.drain(..taken);
+            if taken > 0 {
+                ex.client_flights += 1;
+                progressed = true;
             }
         }
-        if server_done {
-            ex.server_rest.append(&mut server_in);
+        // Proxy.
+        while !server_done {
+            match hs.step() {
+                Instruction::NeedMore(_) => break,
+                Instruction::Send(bytes) => s2c.extend(bytes),
+                Instruction::Event(v) => {
+                    let ok = proxy
+                        .users
+                        .iter()
+                        .any(|(u, p)| *u == v.username && Password::new(p.clone()) == v.password);
+                    ex.verified.push(v.username);
+                    hs.verdict(ok);
+                }
+                Instruction::Finished { value, rest } => {
+                    let Accepted::Socks6(request) = value else {
+                        panic!("not a SOCKS 6 request")
+                    };
+                    server_after.extend(rest);
+                    let bytes = answer(proxy, &request, &mut ex);
+                    s2c.extend(bytes);
+                    ex.request = Some(request);
+                    server_done = true;
+                }
+                Instruction::Failed { reply, error } => {
+                    s2c.extend(reply);
+                    ex.server_error = Some(error);
+                    server_done = true;
+                    server_closed = true;
+                }
+            }
         }
         // Wire: proxy -> client.
         if !s2c.is_empty() {
             let n = mtu.min(s2c.len());
-            client_in.extend(s2c.drain(..n));
-            progressed = true;
+            let taken = if client_done {
+                client_after.extend_from_slice(&s2c[..n]);
+                n
+            } else {
+                client.input().push(&s2c[..n])
+            };
+            s2c.drain(..taken);
+            progressed |= taken > 0;
+        }
+        if !progressed && c2s.is_empty() && s2c.is_empty() && server_closed && !client_done {
+            // The proxy closed: the client sees EOF.
+            client.input().close();
         }
         // Client.
         while !client_done {
-            match client.step(&client_in) {
-                ClientStep::NeedMore(_) => break,
-                ClientStep::Send { consumed, bytes } => {
-                    client_in.drain(..consumed);
+            match client.step() {
+                Instruction::NeedMore(_) => break,
+                Instruction::Send(bytes) => {
                     ex.client_sends += 1;
                     c2s.extend(bytes);
                     if !app_sent {
@@ -514,50 +393,39 @@ pub fn exchange(req: ClientRequest, proxy: &mut Proxy, mtu: usize, app_data: &[u
                         app_sent = true;
                     }
                 }
-                ClientStep::Authenticated { consumed, reply } => {
-                    client_in.drain(..consumed);
+                Instruction::Event(Event::Authenticated(reply)) => {
                     ex.client.push(ClientEvent::Authenticated(reply));
                     if !app_sent {
                         c2s.extend_from_slice(app_data);
                         app_sent = true;
                     }
                 }
-                ClientStep::Bound { consumed, reply } => {
-                    client_in.drain(..consumed);
+                Instruction::Event(Event::Bound(reply)) => {
                     ex.client.push(ClientEvent::Bound(reply));
                 }
-                ClientStep::UdpAssociated {
-                    consumed,
-                    reply,
-                    id,
-                } => {
-                    client_in.drain(..consumed);
+                Instruction::Event(Event::UdpAssociated { reply, id }) => {
                     ex.client.push(ClientEvent::UdpAssociated(reply, id));
                 }
-                ClientStep::UdpConfirmed { consumed } => {
-                    client_in.drain(..consumed);
-                    ex.client.push(ClientEvent::UdpConfirmed);
+                Instruction::Finished { value, rest } => {
+                    client_after.extend(rest);
+                    ex.client.push(match value {
+                        Final::UdpConfirmed => ClientEvent::UdpConfirmed,
+                        Final::Reply(reply) => ClientEvent::Done(reply),
+                    });
                     client_done = true;
                 }
-                ClientStep::Done { consumed, reply } => {
-                    client_in.drain(..consumed);
-                    ex.client.push(ClientEvent::Done(reply));
-                    client_done = true;
-                }
-                ClientStep::Fail(e) => {
-                    ex.client.push(ClientEvent::Fail(e));
+                Instruction::Failed { error, .. } => {
+                    ex.client.push(ClientEvent::Fail(error));
                     client_done = true;
                 }
             }
         }
         if !progressed && c2s.is_empty() && s2c.is_empty() {
-            if server_closed && !client_done {
-                // The proxy closed: the client sees EOF.
-                ex.client.push(ClientEvent::Fail(client.on_eof(&client_in)));
-            }
             break;
         }
     }
-    ex.client_rest = client_in;
+    // What each side had read but not consumed, then what came after.
+    ex.server_rest = [hs.input().bytes(), &server_after].concat();
+    ex.client_rest = [client.input().bytes(), &client_after].concat();
     ex
 }
