@@ -728,6 +728,7 @@ fn replies(method: Method) -> Vec<u8> {
     out.extend(
         codec
             .encode_operation_reply(&sixsocks_proto::v6::OperationReply::new(
+                codec.profile(),
                 ReplyCode::Succeeded,
                 TargetAddr::unspecified(),
                 Options::new(),

@@ -177,7 +177,7 @@ fn drive(hc: &HandshakeConfig, limits: &Socks6Limits, accept: bool, chunks: &[&[
             }
         }
     };
-    let cap = limits.max_request_bytes();
+    let cap = limits.max_request_bytes(m.profile());
     let mut refused = false;
     loop {
         match m.step(&buf) {

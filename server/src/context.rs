@@ -108,7 +108,7 @@ impl Shared {
             auth,
             handshake,
             socks6_limits: Socks6Limits::default(),
-            handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes()),
+            handshake_buf: http::MAX_HTTP_HEAD.max(Socks6Limits::default().max_request_bytes_any()),
         }
     }
 }

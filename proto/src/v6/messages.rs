@@ -43,6 +43,9 @@ pub struct AuthReply {
 /// An operation reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperationReply {
+    /// The profile whose reply codes `rep` is in (the codec that parsed the
+    /// reply sets it; encoders write `rep` as it is).
+    pub profile: Profile,
     /// The raw REP value (see [`OperationReply::code`]).
     pub rep: u8,
     /// Bound address (CONNECT, first BIND reply, UDP ASSOCIATE) or the
@@ -53,15 +56,19 @@ pub struct OperationReply {
 }
 
 impl OperationReply {
-    pub fn new(code: ReplyCode, bound: TargetAddr, options: Options) -> Self {
+    /// A reply with `code` as `profile` writes it.
+    pub fn new(profile: Profile, code: ReplyCode, bound: TargetAddr, options: Options) -> Self {
         OperationReply {
-            rep: code.to_v6(),
+            profile,
+            rep: profile.codec().reply_codes().encode(code),
             bound,
             options,
         }
     }
+
+    /// What `rep` means in the reply's profile.
     pub fn code(&self) -> ReplyCode {
-        ReplyCode::from_v6(self.rep)
+        self.profile.codec().reply_codes().decode(self.rep)
     }
 }
 
@@ -134,6 +141,7 @@ impl Socks6Request {
         self.profile
             .codec()
             .encode_operation_reply(&OperationReply::new(
+                self.profile,
                 code,
                 bound.cloned().unwrap_or_else(TargetAddr::unspecified),
                 options,

@@ -79,7 +79,6 @@ pub fn drive(
     pattern: Option<&[usize]>,
     check: &mut dyn FnMut(&[u8], &Password) -> bool,
 ) -> Outcome {
-    let cap = cfg.limits.max_request_bytes();
     let mut hs = ServerHandshake::new(HandshakeConfig {
         require_auth: cfg.require_auth,
         lenient_auth: cfg.lenient_auth,
@@ -108,6 +107,7 @@ pub fn drive(
             other => panic!("dispatcher did not hand over a 06 stream: {other:?}"),
         }
     };
+    let cap = cfg.limits.max_request_bytes(m.profile());
     let mut sent = Vec::new();
     let mut verified = Vec::new();
     for _ in 0..(stream.len() * 4 + 64) {
