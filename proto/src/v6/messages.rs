@@ -78,6 +78,19 @@ impl OperationReply {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssociationId(pub u64);
 
+impl AssociationId {
+    /// An id of `width` bytes (a profile's
+    /// [`Layout::association_id_width`](super::Layout::association_id_width))
+    /// made of the low bytes of `random`, which the caller draws (proto has
+    /// no random source).
+    pub fn from_random(random: u64, width: usize) -> Self {
+        match width.saturating_mul(8) {
+            bits @ 0..=63 => AssociationId(random & ((1u64 << bits) - 1)),
+            _ => AssociationId(random),
+        }
+    }
+}
+
 /// The header of a SOCKS 6 UDP datagram (both directions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DatagramHeader {

@@ -620,4 +620,18 @@ mod tests {
         assert_eq!((r.profile, r.rep), (Profile::Draft05, 0x09));
         assert_eq!(r.code(), ReplyCode::TtlExpired);
     }
+
+    #[test]
+    fn association_ids_have_the_profile_width() {
+        let width = Profile::Draft05.codec().layout().association_id_width;
+        let id = AssociationId::from_random(u64::MAX, width);
+        assert_eq!(id, AssociationId(u64::from(u32::MAX)));
+        assert!(Profile::Draft05.codec().encode_association_id(id).is_ok());
+        assert_eq!(
+            AssociationId::from_random(u64::MAX, 8),
+            AssociationId(u64::MAX)
+        );
+        assert_eq!(AssociationId::from_random(0xABCD, 1), AssociationId(0xCD));
+        assert_eq!(AssociationId::from_random(u64::MAX, 0), AssociationId(0));
+    }
 }
