@@ -241,7 +241,10 @@ mod tests {
     #[test]
     fn socks6_refusal_text_names_the_code_and_the_token() {
         let e = ClientError::Socks6Refused {
-            code: ReplyCode::from_v6(9),
+            code: sixsocks_proto::v6::Profile::Draft05
+                .codec()
+                .reply_codes()
+                .decode(9),
             raw: 9,
             token: None,
         };

@@ -62,6 +62,13 @@
 //! ([`Socks6Options::replay_tolerant`]); otherwise the connection is
 //! opened normally and [`Socks6Info::client_tfo`] says
 //! [`ClientTfo::Forbidden`]. Both ends need `net.ipv4.tcp_fastopen` set.
+//!
+//! # Wire profiles
+//!
+//! Requests speak [`Profile::DEFAULT`] (draft -05) unless
+//! [`Socks6Options::with_profile`] chooses another; [`Socks6Info::profile`]
+//! says which one an exchange spoke, and the initial data cap is the
+//! profile's. UDP associations: `SocksDatagram::associate_socks6`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -70,9 +77,11 @@ use std::sync::{Mutex, MutexGuard};
 use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::client::{ClientRequest, Event, Final, Socks6Client};
 use sixsocks_proto::v6::idempotence::{PreparedTokens, TokenWallet};
+/// The SOCKS 6 wire profile, as [`Socks6Options::with_profile`] takes it.
+pub use sixsocks_proto::v6::Profile;
 use sixsocks_proto::v6::{
     AssociationId, AuthOutcome, AuthReply, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
-    OperationReply, Options, Socks6Limits, Socks6Option, StackRequests, MAX_INITIAL_DATA,
+    OperationReply, Options, Socks6Limits, Socks6Option, StackRequests,
 };
 use sixsocks_proto::{Command, Instruction, ProtoError, TargetAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -89,9 +98,11 @@ use sixsocks_sys as sys;
 /// options for the proxy, and how this client opens and authenticates.
 ///
 /// Built with the `with`-less builder methods:
-/// `Socks6Options::new().tos(0x10).mptcp().client_tfo(true)`.
+/// `Socks6Options::new().tos(0x10).mptcp().client_tfo(true)`, and
+/// [`with_profile`](Self::with_profile) for the wire profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Socks6Options {
+    profile: Profile,
     tos: Option<u8>,
     remote_tfo: Option<u16>,
     mptcp: bool,
@@ -105,6 +116,7 @@ pub struct Socks6Options {
 impl Default for Socks6Options {
     fn default() -> Self {
         Socks6Options {
+            profile: Profile::DEFAULT,
             tos: None,
             remote_tfo: None,
             mptcp: false,
@@ -118,9 +130,21 @@ impl Default for Socks6Options {
 }
 
 impl Socks6Options {
-    /// No stack options, credentials sent 0-RTT, no TCP Fast Open.
+    /// No stack options, credentials sent 0-RTT, no TCP Fast Open, the
+    /// default profile ([`Profile::DEFAULT`], draft -05).
     pub fn new() -> Self {
         Socks6Options::default()
+    }
+
+    /// Speak this SOCKS 6 wire profile (revision or dialect) to the proxy.
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// The wire profile requests with these options speak.
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     /// Ask the proxy to set this IP TOS (IPv6 traffic class) on its
@@ -218,6 +242,8 @@ pub enum ClientTfo {
 /// ([`SocksStream::socks6_info`]) or returned by a NOOP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Socks6Info {
+    /// The wire profile the exchange spoke.
+    pub profile: Profile,
     /// The method the proxy authenticated us with (`00` or `02`).
     pub auth_method: Method,
     /// The credentials went inside the request.
@@ -515,7 +541,8 @@ impl Start {
             ));
         }
         check_credentials(proxy)?;
-        let split = data.len().min(MAX_INITIAL_DATA);
+        let profile = options.profile;
+        let split = data.len().min(profile.codec().layout().max_initial_data);
         let mut extra = options.request_options();
         let prepared = wallet.map(Wallet::prepare);
         let token = prepared.as_ref().and_then(|p| p.token);
@@ -532,7 +559,7 @@ impl Start {
             options: extra,
             limits: Socks6Limits::default(),
         };
-        let (machine, first) = Socks6Client::new(req).map_err(|e| match e {
+        let (machine, first) = Socks6Client::with_profile(req, profile).map_err(|e| match e {
             ProtoError::EmptyCredentials => ClientError::InvalidCredentials(e.to_string()),
             e => crate::connect::invalid_target(e, &target),
         })?;
@@ -706,6 +733,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     auth,
                     leftover,
                     Learned {
+                        profile: machine.profile(),
                         zero_rtt_auth: machine.zero_rtt_auth(),
                         slow_auth,
                         initial,
@@ -731,6 +759,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 struct Learned {
+    profile: Profile,
     zero_rtt_auth: bool,
     slow_auth: bool,
     initial: usize,
@@ -771,6 +800,7 @@ fn finish(
     Ok((
         leftover,
         Socks6Info {
+            profile: learned.profile,
             auth_method,
             zero_rtt_auth: learned.zero_rtt_auth,
             slow_auth: learned.slow_auth,
@@ -809,8 +839,8 @@ pub(crate) struct Opened {
     pub(crate) at: OpenedAt,
 }
 
-/// Connect to the proxy and send a BIND or UDP ASSOCIATE request (no
-/// tokens, no TCP Fast Open) with `extra` options; read up to the first
+/// Connect to the proxy and send a BIND or UDP ASSOCIATE request in
+/// `profile` (no tokens, no TCP Fast Open) with `extra` options; read up to the first
 /// operation reply (and, for UDP, the association id), under the proxy's
 /// timeout. A failure reply is [`ClientError::Socks6Refused`].
 pub(crate) async fn open(
@@ -818,8 +848,9 @@ pub(crate) async fn open(
     command: Command,
     target: TargetAddr,
     extra: Vec<Socks6Option>,
+    profile: Profile,
 ) -> Result<Opened, ClientError> {
-    let mut options = Socks6Options::default();
+    let mut options = Socks6Options::default().with_profile(profile);
     for o in extra {
         options = options.option(o);
     }
@@ -915,7 +946,7 @@ async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sixsocks_proto::v6::{StackOption, StackValue};
+    use sixsocks_proto::v6::{StackOption, StackValue, MAX_INITIAL_DATA};
 
     fn stack_values(options: &[Socks6Option]) -> Vec<StackValue> {
         options
@@ -1012,5 +1043,52 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    #[test]
+    fn the_profile_goes_from_the_options_to_the_machine_and_the_info() {
+        let proxy = Proxy::new(
+            crate::Scheme::Socks6,
+            sixsocks_proto::Host::Ip([127, 0, 0, 1].into()),
+            1080,
+        );
+        assert_eq!(Socks6Options::new().profile(), Profile::DEFAULT);
+        let options = Socks6Options::new().with_profile(Profile::Draft05);
+        let start = Start::new(
+            &proxy,
+            Command::NOOP,
+            TargetAddr::unspecified(),
+            &[],
+            &options,
+            None,
+        )
+        .unwrap();
+        assert_eq!(start.machine.profile(), Profile::Draft05);
+        let auth = AuthReply {
+            outcome: AuthOutcome::Success(Method::NONE),
+            options: Options::new(),
+        };
+        let reply = OperationReply::new(
+            start.machine.profile(),
+            sixsocks_proto::ReplyCode::Succeeded,
+            TargetAddr::unspecified(),
+            Options::new(),
+        );
+        let (_, info) = finish(
+            Command::NOOP,
+            reply,
+            Some(auth),
+            Vec::new(),
+            Learned {
+                profile: start.machine.profile(),
+                zero_rtt_auth: false,
+                slow_auth: false,
+                initial: 0,
+                token: None,
+                client_tfo: ClientTfo::NotRequested,
+            },
+        )
+        .unwrap();
+        assert_eq!(info.profile, Profile::Draft05);
     }
 }

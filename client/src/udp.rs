@@ -29,8 +29,11 @@
 //! proxies that reassemble, such as sixsocks, can use that: the RFC lets a
 //! proxy drop every fragment).
 //!
-//! SOCKS 6: the operation reply is followed by a 4-byte association id on
-//! TCP; every datagram carries `06 00 ID PORT ATYP ADDR`. `associate` sends
+//! SOCKS 6: the operation reply is followed by the association id on TCP;
+//! every datagram carries the profile's datagram header (-05: `06 00 ID(4)
+//! PORT ATYP ADDR`), written and read by the association's profile's codec
+//! ([`SocksDatagram::profile`]; [`SocksDatagram::associate_socks6`] chooses
+//! it, `associate` speaks [`Profile::DEFAULT`]). `associate` sends
 //! the empty datagram to `0.0.0.0:0` that asks for the association
 //! confirmation, again every 500 ms (five times at most, within the proxy's
 //! timeout), until the proxy's `00` arrives on TCP. On receipt datagrams
@@ -44,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use sixsocks_proto::udp::{self, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
 use sixsocks_proto::v6::client::Final;
-use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Draft05};
+use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Profile};
 use sixsocks_proto::{Command, Host, Instruction, ProtoError, TargetAddr};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -76,8 +79,22 @@ pub struct SocksDatagram {
     closed: AtomicBool,
     recv_buf: Mutex<Vec<u8>>,
     reassembler: Mutex<Reassembler>,
-    /// SOCKS 6: the association id every datagram carries.
-    v6: Option<AssociationId>,
+    /// SOCKS 6: the association id every datagram carries, and the profile
+    /// whose datagram header carries it.
+    v6: Option<V6Association>,
+}
+
+/// A SOCKS 6 association: its id and wire profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct V6Association {
+    id: AssociationId,
+    profile: Profile,
+}
+
+impl V6Association {
+    fn codec(self) -> &'static dyn Codec {
+        self.profile.codec()
+    }
 }
 
 impl std::fmt::Debug for SocksDatagram {
@@ -112,7 +129,7 @@ impl SocksDatagram {
         local_bind: Option<SocketAddr>,
     ) -> Result<SocksDatagram, ClientError> {
         if proxy.scheme.is_socks6() {
-            return associate_v6(proxy, local_bind).await;
+            return associate_v6(proxy, local_bind, Profile::DEFAULT).await;
         }
         if !proxy.scheme.is_v5() {
             return Err(ClientError::Unsupported(format!(
@@ -147,6 +164,21 @@ impl SocksDatagram {
             reassembler: Mutex::new(Reassembler::new(ReassemblyLimits::default())),
             v6: None,
         })
+    }
+
+    /// [`associate`](Self::associate) over SOCKS 6 in `profile`, whatever
+    /// the proxy's scheme (as [`socks6_connect`](crate::socks6_connect)).
+    pub async fn associate_socks6(
+        proxy: &Proxy,
+        local_bind: Option<SocketAddr>,
+        profile: Profile,
+    ) -> Result<SocksDatagram, ClientError> {
+        associate_v6(proxy, local_bind, profile).await
+    }
+
+    /// The SOCKS 6 wire profile of the association (`None` for SOCKS5).
+    pub fn profile(&self) -> Option<Profile> {
+        self.v6.map(|a| a.profile)
     }
 
     /// The proxy's relay: where datagrams are sent, and the only source
@@ -209,11 +241,12 @@ impl SocksDatagram {
         self.check_control()?;
         let target = target.into_target_addr().map_err(to_io)?;
         let target = prepare_target(&self.proxy, target).await.map_err(to_io)?;
-        if let Some(id) = self.v6 {
-            let dgram = Draft05
+        if let Some(assoc) = self.v6 {
+            let dgram = assoc
+                .codec()
                 .datagram(
                     &DatagramHeader {
-                        association: id,
+                        association: assoc.id,
                         target,
                     },
                     buf,
@@ -283,8 +316,8 @@ impl SocksDatagram {
         if SocketAddr::new(from.ip().to_canonical(), from.port()) != self.relay {
             return Ok(None); // Not from the relay: not ours.
         }
-        if let Some(id) = self.v6 {
-            let Some((source, data)) = strip_v6(id, &rbuf[..n]) else {
+        if let Some(assoc) = self.v6 {
+            let Some((source, data)) = strip_v6(assoc, &rbuf[..n]) else {
                 return Ok(None); // Not a SOCKS 6 datagram, or not ours.
             };
             let k = data.len().min(buf.len());
@@ -391,6 +424,7 @@ const CONFIRM_ATTEMPTS: u32 = 5;
 async fn associate_v6(
     proxy: &Proxy,
     local_bind: Option<SocketAddr>,
+    profile: Profile,
 ) -> Result<SocksDatagram, ClientError> {
     let early = match local_bind {
         Some(addr) => Some(UdpSocket::bind(addr).await.map_err(ClientError::Io)?),
@@ -401,6 +435,7 @@ async fn associate_v6(
         Command::UDP_ASSOCIATE,
         TargetAddr::unspecified(),
         Vec::new(),
+        profile,
     )
     .await?;
     let OpenedAt::Udp(id) = opened.at else {
@@ -418,7 +453,13 @@ async fn associate_v6(
     let to_proxy_from = stream.local_addr().map_err(ClientError::Io)?.ip();
     let relay = relay_addr(reply.bound, proxy_ip)?;
     let socket = local_socket(early, relay, to_proxy_from).await?;
-    let ask = Draft05
+    // The profile the machine spoke (the one asked for).
+    let assoc = V6Association {
+        id,
+        profile: machine.profile(),
+    };
+    let ask = assoc
+        .codec()
         .datagram(
             &DatagramHeader {
                 association: id,
@@ -472,15 +513,15 @@ async fn associate_v6(
         closed: AtomicBool::new(false),
         recv_buf: Mutex::new(vec![0u8; RECV_BUF]),
         reassembler: Mutex::new(Reassembler::new(ReassemblyLimits::default())),
-        v6: Some(id),
+        v6: Some(assoc),
     })
 }
 
 /// A SOCKS 6 datagram from the relay: its source and payload, or `None`
 /// when its header does not parse or names another association.
-fn strip_v6(id: AssociationId, dgram: &[u8]) -> Option<(TargetAddr, &[u8])> {
-    let (header, offset) = Draft05.parse_datagram_header(dgram).ok()?;
-    if header.association != id {
+fn strip_v6(assoc: V6Association, dgram: &[u8]) -> Option<(TargetAddr, &[u8])> {
+    let (header, offset) = assoc.codec().parse_datagram_header(dgram).ok()?;
+    if header.association != assoc.id {
         return None;
     }
     Some((header.target, dgram.get(offset..)?))
@@ -512,10 +553,19 @@ fn invalid_input<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> io:
 mod tests {
     use super::*;
 
+    /// An association in -05, whose bytes the test checks.
+    fn assoc(id: u64) -> V6Association {
+        V6Association {
+            id: AssociationId(id),
+            profile: Profile::Draft05,
+        }
+    }
+
     #[test]
     fn socks6_datagrams_are_stripped_and_their_id_checked() {
         let source = TargetAddr::ip(Ipv4Addr::new(127, 0, 0, 9).into(), 5353);
-        let dgram = Draft05
+        let dgram = assoc(0xDEAD_BEEF)
+            .codec()
             .datagram(
                 &DatagramHeader {
                     association: AssociationId(0xDEAD_BEEF),
@@ -525,11 +575,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(&dgram[..6], &[0x06, 0x00, 0xDE, 0xAD, 0xBE, 0xEF]);
-        let (from, data) = strip_v6(AssociationId(0xDEAD_BEEF), &dgram).unwrap();
+        let (from, data) = strip_v6(assoc(0xDEAD_BEEF), &dgram).unwrap();
         assert_eq!(from, source);
         assert_eq!(data, b"payload");
-        assert!(strip_v6(AssociationId(7), &dgram).is_none(), "another id");
-        assert!(strip_v6(AssociationId(0xDEAD_BEEF), &dgram[..5]).is_none());
+        assert!(strip_v6(assoc(7), &dgram).is_none(), "another id");
+        assert!(strip_v6(assoc(0xDEAD_BEEF), &dgram[..5]).is_none());
         // A SOCKS5 datagram is not a SOCKS 6 one.
         let v5 = UdpHeader {
             frag: udp::STANDALONE,
@@ -537,6 +587,6 @@ mod tests {
         }
         .datagram(b"x")
         .unwrap();
-        assert!(strip_v6(AssociationId(0), &v5).is_none());
+        assert!(strip_v6(assoc(0), &v5).is_none());
     }
 }

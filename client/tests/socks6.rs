@@ -24,7 +24,8 @@ use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::idempotence::{serve_tokens, TokenPolicy, TokenWindow};
 use sixsocks_proto::v6::server::ServerConfig;
 use sixsocks_proto::v6::{
-    Codec, Draft05, ExpenditureCode, IdempotenceOption, MptcpScheduler, Options, Socks6Option,
+    Codec, Draft05, ExpenditureCode, IdempotenceOption, MptcpScheduler, Options, Profile,
+    Socks6Option,
 };
 use sixsocks_proto::Instruction;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -725,6 +726,7 @@ fn replies(method: Method) -> Vec<u8> {
     out.extend(
         codec
             .encode_operation_reply(&sixsocks_proto::v6::OperationReply::new(
+                codec.profile(),
                 ReplyCode::Succeeded,
                 TargetAddr::unspecified(),
                 Options::new(),
@@ -857,4 +859,31 @@ fn socks6_server(config: ServerConfig) -> ServerHandshake {
         lenient_auth: config.lenient_auth,
     })
     .with_socks6(config.limits)
+}
+
+#[tokio::test]
+async fn the_profile_is_chosen_and_reported() {
+    let target = echo().await;
+    let server = start_server(None).await;
+    let p = proxy(server, None);
+    // The default profile, and the one asked for, each come back in the
+    // stream's Socks6Info, a NOOP's and a session's.
+    for (options, want) in [
+        (Socks6Options::new(), Profile::DEFAULT),
+        (
+            Socks6Options::new().with_profile(Profile::Draft05),
+            Profile::Draft05,
+        ),
+    ] {
+        assert_eq!(options.profile(), want);
+        let mut s = bounded(socks6_connect(&p, target.addr, b"hi", &options))
+            .await
+            .unwrap();
+        assert_eq!(s.socks6_info().unwrap().profile, want);
+        assert_eq!(read_n(&mut s, 2).await, b"hi");
+        let session = Socks6Session::new(p.clone()).with_options(options.clone());
+        assert_eq!(bounded(session.noop()).await.unwrap().profile, want);
+        let s = bounded(session.connect(target.addr)).await.unwrap();
+        assert_eq!(s.socks6_info().unwrap().profile, want);
+    }
 }

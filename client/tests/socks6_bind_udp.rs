@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use sixsocks_client::{ClientError, Proxy, SocksDatagram, SocksListener, TargetAddr};
+use sixsocks_proto::v6::Profile;
 use sixsocks_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -332,4 +333,27 @@ async fn socks6_udp_datagrams_not_from_the_relay_are_skipped() {
 /// Start the real server on 127.0.0.1:0, optionally with a users file.
 async fn start_server(users: Option<&Users>, f: impl FnOnce(&mut Config)) -> SocketAddr {
     inproc::serve_local(users, f).await
+}
+
+#[tokio::test]
+async fn socks6_udp_profile_travels_with_the_association() {
+    let server = start_server(None, |_| {}).await;
+    let echo = udp_echo(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    // socks6://: the default profile.
+    let udp = bounded(SocksDatagram::associate(&proxy(server, None), None))
+        .await
+        .unwrap();
+    assert_eq!(udp.profile(), Some(Profile::DEFAULT));
+    // Chosen, whatever the URL's scheme (the server speaks both on one port).
+    let p: Proxy = format!("socks5h://{server}").parse().unwrap();
+    let p = p.with_timeout(DEADLINE);
+    let udp = bounded(SocksDatagram::associate_socks6(&p, None, Profile::Draft05))
+        .await
+        .unwrap();
+    assert_eq!(udp.profile(), Some(Profile::Draft05));
+    bounded(udp.send_to(b"in -05", echo)).await.unwrap();
+    assert_eq!(recv(&udp).await.0, b"in -05");
+    // SOCKS5 has no profile.
+    let udp = bounded(SocksDatagram::associate(&p, None)).await.unwrap();
+    assert_eq!(udp.profile(), None);
 }

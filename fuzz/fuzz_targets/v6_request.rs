@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sixsocks_proto::v6::draft05::{self, Draft05, MAX_REQUEST_HEADER};
+use sixsocks_proto::v6::draft05::{self, Draft05};
 use sixsocks_proto::v6::{Codec, Socks6Limits};
 use sixsocks_proto::Parsed;
 use sixsocks_proto_fuzz::{check_complete, check_parse, check_stream};
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(needed >= 1);
                 // The caps bound what the parser ever asks for.
                 assert!(
-                    data.len() + needed <= MAX_REQUEST_HEADER + limits.max_options_bytes,
+                    data.len() + needed <= c.layout().max_request_header + limits.max_options_bytes,
                     "asks for {needed} more with {} buffered",
                     data.len()
                 );

@@ -3,8 +3,10 @@
 /// Why a request succeeded or failed, independent of the protocol version.
 ///
 /// [`ReplyCode::to_v5`] and [`ReplyCode::to_v4`] are the only places that
-/// turn a cause into a wire value; the server maps its own errors onto this
-/// type in one place too (`sixsocks_server::error`).
+/// turn a cause into a SOCKS4/5 wire value; SOCKS 6's values belong to each
+/// profile's codec (its [`ReplyCodes`](crate::v6::ReplyCodes) table, through
+/// [`OperationReply`](crate::v6::OperationReply)). The server maps its own
+/// errors onto this type in one place too (`sixsocks_server::error`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplyCode {
     Succeeded,
@@ -65,28 +67,6 @@ impl ReplyCode {
             0x08 => ReplyCode::AddressTypeNotSupported,
             0xF0..=0xF7 => ReplyCode::TorExtended(rep),
             c => ReplyCode::Other(c),
-        }
-    }
-
-    /// The SOCKS 6 (draft -05) REP value. `TtlExpired` is what sixsocks
-    /// reports for a connect attempt that timed out, which SOCKS 6 names
-    /// `09` "connection attempt timed out"; Tor's extended codes do not
-    /// exist in SOCKS 6 and fall back to `04` host unreachable.
-    pub fn to_v6(self) -> u8 {
-        match self {
-            ReplyCode::TtlExpired => 0x09,
-            ReplyCode::TorExtended(_) => 0x04,
-            other => other.to_v5(false),
-        }
-    }
-
-    /// Read a SOCKS 6 REP value (`06` and `09` both read as `TtlExpired`;
-    /// keep the raw value to tell them apart).
-    pub fn from_v6(rep: u8) -> Self {
-        match rep {
-            0x09 => ReplyCode::TtlExpired,
-            0xF0..=0xF7 => ReplyCode::Other(rep),
-            r => ReplyCode::from_v5(r),
         }
     }
 

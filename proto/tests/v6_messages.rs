@@ -500,6 +500,7 @@ fn auth_reply_errors() {
 #[test]
 fn operation_reply_golden_bytes_and_codes() {
     let r = OperationReply::new(
+        C.profile(),
         ReplyCode::TtlExpired,
         v4(10, 0, 0, 1, 1080),
         Options(vec![
@@ -525,12 +526,13 @@ fn operation_reply_golden_bytes_and_codes() {
         (ReplyCode::ONION_DESC_NOT_FOUND, 4),
     ];
     for (code, wire) in table {
-        assert_eq!(code.to_v6(), wire, "{code}");
+        assert_eq!(C.reply_codes().encode(code), wire, "{code}");
     }
-    assert_eq!(ReplyCode::from_v6(6), ReplyCode::TtlExpired);
-    assert_eq!(ReplyCode::from_v6(0xF0), ReplyCode::Other(0xF0));
+    assert_eq!(C.reply_codes().decode(6), ReplyCode::TtlExpired);
+    assert_eq!(C.reply_codes().decode(0xF0), ReplyCode::Other(0xF0));
     for rep in 0..=0xFFu8 {
         let r = OperationReply {
+            profile: C.profile(),
             rep,
             bound: TargetAddr::domain("x.example", 1),
             options: Options::new(),

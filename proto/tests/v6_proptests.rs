@@ -202,7 +202,7 @@ proptest! {
 
     #[test]
     fn operation_reply_round_trips(rep in any::<u8>(), bound in target(), options in options(), k in any::<usize>()) {
-        let r = OperationReply { rep, bound, options };
+        let r = OperationReply { profile: C.profile(), rep, bound, options };
         let bytes = C.encode_operation_reply(&r).unwrap();
         check_msg(&bytes, k, &r, |b| C.parse_operation_reply(b, &wide()))?;
     }
@@ -276,7 +276,7 @@ proptest! {
         }
         let (rep, bound, options) = reply;
         let mut bytes = C
-            .encode_operation_reply(&OperationReply { rep, bound, options })
+            .encode_operation_reply(&OperationReply { profile: C.profile(), rep, bound, options })
             .unwrap();
         let i = pos % bytes.len();
         bytes[i] = val;

@@ -9,8 +9,8 @@ use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::draft05::{self, Draft05};
 use sixsocks_proto::v6::server::ServerConfig;
 use sixsocks_proto::v6::{
-    AuthMethodOption, Codec, IdempotenceOption, Leg, Options, Request, Socks6Limits, Socks6Option,
-    StackOption, StackValue,
+    AuthMethodOption, Codec, IdempotenceOption, Leg, Options, Profile, Request, Socks6Limits,
+    Socks6Option, StackOption, StackValue,
 };
 use sixsocks_proto::{
     Command, Credentials, Instruction, Password, ProtoError, ReplyCode, TargetAddr,
@@ -612,7 +612,7 @@ fn need_more_stays_within_the_request_cap() {
         opts,
     );
     stream.extend(std::iter::repeat_n(1, 8192));
-    assert!(stream.len() <= cfg.limits.max_request_bytes());
+    assert!(stream.len() <= cfg.limits.max_request_bytes(Profile::Draft05));
     let o = drive(cfg.clone(), &stream, None, &mut no_auth());
     assert_eq!(done(&o).0.initial_data.len(), 8192);
     let o = drive(cfg, &stream, Some(&[1]), &mut no_auth());

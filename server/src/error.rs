@@ -209,7 +209,9 @@ mod tests {
             assert_eq!(code.to_v5(true), raw);
             assert_eq!(code.to_v5(false), 0x04);
             assert_eq!(code.to_v4(), 0x5B);
-            assert_eq!(code.to_v6(), 0x04);
+            for p in sixsocks_proto::v6::Profile::all() {
+                assert_eq!(p.codec().reply_codes().encode(code), 0x04, "{p}");
+            }
         }
         for raw in 1..=8 {
             assert_eq!(refused(raw).reply_code().to_v5(false), raw);

@@ -9,9 +9,10 @@
 //! ```text
 //! 04           SOCKS4 / 4a
 //! 05           SOCKS5 (greeting, RFC 1929 when offered, request)
-//! 06           SOCKS 6, draft -05 (only with `with_socks6`; else an unknown version)
-//! CF           the SOCKS 6 reference dialect: not spoken yet, answered with
-//!              -05's version mismatch reply `06 00` (only with `with_socks6`)
+//! 06, CF       SOCKS 6, by the first-byte table [`v6::PROFILE_TABLE`] (only with
+//!              `with_socks6`; else an unknown version): 06 is draft -05; CF (the
+//!              reference dialect, not spoken yet) gets -05's version mismatch
+//!              reply `06 00`
 //! 'A'..='Z'    an HTTP request: the HTTP-resistance page, then close
 //! anything else  an unknown version: close without a reply
 //! ```
@@ -122,7 +123,7 @@ impl ServerHandshake {
     pub fn with_socks6(mut self, limits: v6::Socks6Limits) -> Self {
         // Before the first byte, room for the largest first flight.
         self.input
-            .set_cap(initial_cap().max(limits.max_request_bytes()));
+            .set_cap(initial_cap().max(limits.max_request_bytes_any()));
         self.socks6 = Some(v6::server::ServerConfig {
             require_auth: self.config.require_auth,
             lenient_auth: self.config.lenient_auth,
@@ -226,38 +227,41 @@ impl ServerHandshake {
         let Some(&first) = self.input.bytes().first() else {
             return self.input.need_more(1);
         };
-        self.phase = match (first, &self.socks6) {
-            (v4::VERSION, _) => {
-                self.input.set_cap(MAX_MESSAGE.max(self.input.len()));
-                Phase::Socks(Socks45::new(Version::V4))
-            }
-            (v5::VERSION, _) => {
-                self.input.set_cap(MAX_MESSAGE.max(self.input.len()));
-                Phase::Socks(Socks45::new(Version::V5))
-            }
-            (v6::VERSION, Some(config)) => {
-                let machine = Socks6Handshake::new(config.clone());
+        let route = self
+            .socks6
+            .as_ref()
+            .and_then(|_| v6::Profile::route(first, v6::ProfileSetting::Auto));
+        self.phase = match (first, route, &self.socks6) {
+            (_, Some(v6::Route::Speak(profile)), Some(config)) => {
+                let machine = Socks6Handshake::with_profile(config.clone(), profile);
                 self.input
                     .set_cap(machine.input_cap().max(self.input.len()));
                 Phase::Socks6(Box::new(machine))
             }
-            // `CF`: the SOCKS 6 reference implementation's own version byte.
-            // Not spoken here (yet): -05 asks for its version mismatch reply
-            // to any request whose version is not 6.0, so the client learns
-            // why.
-            (v6::REF_VERSION, Some(_)) => {
+            // A SOCKS 6 dialect not spoken here (`CF`, the reference
+            // implementation's, for now): the version mismatch reply, so
+            // that the client learns why.
+            (_, Some(v6::Route::Mismatch(profile)), _) => {
                 self.stopped = Some(ProtoError::VersionMismatch);
                 return Instruction::Failed {
-                    reply: v6::Profile::Draft05.codec().version_mismatch_reply(),
+                    reply: profile.codec().version_mismatch_reply(),
                     error: ProtoError::VersionMismatch,
                 };
             }
-            (b, _) if http::looks_like_http(b) => {
+            (v4::VERSION, _, _) => {
+                self.input.set_cap(MAX_MESSAGE.max(self.input.len()));
+                Phase::Socks(Socks45::new(Version::V4))
+            }
+            (v5::VERSION, _, _) => {
+                self.input.set_cap(MAX_MESSAGE.max(self.input.len()));
+                Phase::Socks(Socks45::new(Version::V5))
+            }
+            (b, _, _) if http::looks_like_http(b) => {
                 self.input
                     .set_cap(http::MAX_HTTP_HEAD.max(self.input.len()));
                 Phase::Http { scanned: 0 }
             }
-            (b, _) => {
+            (b, _, _) => {
                 self.stopped = Some(ProtoError::UnknownVersion(b));
                 return Instruction::failed(ProtoError::UnknownVersion(b));
             }

@@ -35,7 +35,6 @@ use crate::parse::Parsed;
 use crate::v5::Method;
 use crate::{userpass, Command, Password, ProtoError, TargetAddr};
 
-use super::draft05::userpass_auth_data;
 use super::messages::{AssociationId, AuthOutcome, AuthReply, OperationReply, Request};
 use super::options::{AuthMethodOption, IdempotenceOption, Options, Socks6Option, StackValue};
 use super::{Profile, Socks6Limits, MAX_INITIAL_DATA};
@@ -137,9 +136,10 @@ pub struct Socks6Client {
 }
 
 impl Socks6Client {
-    /// Start a -05 handshake: returns the machine and the first flight.
+    /// Start a handshake in the default profile: returns the machine and
+    /// the first flight.
     pub fn new(req: ClientRequest) -> Result<(Self, Vec<u8>), ProtoError> {
-        Socks6Client::with_profile(req, Profile::Draft05)
+        Socks6Client::with_profile(req, Profile::DEFAULT)
     }
 
     pub fn with_profile(
@@ -168,7 +168,7 @@ impl Socks6Client {
             }
             .encode()?;
             if req.zero_rtt_auth {
-                if let Ok(data) = userpass_auth_data(u, p) {
+                if let Ok(data) = profile.codec().userpass_auth_data(u, p) {
                     options.push(Socks6Option::AuthData(data));
                     zero_rtt = true;
                 }

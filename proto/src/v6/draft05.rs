@@ -33,7 +33,10 @@ use super::options::{
     level, AuthDataOption, AuthMethodOption, ExpenditureCode, IdempotenceOption, Leg,
     MptcpScheduler, Options, Socks6Option, StackOption, StackValue,
 };
-use super::{Codec, Profile, Socks6Limits, MAX_INITIAL_DATA, REF_VERSION, VERSION};
+use super::{
+    Codec, Layout, OptionsLength, Profile, ReplyCodes, Socks6Limits, REF_VERSION, VERSION,
+};
+use crate::ReplyCode;
 
 /// The minor version byte of -05.
 pub const MINOR: u8 = 0x00;
@@ -41,6 +44,55 @@ pub const MINOR: u8 = 0x00;
 /// Longest request header before the options: version (2), command,
 /// port (2), ATYP, a 255-byte domain with its length byte, NOPTS.
 pub const MAX_REQUEST_HEADER: usize = 2 + 1 + 2 + 1 + 1 + MAX_DOMAIN + 1;
+
+/// Most initial data a CONNECT may declare (the draft's 2^13).
+pub const MAX_INITIAL_DATA: usize = 1 << 13;
+
+/// Width of a UDP association id.
+pub const ASSOCIATION_ID_LEN: usize = 4;
+
+/// Longest option (its length is one byte and counts the whole option).
+pub const MAX_OPTION_LEN: usize = u8::MAX as usize;
+
+/// Longest RFC 1929 request inside an authentication data option: the
+/// option's 255 bytes less kind, length and method.
+pub const MAX_USERPASS_AUTH_DATA: usize = MAX_OPTION_LEN - 3;
+
+/// The -05 wire format's sizes and widths.
+pub const LAYOUT: Layout = Layout {
+    version: &[VERSION, MINOR],
+    max_request_header: MAX_REQUEST_HEADER,
+    options_length_width: 1,
+    options_length_counts: OptionsLength::Options,
+    option_kind_width: 1,
+    option_length_width: 1,
+    max_option_len: MAX_OPTION_LEN,
+    alignment: 1,
+    association_id_width: ASSOCIATION_ID_LEN,
+    max_initial_data: MAX_INITIAL_DATA,
+    max_userpass_auth_data: MAX_USERPASS_AUTH_DATA,
+};
+
+/// -05's operation reply codes: SOCKS5's `00`–`08` plus `09` "connection
+/// attempt timed out". `TtlExpired` is what sixsocks reports for a connect
+/// attempt that timed out, so it is sent as `09` (and `06` still reads as
+/// it); Tor's extended codes do not exist in SOCKS 6 and fall back to `04`
+/// host unreachable (`F0`–`F7` read as unknown codes).
+pub const REPLY_CODES: ReplyCodes = ReplyCodes {
+    rows: &[
+        (ReplyCode::Succeeded, 0x00),
+        (ReplyCode::GeneralFailure, 0x01),
+        (ReplyCode::NotAllowed, 0x02),
+        (ReplyCode::NetworkUnreachable, 0x03),
+        (ReplyCode::HostUnreachable, 0x04),
+        (ReplyCode::ConnectionRefused, 0x05),
+        (ReplyCode::TtlExpired, 0x09),
+        (ReplyCode::TtlExpired, 0x06),
+        (ReplyCode::CommandNotSupported, 0x07),
+        (ReplyCode::AddressTypeNotSupported, 0x08),
+    ],
+    fallback: ReplyCode::HostUnreachable,
+};
 
 /// Option kinds.
 pub mod kind {
@@ -369,7 +421,8 @@ pub fn encode_options(opts: &Options, out: &mut Vec<u8>) -> Result<(), ProtoErro
 }
 
 /// The username/password authentication data option (the RFC 1929 request
-/// inside, at most 252 bytes so that the option fits its length byte).
+/// inside, at most [`MAX_USERPASS_AUTH_DATA`] = 252 bytes so that the option
+/// fits its length byte).
 pub fn userpass_auth_data(
     username: &[u8],
     password: &Password,
@@ -379,7 +432,7 @@ pub fn userpass_auth_data(
         password: password.clone(),
     }
     .encode()?;
-    if msg.len() > 252 {
+    if msg.len() > MAX_USERPASS_AUTH_DATA {
         return Err(ProtoError::TooLong(
             "username/password over 252 bytes for an authentication data option",
         ));
@@ -413,6 +466,26 @@ fn check_version(buf: &[u8]) -> Result<Option<Parsed<()>>, ProtoError> {
 impl Codec for Draft05 {
     fn profile(&self) -> Profile {
         Profile::Draft05
+    }
+
+    fn name(&self) -> &'static str {
+        "socks6-draft05"
+    }
+
+    fn layout(&self) -> &'static Layout {
+        &LAYOUT
+    }
+
+    fn reply_codes(&self) -> &'static ReplyCodes {
+        &REPLY_CODES
+    }
+
+    fn userpass_auth_data(
+        &self,
+        username: &[u8],
+        password: &Password,
+    ) -> Result<AuthDataOption, ProtoError> {
+        userpass_auth_data(username, password)
     }
 
     fn parse_request(
@@ -516,6 +589,7 @@ impl Codec for Draft05 {
         let nopts = buf[off] as usize;
         Ok(parse_options(&buf[off + 1..], nopts, limits)?
             .map(|options| OperationReply {
+                profile: Profile::Draft05,
                 rep,
                 bound,
                 options,
@@ -531,10 +605,10 @@ impl Codec for Draft05 {
     }
 
     fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, ProtoError> {
-        need!(buf, 4);
+        need!(buf, ASSOCIATION_ID_LEN);
         Ok(Parsed::Complete {
             value: AssociationId(be32(buf) as u64),
-            consumed: 4,
+            consumed: ASSOCIATION_ID_LEN,
         })
     }
 

@@ -43,6 +43,9 @@ pub struct AuthReply {
 /// An operation reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperationReply {
+    /// The profile whose reply codes `rep` is in (the codec that parsed the
+    /// reply sets it; encoders write `rep` as it is).
+    pub profile: Profile,
     /// The raw REP value (see [`OperationReply::code`]).
     pub rep: u8,
     /// Bound address (CONNECT, first BIND reply, UDP ASSOCIATE) or the
@@ -53,15 +56,19 @@ pub struct OperationReply {
 }
 
 impl OperationReply {
-    pub fn new(code: ReplyCode, bound: TargetAddr, options: Options) -> Self {
+    /// A reply with `code` as `profile` writes it.
+    pub fn new(profile: Profile, code: ReplyCode, bound: TargetAddr, options: Options) -> Self {
         OperationReply {
-            rep: code.to_v6(),
+            profile,
+            rep: profile.codec().reply_codes().encode(code),
             bound,
             options,
         }
     }
+
+    /// What `rep` means in the reply's profile.
     pub fn code(&self) -> ReplyCode {
-        ReplyCode::from_v6(self.rep)
+        self.profile.codec().reply_codes().decode(self.rep)
     }
 }
 
@@ -70,6 +77,19 @@ impl OperationReply {
 /// encode an id above `u32::MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssociationId(pub u64);
+
+impl AssociationId {
+    /// An id of `width` bytes (a profile's
+    /// [`Layout::association_id_width`](super::Layout::association_id_width))
+    /// made of the low bytes of `random`, which the caller draws (proto has
+    /// no random source).
+    pub fn from_random(random: u64, width: usize) -> Self {
+        match width.saturating_mul(8) {
+            bits @ 0..=63 => AssociationId(random & ((1u64 << bits) - 1)),
+            _ => AssociationId(random),
+        }
+    }
+}
 
 /// The header of a SOCKS 6 UDP datagram (both directions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -134,6 +154,7 @@ impl Socks6Request {
         self.profile
             .codec()
             .encode_operation_reply(&OperationReply::new(
+                self.profile,
                 code,
                 bound.cloned().unwrap_or_else(TargetAddr::unspecified),
                 options,

@@ -1,5 +1,5 @@
 //! SOCKS 6, draft-olteanu-intarea-socks-6-05 (the project's spec of record),
-//! shaped so that later wire profiles can share the protocol logic.
+//! shaped so that later wire profiles share the protocol logic.
 //!
 //! # Layout
 //!
@@ -7,15 +7,47 @@
 //!   typed options (stack, authentication method/data, idempotence, vendor).
 //!   No byte layout lives here.
 //! * [`Codec`]: the wire format of one profile as a trait; [`Draft05`] (in
-//!   [`draft05`]) is the -05 codec. [`Profile`] names a profile and finds its
-//!   codec. A `Draft11` codec (2-byte kinds and lengths, padding, 4-byte
-//!   alignment, 8-byte association ids) can be added as another `Codec`
-//!   without touching the state machines, which only call the trait.
+//!   [`draft05`]) is the -05 codec. A codec owns everything about its
+//!   bytes: its constants as a [`Layout`] (header sizes, field widths,
+//!   caps), its operation reply codes as a [`ReplyCodes`] table, and the
+//!   username/password authentication data option. Nothing outside the
+//!   codec file names them; callers go through [`Profile::codec`].
+//! * [`Profile`] names a profile and finds its codec; the
+//!   [`PROFILE_TABLE`] maps a connection's first byte (and, where bytes
+//!   cannot tell dialects apart, a per-listener [`ProfileSetting`]) to a
+//!   [`Route`]: speak a profile, or answer with its version mismatch reply.
+//!   [`Profile::route`] and [`Profile::for_first_byte`] read it.
 //! * [`idempotence`]: token windows (server) and the token wallet (client),
 //!   with 32-bit modular comparisons, sans-IO.
 //! * [`server`]: the server handshake state machine; [`client`]: the client
 //!   one. Both follow the crate's conventions (one `step(input)` returning
-//!   one instruction; errors sticky; no IO, no clock).
+//!   one instruction; errors sticky; no IO, no clock) and only call the
+//!   [`Codec`] of their profile.
+//!
+//! # Adding a dialect
+//!
+//! A new revision or dialect (issue 13: `draft-11`, `ref-207`) is one codec
+//! file and one row:
+//!
+//! 1. **A codec file**, `v6/<name>.rs`, with a unit type implementing
+//!    [`Codec`]: the parsers and encoders of every message, and its own
+//!    constants — a `LAYOUT: Layout`, a `REPLY_CODES: ReplyCodes` (reuse
+//!    another codec's table if the codes are the same), the option kinds.
+//!    Declare it here (`pub mod <name>;`).
+//! 2. **A [`Profile`] variant**, with its arm in [`Profile::codec`] (the
+//!    compiler points at it; the name comes from [`Codec::name`]).
+//! 3. **A row in the [`PROFILE_TABLE`]**: the first byte it begins with;
+//!    where another profile begins with the same byte, a row with
+//!    `setting: Some(profile)` for listeners set to it (and decide what
+//!    `setting: None` listeners get). Rows are data: the handshake machine
+//!    and the buffer caps ([`Socks6Limits::max_request_bytes_any`]) read
+//!    the table, so neither changes.
+//!
+//! Then the profile travels by itself: [`Socks6Request::profile`] on the
+//! server (every reply, the UDP relay's datagrams), the client machine's
+//! [`client::Socks6Client::profile`] (the client library's `Socks6Info` and
+//! `SocksDatagram` carry it), and the semantic types stay as they are.
+//! Golden-byte tests go beside the codec, as `draft05`'s do.
 //!
 //! # Entering SOCKS 6 on the shared port
 //!
@@ -23,8 +55,10 @@
 //! dispatcher; [`crate::server::ServerHandshake::dispatch`] then hands a
 //! first byte `06` over to a [`server::Socks6Handshake`] (the existing
 //! [`crate::server::Step`], [`crate::Request`] and [`crate::Version`] are
-//! untouched, so SOCKS4/5 callers and tests see no change). See
-//! [`server`] for the full calling convention.
+//! untouched, so SOCKS4/5 callers and tests see no change), and answers a
+//! first byte `CF` with -05's version mismatch reply: what the
+//! [`PROFILE_TABLE`] says ([`Profile::route`]). See [`server`] for the full
+//! calling convention.
 //!
 //! # Decisions where the draft is ambiguous
 //!
@@ -68,14 +102,19 @@ pub use options::{
 };
 
 use crate::parse::Parsed;
-use crate::ProtoError;
+use crate::{Password, ProtoError, ReplyCode};
 
-/// The SOCKS 6 version byte.
+/// The SOCKS 6 version byte (every revision's first byte; -05 follows it
+/// with a minor version byte).
 pub const VERSION: u8 = 0x06;
 /// The reference implementation's version byte (200 + 7: "builds on
-/// draft 7"). Only recognised in a peer's version mismatch reply for now.
+/// draft 7"). Only answered with a version mismatch for now (see
+/// [`PROFILE_TABLE`]).
 pub const REF_VERSION: u8 = 0xCF;
-/// Most initial data a CONNECT may declare (the draft's 2^13).
+/// Most initial data a CONNECT may carry in *every* profile: the smallest
+/// of the codecs' caps ([`Layout::max_initial_data`]; -05 allows 2^13, -11
+/// 2^14). The profile-independent parts (the client machine, buffers sized
+/// before a profile is known) use this floor.
 pub const MAX_INITIAL_DATA: usize = 8192;
 
 /// Caps on what a peer may make us buffer (the draft's §12, "Large
@@ -108,20 +147,37 @@ impl Default for Socks6Limits {
 }
 
 impl Socks6Limits {
-    /// The initial data cap actually applied (never above the draft's).
+    /// The initial data cap actually applied (never above
+    /// [`MAX_INITIAL_DATA`]).
     pub fn initial_data_cap(&self) -> usize {
         self.max_initial_data.min(MAX_INITIAL_DATA)
     }
 
-    /// The most bytes a server machine will ever have buffered for one
-    /// request (header, options and initial data). The RFC 1929 message of
-    /// the slow path (at most 513 bytes) comes after the request is consumed.
-    pub fn max_request_bytes(&self) -> usize {
-        draft05::MAX_REQUEST_HEADER + self.max_options_bytes + self.initial_data_cap()
+    /// The most bytes a server machine speaking `profile` will ever have
+    /// buffered for one request (header, options and initial data). The
+    /// RFC 1929 message of the slow path (at most 513 bytes) comes after the
+    /// request is consumed.
+    pub fn max_request_bytes(&self, profile: Profile) -> usize {
+        let layout = profile.codec().layout();
+        layout.max_request_header
+            + self.max_options_bytes
+            + self.initial_data_cap().min(layout.max_initial_data)
+    }
+
+    /// [`Socks6Limits::max_request_bytes`] of the profile that needs the
+    /// most, among every profile of the [`PROFILE_TABLE`]: for a buffer
+    /// sized before the first byte chose the profile.
+    pub fn max_request_bytes_any(&self) -> usize {
+        Profile::all()
+            .map(|p| self.max_request_bytes(p))
+            .max()
+            .unwrap_or(0)
     }
 }
 
-/// A SOCKS 6 wire profile.
+/// A SOCKS 6 wire profile (a revision of the draft, or a dialect of one).
+///
+/// Adding one: see the [module documentation](self#adding-a-dialect).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Profile {
@@ -131,22 +187,226 @@ pub enum Profile {
 }
 
 impl Profile {
-    /// The codec for this profile.
+    /// The profile a client speaks unless told otherwise (-05, the spec of
+    /// record, for now).
+    pub const DEFAULT: Profile = Profile::Draft05;
+
+    /// The codec for this profile (the only place a variant meets its
+    /// codec).
     pub fn codec(self) -> &'static dyn Codec {
         match self {
             Profile::Draft05 => &Draft05,
         }
     }
+
+    /// Its name in logs (the codec's [`Codec::name`]).
     pub fn name(self) -> &'static str {
-        match self {
-            Profile::Draft05 => "socks6-draft05",
+        self.codec().name()
+    }
+
+    /// Every profile of the [`PROFILE_TABLE`] (spoken or only answered
+    /// with a version mismatch), each once, in table order.
+    pub fn all() -> impl Iterator<Item = Profile> {
+        PROFILE_TABLE
+            .iter()
+            .enumerate()
+            .filter(|(i, row)| {
+                PROFILE_TABLE[..*i]
+                    .iter()
+                    .all(|earlier| earlier.route.profile() != row.route.profile())
+            })
+            .map(|(_, row)| row.route.profile())
+    }
+
+    /// What a connection whose first byte is `first_byte` is, on a listener
+    /// with `setting` (`None`: not SOCKS 6; let SOCKS4/5 or the HTTP page
+    /// have it). See [`PROFILE_TABLE`] for the rule.
+    pub fn route(first_byte: u8, setting: ProfileSetting) -> Option<Route> {
+        route_in(PROFILE_TABLE, first_byte, setting)
+    }
+
+    /// The profile to speak to a client whose first byte is `first_byte`
+    /// on a listener with `setting`: `Some` only for a [`Route::Speak`] row.
+    /// A byte the table answers with a version mismatch gives `None` here;
+    /// [`Profile::route`] tells it apart from "not SOCKS 6".
+    pub fn for_first_byte(first_byte: u8, setting: ProfileSetting) -> Option<Profile> {
+        match Profile::route(first_byte, setting)? {
+            Route::Speak(p) => Some(p),
+            Route::Mismatch(_) => None,
         }
+    }
+}
+
+/// [`Profile::route`] over any table (the tests' own tables too).
+fn route_in(table: &[ProfileRow], first_byte: u8, setting: ProfileSetting) -> Option<Route> {
+    let rows = || table.iter().filter(|row| row.first_byte == first_byte);
+    let specific = match setting {
+        ProfileSetting::Auto => None,
+        ProfileSetting::Only(p) => rows().find(|row| row.setting == Some(p)),
+    };
+    specific
+        .or_else(|| rows().find(|row| row.setting.is_none()))
+        .map(|row| row.route)
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile::DEFAULT
     }
 }
 
 impl std::fmt::Display for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// How a listener chooses between dialects whose first bytes are alike
+/// (from issue 13 on: a -05 and a -11 request both begin with `06`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProfileSetting {
+    /// The table's rows for every listener (those with `setting: None`).
+    #[default]
+    Auto,
+    /// Rows for this profile's listeners first, then the rows for every
+    /// listener.
+    Only(Profile),
+}
+
+/// What the first byte of a connection leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Speak this profile: hand the connection to a SOCKS 6 server machine
+    /// for it (`server::Socks6Handshake::with_profile`).
+    Speak(Profile),
+    /// A SOCKS 6 dialect this proxy does not speak: send this profile's
+    /// [`Codec::version_mismatch_reply`] and close, so that the client
+    /// learns why.
+    Mismatch(Profile),
+}
+
+impl Route {
+    /// The profile the row names (spoken, or whose mismatch reply is sent).
+    pub fn profile(self) -> Profile {
+        match self {
+            Route::Speak(p) | Route::Mismatch(p) => p,
+        }
+    }
+}
+
+/// One row of the [`PROFILE_TABLE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProfileRow {
+    /// The connection's first byte.
+    pub first_byte: u8,
+    /// `None`: the row holds on every listener; `Some(p)`: only on a
+    /// listener set to [`ProfileSetting::Only`]`(p)`, where it takes
+    /// precedence over the rows for every listener.
+    pub setting: Option<Profile>,
+    pub route: Route,
+}
+
+/// Which profile a connection speaks, from its first byte and, where bytes
+/// cannot tell dialects apart, the listener's [`ProfileSetting`].
+///
+/// The rule ([`Profile::route`]): among the rows whose `first_byte` is the
+/// connection's, a listener set to `Only(p)` takes the first row with
+/// `setting: Some(p)`; otherwise (or without one) the first row with
+/// `setting: None` holds. No row: not SOCKS 6.
+///
+/// | first byte | listener | route |
+/// | --- | --- | --- |
+/// | `06` | any | speak -05 |
+/// | `CF` | any | -05's version mismatch reply `06 00` (the reference dialect is not spoken yet) |
+pub const PROFILE_TABLE: &[ProfileRow] = &[
+    ProfileRow {
+        first_byte: VERSION,
+        setting: None,
+        route: Route::Speak(Profile::Draft05),
+    },
+    ProfileRow {
+        first_byte: REF_VERSION,
+        setting: None,
+        route: Route::Mismatch(Profile::Draft05),
+    },
+];
+
+/// The sizes and field widths of one profile's wire format: what code that
+/// sizes a buffer or checks a field needs, without parsing. Each codec owns
+/// its own (for -05: `draft05::LAYOUT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// The bytes every request (and, in -05, every authentication reply and
+    /// datagram) begins with.
+    pub version: &'static [u8],
+    /// Longest request header before the options (a 255-byte domain and
+    /// the field that says how many options follow included).
+    pub max_request_header: usize,
+    /// Width of the field that says how many options follow.
+    pub options_length_width: usize,
+    /// What that field counts.
+    pub options_length_counts: OptionsLength,
+    /// Width of an option's kind.
+    pub option_kind_width: usize,
+    /// Width of an option's length (which counts the whole option).
+    pub option_length_width: usize,
+    /// Longest option, kind and length included.
+    pub max_option_len: usize,
+    /// Fields and options are padded to a multiple of this (1: none).
+    pub alignment: usize,
+    /// Width of a UDP association id.
+    pub association_id_width: usize,
+    /// Most initial data a CONNECT may declare.
+    pub max_initial_data: usize,
+    /// Longest RFC 1929 request that fits an authentication data option.
+    pub max_userpass_auth_data: usize,
+}
+
+/// What the options-length field of a message counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptionsLength {
+    /// The number of options (-05's NOPTS).
+    Options,
+    /// The bytes of options (-11's total options length).
+    Bytes,
+}
+
+/// One profile's operation reply codes (REP): the table between the
+/// semantic [`ReplyCode`] and the wire. Each codec owns its own (for -05:
+/// `draft05::REPLY_CODES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReplyCodes {
+    /// `(code, wire value)`. A code is sent as the value of its first row;
+    /// every row is read (so a code may have several wire values).
+    pub rows: &'static [(ReplyCode, u8)],
+    /// What a code without a row (Tor's extended codes) is sent as; it must
+    /// have a row.
+    pub fallback: ReplyCode,
+}
+
+/// SOCKS5's general failure, sent for a code whose table lacks even the
+/// fallback's row (a codec's mistake; every table has both).
+const GENERAL_FAILURE: u8 = 0x01;
+
+impl ReplyCodes {
+    /// The REP value for `code`. [`ReplyCode::Other`] keeps its raw value.
+    pub fn encode(&self, code: ReplyCode) -> u8 {
+        if let ReplyCode::Other(raw) = code {
+            return raw;
+        }
+        let find = |c: ReplyCode| self.rows.iter().find(|(k, _)| *k == c).map(|(_, w)| *w);
+        find(code)
+            .or_else(|| find(self.fallback))
+            .unwrap_or(GENERAL_FAILURE)
+    }
+
+    /// The code a REP value means ([`ReplyCode::Other`] for a value with no
+    /// row).
+    pub fn decode(&self, rep: u8) -> ReplyCode {
+        self.rows
+            .iter()
+            .find(|(_, w)| *w == rep)
+            .map_or(ReplyCode::Other(rep), |(c, _)| *c)
     }
 }
 
@@ -158,6 +418,23 @@ impl std::fmt::Display for Profile {
 /// size is known. Datagram parsers take a whole datagram (short is an error).
 pub trait Codec: std::fmt::Debug + Sync {
     fn profile(&self) -> Profile;
+
+    /// The profile's name in logs (e.g. `socks6-draft05`).
+    fn name(&self) -> &'static str;
+
+    /// The profile's sizes and field widths.
+    fn layout(&self) -> &'static Layout;
+
+    /// The profile's operation reply codes.
+    fn reply_codes(&self) -> &'static ReplyCodes;
+
+    /// The authentication data option carrying username/password (0-RTT
+    /// authentication), or an error when the credentials do not fit one.
+    fn userpass_auth_data(
+        &self,
+        username: &[u8],
+        password: &Password,
+    ) -> Result<AuthDataOption, ProtoError>;
 
     /// Parse a request (not its initial data). A request whose version is
     /// SOCKS 6 but not this revision is [`ProtoError::VersionMismatch`]; the
@@ -215,5 +492,146 @@ pub trait Codec: std::fmt::Debug + Sync {
         self.encode_datagram_header(header, &mut out)?;
         out.extend_from_slice(payload);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_maps_first_bytes_as_documented() {
+        // `06` speaks -05 on every listener.
+        for setting in [ProfileSetting::Auto, ProfileSetting::Only(Profile::Draft05)] {
+            assert_eq!(
+                Profile::route(0x06, setting),
+                Some(Route::Speak(Profile::Draft05))
+            );
+            assert_eq!(
+                Profile::for_first_byte(0x06, setting),
+                Some(Profile::Draft05)
+            );
+            // `CF`, the reference dialect, is answered with -05's version
+            // mismatch reply, `06 00`.
+            let route = Profile::route(0xCF, setting);
+            assert_eq!(route, Some(Route::Mismatch(Profile::Draft05)));
+            assert_eq!(Profile::for_first_byte(0xCF, setting), None);
+            assert_eq!(
+                route.map(|r| r.profile().codec().version_mismatch_reply()),
+                Some(vec![0x06, 0x00])
+            );
+            // Nothing else is SOCKS 6: SOCKS4/5 and the HTTP page keep theirs.
+            for byte in (0..=0xFFu8).filter(|b| ![0x06, 0xCF].contains(b)) {
+                assert_eq!(Profile::route(byte, setting), None, "{byte:#04x}");
+                assert_eq!(Profile::for_first_byte(byte, setting), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_listener_setting_row_takes_precedence() {
+        // Where one byte begins two dialects: a row for listeners set to a
+        // profile, then one for every listener (listed in either order).
+        let specific = ProfileRow {
+            first_byte: 0x06,
+            setting: Some(Profile::Draft05),
+            route: Route::Mismatch(Profile::Draft05),
+        };
+        let general = ProfileRow {
+            first_byte: 0x06,
+            setting: None,
+            route: Route::Speak(Profile::Draft05),
+        };
+        let only = ProfileSetting::Only(Profile::Draft05);
+        for table in [[specific, general], [general, specific]] {
+            assert_eq!(route_in(&table, 0x06, only), Some(specific.route));
+            assert_eq!(
+                route_in(&table, 0x06, ProfileSetting::Auto),
+                Some(general.route)
+            );
+            assert_eq!(route_in(&table, 0x05, only), None);
+        }
+        // Without a row for the setting, the row for every listener holds;
+        // without that either, the byte is not SOCKS 6.
+        assert_eq!(route_in(&[general], 0x06, only), Some(general.route));
+        assert_eq!(route_in(&[specific], 0x06, ProfileSetting::Auto), None);
+    }
+
+    #[test]
+    fn every_profile_is_listed_once_and_names_its_codec() {
+        let all: Vec<Profile> = Profile::all().collect();
+        assert_eq!(all, [Profile::Draft05]);
+        for p in all {
+            assert_eq!(p.codec().profile(), p);
+            assert_eq!(p.name(), p.codec().name());
+            // The profile-independent floor holds in every profile.
+            assert!(p.codec().layout().max_initial_data >= MAX_INITIAL_DATA);
+        }
+        assert_eq!(Profile::default(), Profile::DEFAULT);
+        assert_eq!(Profile::Draft05.to_string(), "socks6-draft05");
+    }
+
+    #[test]
+    fn request_caps_come_from_the_profile() {
+        let l = Socks6Limits::default();
+        // -05: 2 + 1 + 2 + 1 + 256 + 1 = 263 bytes of header.
+        assert_eq!(
+            l.max_request_bytes(Profile::Draft05),
+            263 + 4096 + MAX_INITIAL_DATA
+        );
+        assert_eq!(
+            l.max_request_bytes_any(),
+            l.max_request_bytes(Profile::Draft05)
+        );
+        let small = Socks6Limits {
+            max_initial_data: 10,
+            ..Socks6Limits::default()
+        };
+        assert_eq!(small.max_request_bytes(Profile::Draft05), 263 + 4096 + 10);
+    }
+
+    #[test]
+    fn reply_code_tables_send_a_fallback_and_keep_raw_values() {
+        let t = ReplyCodes {
+            rows: &[(ReplyCode::Succeeded, 0), (ReplyCode::HostUnreachable, 4)],
+            fallback: ReplyCode::HostUnreachable,
+        };
+        assert_eq!(t.encode(ReplyCode::Succeeded), 0);
+        assert_eq!(t.encode(ReplyCode::ONION_DESC_NOT_FOUND), 4);
+        assert_eq!(t.encode(ReplyCode::Other(0x77)), 0x77);
+        assert_eq!(t.decode(4), ReplyCode::HostUnreachable);
+        assert_eq!(t.decode(0x77), ReplyCode::Other(0x77));
+        // A table without its fallback's row sends general failure.
+        let broken = ReplyCodes {
+            rows: &[],
+            fallback: ReplyCode::HostUnreachable,
+        };
+        assert_eq!(broken.encode(ReplyCode::NotAllowed), 0x01);
+    }
+
+    #[test]
+    fn operation_replies_map_codes_through_their_profile() {
+        let r = OperationReply::new(
+            Profile::Draft05,
+            ReplyCode::TtlExpired,
+            crate::TargetAddr::unspecified(),
+            Options::new(),
+        );
+        assert_eq!((r.profile, r.rep), (Profile::Draft05, 0x09));
+        assert_eq!(r.code(), ReplyCode::TtlExpired);
+    }
+
+    #[test]
+    fn association_ids_have_the_profile_width() {
+        let width = Profile::Draft05.codec().layout().association_id_width;
+        let id = AssociationId::from_random(u64::MAX, width);
+        assert_eq!(id, AssociationId(u64::from(u32::MAX)));
+        assert!(Profile::Draft05.codec().encode_association_id(id).is_ok());
+        assert_eq!(
+            AssociationId::from_random(u64::MAX, 8),
+            AssociationId(u64::MAX)
+        );
+        assert_eq!(AssociationId::from_random(0xABCD, 1), AssociationId(0xCD));
+        assert_eq!(AssociationId::from_random(u64::MAX, 0), AssociationId(0));
     }
 }

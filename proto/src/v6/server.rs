@@ -136,11 +136,11 @@ pub(crate) struct Socks6Handshake {
 type Stepped = Result<Instruction<Socks6Request, Verify>, (Vec<u8>, ProtoError)>;
 
 impl Socks6Handshake {
-    /// A machine for draft -05.
-    pub(crate) fn new(config: ServerConfig) -> Self {
+    /// A machine for `profile`.
+    pub(crate) fn with_profile(config: ServerConfig, profile: Profile) -> Self {
         Socks6Handshake {
             config,
-            profile: Profile::Draft05,
+            profile,
             state: State::Request,
             user: None,
         }
@@ -152,7 +152,7 @@ impl Socks6Handshake {
 
     /// The most input this machine needs buffered at once.
     pub(crate) fn input_cap(&self) -> usize {
-        self.config.limits.max_request_bytes()
+        self.config.limits.max_request_bytes(self.profile)
     }
 
     /// The user name presented so far, for logging a failed handshake.

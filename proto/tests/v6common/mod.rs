@@ -64,7 +64,9 @@ pub fn drive(
     pattern: Option<&[usize]>,
     check: &mut dyn FnMut(&[u8], &Password) -> bool,
 ) -> Outcome {
-    let cap = cfg.limits.max_request_bytes();
+    let cap = cfg
+        .limits
+        .max_request_bytes(sixsocks_proto::v6::Profile::DEFAULT);
     let mut hs = server(&cfg);
     let mut verified = Vec::new();
     let delivery = pattern.map_or(Delivery::Exact, Delivery::Pattern);

@@ -95,7 +95,8 @@ pub(crate) async fn run_socks6(
     shared: &Shared,
     rec: &mut Record,
 ) -> Result<(), RequestError> {
-    let id = AssociationId(u64::from(OsRng.next_u32()));
+    let width = request.profile.codec().layout().association_id_width;
+    let id = AssociationId::from_random(OsRng.next_u64(), width);
     let framing = Framing::Socks6 {
         codec: request.profile.codec(),
         id,
