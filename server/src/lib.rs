@@ -2,7 +2,7 @@
 //!
 //! Imports point down: `listener` → `session` → the commands (`bind`,
 //! `udp_relay`, `socks6`) → `outbound` / `tunnel` → `policy` → `context` →
-//! the leaves (`rules`, `destination`, `resolve`, `connect`, `relay`, ...).
+//! the leaves (`rules`, `destination`, `resolve`, `happy_eyeballs`, `relay`, ...).
 //!
 //! * [`config`]: the configuration (TOML file, embedded defaults, validation).
 //! * [`listener`]: listening sockets, the accept loop, the client limit and
@@ -24,7 +24,8 @@
 //! * [`socks6`]: SOCKS 6 requests after the handshake (tokens in
 //!   `socks6/tokens.rs`, backlog listeners in `socks6/backlog.rs`, NOOP,
 //!   CONNECT with initial data, stack options).
-//! * [`connect`]: outbound connections (happy eyeballs, timeouts).
+//! * [`happy_eyeballs`]: outbound TCP connections (happy eyeballs over every
+//!   address, socket options, timeouts).
 //! * [`resolve`]: name resolution through the system resolver (forward and
 //!   reverse), off the async threads.
 //! * [`bind`]: BIND, both replies and the relay after them.
@@ -57,12 +58,12 @@ pub mod backoff;
 pub mod bind;
 pub mod bind_sockets;
 pub mod config;
-pub mod connect;
 pub mod context;
 pub mod descriptors;
 pub mod destination;
 pub mod error;
 pub mod handshake;
+pub mod happy_eyeballs;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

@@ -4,7 +4,7 @@
 use sixsocks_proto::{Host, TargetAddr};
 use tokio::net::TcpStream;
 
-use crate::connect::happy_eyeballs_with;
+use crate::happy_eyeballs::happy_eyeballs_with;
 use crate::context::{Record, Shared};
 use crate::error::RequestError;
 use crate::policy::{direct_plan, route_checked, Route};

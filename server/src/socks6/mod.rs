@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::connect::{happy_eyeballs_with, outbound_socket, SocketOptions};
+use crate::happy_eyeballs::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
 use crate::rules::Dest;
 
