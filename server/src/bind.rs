@@ -13,7 +13,7 @@ use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::rules::{Dest, Verdict};
 
-use crate::context::{Record, Shared};
+use crate::context::{Outcome, Record, Shared};
 use crate::policy::{check_addresses, check_rules};
 use crate::tunnel::relay_recorded;
 
@@ -42,7 +42,7 @@ pub(crate) async fn run(
     client
         .write_all(&request.reply(ReplyCode::Succeeded, Some(&bound.into()), extended))
         .await?;
-    rec.outcome = Some(format!("bind listening on {bound}"));
+    rec.set_outcome(Outcome::BindListening(bound));
 
     let accept = async {
         loop {
@@ -77,7 +77,7 @@ pub(crate) async fn run(
         .map_err(|_| RequestError::BindTimeout)??;
     drop(listener);
     let Some((inbound, peer)) = accepted else {
-        rec.outcome = Some("client closed while waiting for the bind".into());
+        rec.set_outcome(Outcome::BindClientClosed);
         return Ok(());
     };
     let _ = inbound.set_nodelay(true);
@@ -89,9 +89,11 @@ pub(crate) async fn run(
         ))
         .await?;
     rec.reply = Some(ReplyCode::Succeeded);
-    rec.outcome = Some(format!("bind on {bound} accepted {peer}"));
-    let label = format!("bind from {peer}");
-    relay_recorded(client, &inbound, &early, shared, rec, Some(label)).await;
+    rec.set_outcome(Outcome::BindAccepted {
+        on: Some(bound),
+        peer,
+    });
+    relay_recorded(client, &inbound, &early, shared, rec, Some(peer)).await;
     Ok(())
 }
 

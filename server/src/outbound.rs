@@ -4,9 +4,9 @@
 use sixsocks_proto::{Host, TargetAddr};
 use tokio::net::TcpStream;
 
-use crate::happy_eyeballs::happy_eyeballs_with;
-use crate::context::{Record, Shared};
+use crate::context::{Outcome, Record, Shared};
 use crate::error::RequestError;
+use crate::happy_eyeballs::happy_eyeballs_with;
 use crate::policy::{direct_plan, route_checked, Route};
 use crate::upstream::Upstream;
 
@@ -45,7 +45,7 @@ impl Outbound {
         if s.early_sent {
             rec.counters.add_up(early.len() as u64);
         }
-        rec.outcome = Some(format!("via upstream {}", up.name()));
+        rec.set_outcome(Outcome::ViaUpstream(up.name().to_string()));
         // The upstream's own outbound address when it says; zeros if not.
         let bound = match s.bound.host {
             Host::Ip(_) => s.bound,

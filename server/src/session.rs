@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::context::{Protocol, Record, Shared};
+use crate::context::{Outcome, Protocol, Record, Shared};
 use crate::destination;
 use crate::error::RequestError;
 use crate::handshake::{describe_end, handshake, HandshakeEnd, Handshaken};
@@ -68,7 +68,7 @@ fn end_session(rec: &mut Record, started: Instant) {
         up,
         down,
         duration_ms = started.elapsed().as_millis() as u64,
-        outcome = %rec.outcome.as_deref().unwrap_or("ok"),
+        outcome = %rec.outcome.as_deref().map_or(&"ok" as &dyn std::fmt::Display, |o| o),
         "session end"
     );
     crate::metrics::session_end(rec.version.map(Protocol::name), rec.command, rec.reply);
@@ -93,14 +93,14 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
                 rec.version = Some(Protocol::Socks6);
             }
             rec.credentials = hs.credentials().clone();
-            rec.outcome = Some(describe_end(&end));
+            rec.set_outcome(Outcome::Handshake(describe_end(&end)));
             if matches!(end, HandshakeEnd::Refused(_) | HandshakeEnd::Socks6(_)) {
                 linger_close(stream).await;
             }
             return;
         }
         Err(_) => {
-            rec.outcome = Some(describe_end(&HandshakeEnd::Timeout));
+            rec.set_outcome(Outcome::Handshake(describe_end(&HandshakeEnd::Timeout)));
             return;
         }
     };
@@ -127,8 +127,8 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
             crate::metrics::request_refused(&e);
             let code = e.reply_code();
             rec.reply = Some(code);
-            rec.outcome = Some(e.to_string());
             let bytes = request.reply(code, None, extended);
+            rec.set_outcome(Outcome::Failed(e));
             if stream.write_all(&bytes).await.is_ok() {
                 linger_close(stream).await;
             }
@@ -214,11 +214,17 @@ async fn answer_connect(
     let reply = request.reply(ReplyCode::Succeeded, out.bound.as_ref(), extended);
     rec.reply = Some(ReplyCode::Succeeded);
     if let Err(e) = stream.write_all(&reply).await {
-        rec.outcome = Some(format!("client gone before the reply: {e}"));
+        rec.set_outcome(Outcome::ClientGone {
+            after_reply: false,
+            error: e,
+        });
         return None;
     }
     if let Err(e) = deliver(stream, out.to_client, rec).await {
-        rec.outcome = Some(format!("client gone after the reply: {e}"));
+        rec.set_outcome(Outcome::ClientGone {
+            after_reply: true,
+            error: e,
+        });
         return None;
     }
     Some((out.stream, out.early_sent))
@@ -233,8 +239,8 @@ async fn finish_with(
     extended: bool,
 ) -> Result<(), RequestError> {
     rec.reply = Some(ReplyCode::Succeeded);
-    rec.outcome = Some(format!("answer {answer}"));
     let reply = request.reply(ReplyCode::Succeeded, Some(&answer), extended);
+    rec.set_outcome(Outcome::Answer(answer));
     if stream.write_all(&reply).await.is_ok() {
         linger_close(stream).await;
     }

@@ -17,11 +17,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::happy_eyeballs::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::error::RequestError;
+use crate::happy_eyeballs::{happy_eyeballs_with, outbound_socket, SocketOptions};
 use crate::rules::Dest;
 
-use crate::context::{Protocol, Record, Shared};
+use crate::context::{Outcome, Protocol, Record, Shared};
 use crate::outbound::Outbound;
 use crate::policy::Route;
 use crate::relay::write_all;
@@ -40,7 +40,7 @@ pub(crate) async fn execute(
     // address when it did not authenticate.
     let has_tokens = req.options.idempotence().next().is_some();
     let decision = if has_tokens {
-        Some(shared.tokens.serve(owner_key(rec, shared), &req.options))
+        Some(shared.tokens.serve(rec.owner_key(shared), &req.options))
     } else {
         None
     };
@@ -49,11 +49,11 @@ pub(crate) async fn execute(
         .map(|d| d.options.clone())
         .unwrap_or_default();
     let Ok(auth_reply) = req.auth_reply(auth_options) else {
-        rec.outcome = Some("cannot encode the authentication reply".into());
+        rec.set_outcome(Outcome::AuthReplyUnencodable);
         return;
     };
     if stream.write_all(&auth_reply).await.is_err() {
-        rec.outcome = Some("client gone before the authentication reply".into());
+        rec.set_outcome(Outcome::GoneBeforeAuthReply);
         return;
     }
     if let Some(d) = &decision {
@@ -63,7 +63,7 @@ pub(crate) async fn execute(
                 &req,
                 ReplyCode::GeneralFailure,
                 rec,
-                format!("idempotence token refused ({:?})", d.spend),
+                Outcome::TokenRefused(d.spend),
             )
             .await;
             return;
@@ -90,7 +90,7 @@ pub(crate) async fn execute(
     if let Err(e) = result {
         crate::metrics::request_refused(&e);
         let code = e.reply_code();
-        fail(stream, &req, code, rec, e.to_string()).await;
+        fail(stream, &req, code, rec, Outcome::Failed(e)).await;
     }
 }
 
@@ -99,10 +99,10 @@ async fn fail(
     req: &Socks6Request,
     code: ReplyCode,
     rec: &mut Record,
-    why: String,
+    why: Outcome,
 ) {
     rec.reply = Some(code);
-    rec.outcome = Some(why);
+    rec.set_outcome(why);
     if let Ok(bytes) = req.operation_reply(code, None, Options::new()) {
         if stream.write_all(&bytes).await.is_ok() {
             linger_close(stream).await;
@@ -195,16 +195,12 @@ async fn connect(
     );
     let bound = target.local_addr().ok().map(TargetAddr::from);
     reply(stream, req, bound.as_ref(), options, rec).await?;
-    rec.outcome = Some(format!(
-        "initial data {} bytes{}{}{}",
-        req.initial_data.len(),
-        if tfo_used { ", tfo" } else { "" },
-        if applied.mptcp { ", mptcp" } else { "" },
-        applied
-            .tos
-            .map(|t| format!(", tos {t:#04x}"))
-            .unwrap_or_default()
-    ));
+    rec.set_outcome(Outcome::InitialData {
+        bytes: req.initial_data.len(),
+        tfo: tfo_used,
+        mptcp: applied.mptcp,
+        tos: applied.tos,
+    });
     relay_recorded(stream, &target, &leftover, shared, rec, None).await;
     Ok(())
 }
@@ -263,17 +259,6 @@ async fn connect_tfo(
     Ok((s, applied, in_syn))
 }
 
-/// Who a token window or a BIND backlog belongs to: the user the users
-/// file verified, or else the client's address. A name that nothing
-/// verified (no users file: any name is accepted) is no identity: anyone
-/// could claim it and spend, reset or take what belongs to another.
-fn owner_key(rec: &Record, shared: &Shared) -> Vec<u8> {
-    match rec.user(shared) {
-        Some(u) => [b"u:".as_slice(), u.as_bytes()].concat(),
-        None => format!("a:{}", crate::destination::canonical(rec.client.ip())).into_bytes(),
-    }
-}
-
 /// The most backlog a client may ask for.
 const MAX_BACKLOG: u16 = 128;
 
@@ -292,7 +277,7 @@ async fn bind(
     rec: &mut Record,
 ) -> Result<(), RequestError> {
     let config = &shared.config;
-    let owner = owner_key(rec, shared);
+    let owner = rec.owner_key(shared);
     let wanted = req.options.stack_requests(Leg::PROXY_REMOTE);
     let desired = req.target.socket_addr();
     // A later BIND on a backlog listener.
@@ -343,7 +328,7 @@ async fn bind(
                 shared.backlogs.remove(bound);
                 return Err(e);
             }
-            rec.outcome = Some(format!("bind backlog {granted} on {bound}"));
+            rec.set_outcome(Outcome::Backlog { granted, bound });
             // The listener lives as long as this connection, which ends
             // when the client closes it or after `idle_timeout` (else
             // `bind_timeout`) with neither bytes from the client nor a
@@ -358,10 +343,11 @@ async fn bind(
                     },
                     _ = used.notified() => {}
                     _ = tokio::time::sleep(idle) => {
-                        rec.outcome = Some(format!(
-                            "bind backlog {granted} on {bound}: idle for {}s, closed",
-                            idle.as_secs()
-                        ));
+                        rec.set_outcome(Outcome::BacklogIdle {
+                            granted,
+                            bound,
+                            idle_secs: idle.as_secs(),
+                        });
                         break;
                     }
                 }
@@ -412,21 +398,13 @@ async fn accept_and_relay(
         .await
         .map_err(|_| RequestError::BindTimeout)??;
     let Some((inbound, peer)) = accepted else {
-        rec.outcome = Some("client closed while waiting for the bind".into());
+        rec.set_outcome(Outcome::BindClientClosed);
         return Ok(());
     };
     let _ = inbound.set_nodelay(true);
     reply(stream, req, Some(&peer.into()), Options::new(), rec).await?;
-    rec.outcome = Some(format!("bind accepted {peer}"));
-    relay_recorded(
-        stream,
-        &inbound,
-        &leftover,
-        shared,
-        rec,
-        Some(format!("bind from {peer}")),
-    )
-    .await;
+    rec.set_outcome(Outcome::BindAccepted { on: None, peer });
+    relay_recorded(stream, &inbound, &leftover, shared, rec, Some(peer)).await;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::context::{Record, Shared};
+use crate::context::{Outcome, Record, Shared, UdpSummary};
 use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::metrics::{udp_datagram, Direction, UdpDrop};
@@ -222,16 +222,14 @@ impl Association {
         relay_addr: SocketAddr,
     ) {
         let end = self.serve(client, shared, rec).await;
-        let dropped = self.stats.dropped.load(Ordering::Relaxed);
-        let first = match self.stats.first_drop.get() {
-            Some(why) if dropped > 0 => format!(" (first: {why})"),
-            _ => String::new(),
-        };
-        rec.outcome = Some(format!(
-            "udp {relay_addr}: {end}; datagrams to remote {}, to client {}, dropped {dropped}{first}",
-            self.stats.to_remote.load(Ordering::Relaxed),
-            self.stats.to_client.load(Ordering::Relaxed),
-        ));
+        rec.set_outcome(Outcome::Udp(UdpSummary {
+            relay: relay_addr,
+            end,
+            to_remote: self.stats.to_remote.load(Ordering::Relaxed),
+            to_client: self.stats.to_client.load(Ordering::Relaxed),
+            dropped: self.stats.dropped.load(Ordering::Relaxed),
+            first_drop: self.stats.first_drop.get().cloned(),
+        }));
     }
 
     async fn serve(&mut self, client: &mut TcpStream, shared: &Shared, rec: &Record) -> String {
