@@ -1,6 +1,7 @@
-//! UDP ASSOCIATE (SOCKS5): a relay socket per association, datagrams with
-//! the RFC 1928 header both ways, fragment reassembly, and the association's
-//! end when its TCP connection ends.
+//! The UDP relay behind UDP ASSOCIATE (the command and its reply:
+//! `command/udp.rs`): a relay socket per association, datagrams with the
+//! RFC 1928 header (or SOCKS 6's) both ways, fragment reassembly, and the
+//! association's end when its TCP connection ends.
 //!
 //! The client-facing socket accepts datagrams only from the client: its IP
 //! is the TCP connection's peer IP; its port is the one the request named,
@@ -18,10 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sixsocks_proto::udp::{DropReason, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
-use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Options, Socks6Request};
-use sixsocks_proto::{Host, ReplyCode, Request, TargetAddr};
+use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Socks6Request};
+use sixsocks_proto::{Host, TargetAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -57,70 +57,8 @@ pub struct UdpStats {
     pub first_drop: std::sync::OnceLock<String>,
 }
 
-/// SOCKS5 UDP ASSOCIATE: reply with the relay address, then relay.
-pub(crate) async fn run(
-    client: &mut TcpStream,
-    request: &Request,
-    shared: &Shared,
-    rec: &mut Record,
-) -> Result<(), RequestError> {
-    // The port the client said it will send from, if it said one.
-    let declared_port = match request.target.port {
-        0 => None,
-        p => Some(p),
-    };
-    let (slot, mut assoc) =
-        Association::open(client, shared, declared_port, Framing::Socks5).await?;
-    let relay_addr = assoc.socket.local_addr()?;
-    client
-        .write_all(&request.reply(
-            ReplyCode::Succeeded,
-            Some(&relay_addr.into()),
-            shared.config.extended_errors,
-        ))
-        .await?;
-    rec.reply = Some(ReplyCode::Succeeded);
-    assoc.run(client, shared, rec, relay_addr).await;
-    drop(slot);
-    Ok(())
-}
-
-/// SOCKS 6 UDP ASSOCIATE: operation reply with the relay address, the
-/// association id, then relay; the confirmation goes out on the TCP
-/// connection when the first datagram (or the empty confirmation request)
-/// arrives.
-pub(crate) async fn run_socks6(
-    client: &mut TcpStream,
-    request: &Socks6Request,
-    shared: &Shared,
-    rec: &mut Record,
-) -> Result<(), RequestError> {
-    let id = AssociationId(u64::from(OsRng.next_u32()));
-    let framing = Framing::Socks6 {
-        codec: request.profile.codec(),
-        id,
-        confirmation: Some(request.association_confirmation()),
-    };
-    let (slot, mut assoc) = Association::open(client, shared, None, framing).await?;
-    let relay_addr = assoc.socket.local_addr()?;
-    let encode = |e| RequestError::Io(std::io::Error::other(e));
-    let mut out = request
-        .operation_reply(
-            ReplyCode::Succeeded,
-            Some(&relay_addr.into()),
-            Options::new(),
-        )
-        .map_err(encode)?;
-    out.extend(request.association_init(id).map_err(encode)?);
-    client.write_all(&out).await?;
-    rec.reply = Some(ReplyCode::Succeeded);
-    assoc.run(client, shared, rec, relay_addr).await;
-    drop(slot);
-    Ok(())
-}
-
 /// How datagrams are framed between the client and the relay.
-enum Framing {
+pub(crate) enum Framing {
     /// RFC 1928: `RSV FRAG ATYP ADDR PORT`, with fragment reassembly.
     Socks5,
     /// SOCKS 6: `06 00 ID PORT ATYP ADDR`. `confirmation` holds the
@@ -132,7 +70,8 @@ enum Framing {
     },
 }
 
-struct Association {
+/// One UDP association: its sockets, its client, and what it relayed.
+pub(crate) struct Association {
     framing: Framing,
     /// Bytes to send on the TCP connection (the SOCKS 6 confirmation).
     pending_tcp: Option<Vec<u8>>,
@@ -158,10 +97,23 @@ struct Association {
     stats: UdpStats,
 }
 
+impl Framing {
+    /// SOCKS 6 framing for association `id` of `request`, whose
+    /// confirmation goes out when the first datagram arrives.
+    pub(crate) fn socks6(request: &Socks6Request, id: AssociationId) -> Self {
+        Framing::Socks6 {
+            codec: request.profile.codec(),
+            id,
+            confirmation: Some(request.association_confirmation()),
+        }
+    }
+}
+
 impl Association {
     /// Take an association slot and open the relay socket on the address
-    /// the client reached (or `udp_address`).
-    async fn open<'s>(
+    /// the client reached (or `udp_address`). `client_port`: the port the
+    /// client said it sends from, if it said one.
+    pub(crate) async fn open<'s>(
         client: &TcpStream,
         shared: &'s Shared,
         client_port: Option<u16>,
@@ -212,9 +164,14 @@ impl Association {
         ))
     }
 
+    /// The relay socket's address, for the reply.
+    pub(crate) fn relay_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
     /// Relay until the association ends, and record how it went. Dropping
     /// the association afterwards closes every one of its sockets at once.
-    async fn run(
+    pub(crate) async fn run(
         &mut self,
         client: &mut TcpStream,
         shared: &Shared,
