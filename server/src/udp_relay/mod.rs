@@ -268,6 +268,12 @@ impl Association {
         tracing::debug!(%src, why, "udp datagram dropped");
     }
 
+    /// [`Self::drop_datagram`], for a function that returns what it kept.
+    fn dropped<T>(&self, reason: UdpDrop, why: &str, src: SocketAddr) -> Option<T> {
+        self.drop_datagram(reason, why, src);
+        None
+    }
+
     async fn handle_client_datagram(
         &mut self,
         dgram: &[u8],
@@ -281,76 +287,8 @@ impl Association {
         if matches!(self.client_port, Some(p) if p != src.port()) {
             return self.drop_datagram(UdpDrop::NotFromClient, "not from the client's port", src);
         }
-        let (target, data) = match &mut self.framing {
-            Framing::Socks5 => {
-                let (header, offset) = match UdpHeader::parse(dgram) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        return self.drop_datagram(
-                            UdpDrop::BadHeader,
-                            &format!("bad header: {e}"),
-                            src,
-                        )
-                    }
-                };
-                // The first datagram from the client's IP fixes its port.
-                self.client_port = Some(src.port());
-                let payload = &dgram[offset..];
-                let pushed = self
-                    .reassembler
-                    .push(header, payload, Instant::now().into_std());
-                // Sequences evicted to make room are lost datagrams too.
-                let evicted = self.reassembler.take_evicted() as u64;
-                self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
-                if evicted > 0 {
-                    let _ = self
-                        .stats
-                        .first_drop
-                        .set("fragment sequence evicted".into());
-                }
-                crate::metrics::udp_drop(UdpDrop::Fragment, evicted);
-                match pushed {
-                    Fragment::Complete(t, d) => (t, d),
-                    Fragment::Queued => return,
-                    Fragment::Dropped(why) => {
-                        let reason = match why {
-                            DropReason::TooLarge => UdpDrop::TooLarge,
-                            _ => UdpDrop::Fragment,
-                        };
-                        return self.drop_datagram(reason, &format!("fragment: {why:?}"), src);
-                    }
-                }
-            }
-            Framing::Socks6 {
-                codec,
-                id,
-                confirmation,
-            } => {
-                let (header, offset) = match codec.parse_datagram_header(dgram) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        return self.drop_datagram(
-                            UdpDrop::BadHeader,
-                            &format!("bad header: {e}"),
-                            src,
-                        )
-                    }
-                };
-                if header.association != *id {
-                    return self.drop_datagram(UdpDrop::BadHeader, "unknown association id", src);
-                }
-                // The first datagram with the right id fixes the 5-tuple,
-                // and is confirmed on the TCP connection.
-                self.client_port = Some(src.port());
-                if let Some(c) = confirmation.take() {
-                    self.pending_tcp = Some(c);
-                }
-                let payload = &dgram[offset..];
-                if header.is_confirmation_request() && payload.is_empty() {
-                    return;
-                }
-                (header.target, payload.to_vec())
-            }
+        let Some((target, data)) = self.unwrap_client_datagram(dgram, src) else {
+            return;
         };
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
@@ -374,6 +312,79 @@ impl Association {
         };
         self.send_remote(ip, name, target.port, &data, src, shared, rec)
             .await;
+    }
+
+    /// The target and payload of a client datagram, unwrapped from its
+    /// framing (SOCKS5: reassembled from its fragments); `None` when
+    /// there is nothing to send yet, or it was dropped.
+    fn unwrap_client_datagram(
+        &mut self,
+        dgram: &[u8],
+        src: SocketAddr,
+    ) -> Option<(TargetAddr, Vec<u8>)> {
+        match &mut self.framing {
+            Framing::Socks5 => {
+                let (header, offset) = match UdpHeader::parse(dgram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        return self.dropped(UdpDrop::BadHeader, &format!("bad header: {e}"), src)
+                    }
+                };
+                // The first datagram from the client's IP fixes its port.
+                self.client_port = Some(src.port());
+                let payload = &dgram[offset..];
+                let pushed = self
+                    .reassembler
+                    .push(header, payload, Instant::now().into_std());
+                // Sequences evicted to make room are lost datagrams too.
+                let evicted = self.reassembler.take_evicted() as u64;
+                self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
+                if evicted > 0 {
+                    let _ = self
+                        .stats
+                        .first_drop
+                        .set("fragment sequence evicted".into());
+                }
+                crate::metrics::udp_drop(UdpDrop::Fragment, evicted);
+                match pushed {
+                    Fragment::Complete(t, d) => Some((t, d)),
+                    Fragment::Queued => None,
+                    Fragment::Dropped(why) => {
+                        let reason = match why {
+                            DropReason::TooLarge => UdpDrop::TooLarge,
+                            _ => UdpDrop::Fragment,
+                        };
+                        self.dropped(reason, &format!("fragment: {why:?}"), src)
+                    }
+                }
+            }
+            Framing::Socks6 {
+                codec,
+                id,
+                confirmation,
+            } => {
+                let (header, offset) = match codec.parse_datagram_header(dgram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        return self.dropped(UdpDrop::BadHeader, &format!("bad header: {e}"), src)
+                    }
+                };
+                if header.association != *id {
+                    return self.dropped(UdpDrop::BadHeader, "unknown association id", src);
+                }
+                // The first datagram with the right id fixes the 5-tuple,
+                // and is confirmed on the TCP connection.
+                self.client_port = Some(src.port());
+                if let Some(c) = confirmation.take() {
+                    self.pending_tcp = Some(c);
+                }
+                let payload = &dgram[offset..];
+                if header.is_confirmation_request() && payload.is_empty() {
+                    return None;
+                }
+                Some((header.target, payload.to_vec()))
+            }
+        }
     }
 
     /// Whether the rules let a datagram go to `ip:port` (reached through
