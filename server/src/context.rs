@@ -3,15 +3,17 @@
 //! generation to the next) and the session's own record, which its log
 //! line reports.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sixsocks_proto::server::HandshakeConfig;
-use sixsocks_proto::v6::Socks6Limits;
+use sixsocks_proto::v6::{ExpenditureCode, Socks6Limits};
 use sixsocks_proto::{Command, Credentials, ReplyCode, TargetAddr, Version};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::error::RequestError;
 use crate::relay::Counters;
 use crate::resolve::Resolver;
 use crate::rules::{Dest, Facts, Rules, VersionMatch};
@@ -159,7 +161,9 @@ pub(crate) struct Record {
     pub(crate) target: Option<TargetAddr>,
     pub(crate) reply: Option<ReplyCode>,
     pub(crate) counters: Counters,
-    pub(crate) outcome: Option<String>,
+    /// How the session ended, when not plainly (`ok`). Boxed: most sessions
+    /// carry none, and every idle one holds its record.
+    pub(crate) outcome: Option<Box<Outcome>>,
     /// The user's admission (per-user limits), held until the session ends.
     pub(crate) admission: Option<crate::limits::UserSession>,
     /// The user name a login tried (the log line names it when the login
@@ -217,6 +221,23 @@ impl Record {
         }
     }
 
+    /// Record how the session ended (the last word wins).
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.outcome = Some(Box::new(outcome));
+    }
+
+    /// Who a SOCKS 6 token window or BIND backlog belongs to: the user the
+    /// users file verified, or else the client's address. A name that
+    /// nothing verified (no users file: any name is accepted) is no
+    /// identity: anyone could claim it and spend, reset or take what belongs
+    /// to another.
+    pub(crate) fn owner_key(&self, shared: &Shared) -> Vec<u8> {
+        match self.user(shared) {
+            Some(u) => [b"u:".as_slice(), u.as_bytes()].concat(),
+            None => format!("a:{}", crate::destination::canonical(self.client.ip())).into_bytes(),
+        }
+    }
+
     /// What the rules may match on, with `dest` as the destination.
     pub(crate) fn facts<'a>(&'a self, shared: &Shared, dest: Dest<'a>) -> Facts<'a> {
         Facts {
@@ -226,6 +247,336 @@ impl Record {
             user: Some(self.user(shared)),
             command: self.command,
             dest,
+        }
+    }
+}
+
+/// How a session ended, for the `outcome` field of its log line (`ok`
+/// when none was recorded). The text each renders is part of the log
+/// format: tests and operators grep it.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The handshake ended without a request: the handshake driver's words.
+    Handshake(String),
+    /// The request was refused, or failed before its success reply.
+    Failed(RequestError),
+    /// SOCKS 6: an idempotence token was offered and not spent.
+    TokenRefused(Option<ExpenditureCode>),
+    /// SOCKS 6: the authentication reply could not be encoded.
+    AuthReplyUnencodable,
+    /// SOCKS 6: the client left before the authentication reply.
+    GoneBeforeAuthReply,
+    /// SOCKS4/5 CONNECT: the client left before or after the success reply.
+    ClientGone {
+        after_reply: bool,
+        error: std::io::Error,
+    },
+    /// CONNECT through this upstream (`[upstream.NAME]`).
+    ViaUpstream(String),
+    /// SOCKS 6 CONNECT: its initial data and the stack options applied.
+    InitialData {
+        bytes: usize,
+        tfo: bool,
+        mptcp: bool,
+        tos: Option<u8>,
+    },
+    /// RESOLVE / RESOLVE_PTR: the answer sent.
+    Answer(TargetAddr),
+    /// SOCKS4/5 BIND: listening, first reply sent.
+    BindListening(SocketAddr),
+    /// BIND: the client closed while waiting for the inbound connection.
+    BindClientClosed,
+    /// BIND: `peer` connected (SOCKS4/5 also say where: `on`).
+    BindAccepted {
+        on: Option<SocketAddr>,
+        peer: SocketAddr,
+    },
+    /// SOCKS 6 BIND with a listen backlog, listening on `bound`.
+    Backlog { granted: u16, bound: SocketAddr },
+    /// The same, closed after `idle_secs` without use.
+    BacklogIdle {
+        granted: u16,
+        bound: SocketAddr,
+        idle_secs: u64,
+    },
+    /// The relay ended other than by both sides closing: idle (`error`
+    /// `None`) or an error. `bind_peer`: a BIND's inbound peer.
+    Relay {
+        bind_peer: Option<SocketAddr>,
+        error: Option<std::io::Error>,
+    },
+    /// A UDP association ended.
+    Udp(UdpSummary),
+}
+
+/// What a UDP association did, for its log line.
+#[derive(Debug)]
+pub(crate) struct UdpSummary {
+    /// The relay socket's address.
+    pub(crate) relay: SocketAddr,
+    /// Why it ended (`idle timeout`, `control connection closed`, ...).
+    pub(crate) end: String,
+    pub(crate) to_remote: u64,
+    pub(crate) to_client: u64,
+    pub(crate) dropped: u64,
+    /// Why the first dropped datagram was dropped.
+    pub(crate) first_drop: Option<String>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Handshake(why) => f.write_str(why),
+            Outcome::Failed(e) => write!(f, "{e}"),
+            Outcome::TokenRefused(spend) => write!(f, "idempotence token refused ({spend:?})"),
+            Outcome::AuthReplyUnencodable => f.write_str("cannot encode the authentication reply"),
+            Outcome::GoneBeforeAuthReply => {
+                f.write_str("client gone before the authentication reply")
+            }
+            Outcome::ClientGone { after_reply, error } => {
+                let when = if *after_reply { "after" } else { "before" };
+                write!(f, "client gone {when} the reply: {error}")
+            }
+            Outcome::ViaUpstream(name) => write!(f, "via upstream {name}"),
+            Outcome::InitialData {
+                bytes,
+                tfo,
+                mptcp,
+                tos,
+            } => {
+                write!(f, "initial data {bytes} bytes")?;
+                if *tfo {
+                    f.write_str(", tfo")?;
+                }
+                if *mptcp {
+                    f.write_str(", mptcp")?;
+                }
+                match tos {
+                    Some(t) => write!(f, ", tos {t:#04x}"),
+                    None => Ok(()),
+                }
+            }
+            Outcome::Answer(answer) => write!(f, "answer {answer}"),
+            Outcome::BindListening(bound) => write!(f, "bind listening on {bound}"),
+            Outcome::BindClientClosed => f.write_str("client closed while waiting for the bind"),
+            Outcome::BindAccepted { on: Some(on), peer } => {
+                write!(f, "bind on {on} accepted {peer}")
+            }
+            Outcome::BindAccepted { on: None, peer } => write!(f, "bind accepted {peer}"),
+            Outcome::Backlog { granted, bound } => write!(f, "bind backlog {granted} on {bound}"),
+            Outcome::BacklogIdle {
+                granted,
+                bound,
+                idle_secs,
+            } => write!(
+                f,
+                "bind backlog {granted} on {bound}: idle for {idle_secs}s, closed"
+            ),
+            Outcome::Relay { bind_peer, error } => {
+                if let Some(peer) = bind_peer {
+                    write!(f, "bind from {peer}: ")?;
+                }
+                match error {
+                    None => f.write_str("idle timeout"),
+                    Some(e) => write!(f, "relay ended: {e}"),
+                }
+            }
+            Outcome::Udp(u) => {
+                write!(
+                    f,
+                    "udp {}: {}; datagrams to remote {}, to client {}, dropped {}",
+                    u.relay, u.end, u.to_remote, u.to_client, u.dropped
+                )?;
+                match &u.first_drop {
+                    Some(why) if u.dropped > 0 => write!(f, " (first: {why})"),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each outcome renders the text the log line has always had (the
+    /// `format!` each replaced, spelled out).
+    #[test]
+    fn outcomes_render_the_log_texts() {
+        let a: SocketAddr = "192.0.2.1:1080".parse().unwrap();
+        let b: SocketAddr = "[2001:db8::2]:40000".parse().unwrap();
+        let io = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let io_text = io().to_string();
+        let cases: Vec<(Outcome, String)> =
+            vec![
+            (
+                Outcome::Handshake("handshake timed out".into()),
+                "handshake timed out".into(),
+            ),
+            (
+                Outcome::Failed(RequestError::HostUnreachable),
+                "host unreachable".into(),
+            ),
+            (
+                Outcome::TokenRefused(Some(ExpenditureCode(2))),
+                format!("idempotence token refused ({:?})", Some(ExpenditureCode(2))),
+            ),
+            (
+                Outcome::TokenRefused(None),
+                "idempotence token refused (None)".into(),
+            ),
+            (
+                Outcome::AuthReplyUnencodable,
+                "cannot encode the authentication reply".into(),
+            ),
+            (
+                Outcome::GoneBeforeAuthReply,
+                "client gone before the authentication reply".into(),
+            ),
+            (
+                Outcome::ClientGone {
+                    after_reply: false,
+                    error: io(),
+                },
+                format!("client gone before the reply: {io_text}"),
+            ),
+            (
+                Outcome::ClientGone {
+                    after_reply: true,
+                    error: io(),
+                },
+                format!("client gone after the reply: {io_text}"),
+            ),
+            (
+                Outcome::ViaUpstream("tor".into()),
+                "via upstream tor".into(),
+            ),
+            (
+                Outcome::InitialData {
+                    bytes: 5,
+                    tfo: false,
+                    mptcp: false,
+                    tos: None,
+                },
+                "initial data 5 bytes".into(),
+            ),
+            (
+                Outcome::InitialData {
+                    bytes: 0,
+                    tfo: true,
+                    mptcp: true,
+                    tos: Some(0x10),
+                },
+                "initial data 0 bytes, tfo, mptcp, tos 0x10".into(),
+            ),
+            (
+                Outcome::InitialData {
+                    bytes: 1,
+                    tfo: false,
+                    mptcp: false,
+                    tos: Some(4),
+                },
+                "initial data 1 bytes, tos 0x04".into(),
+            ),
+            (
+                Outcome::Answer(TargetAddr::domain("example.org".to_string(), 0)),
+                format!("answer {}", TargetAddr::domain("example.org".to_string(), 0)),
+            ),
+            (
+                Outcome::Answer(TargetAddr::from(a)),
+                format!("answer {}", TargetAddr::from(a)),
+            ),
+            (
+                Outcome::BindListening(a),
+                "bind listening on 192.0.2.1:1080".into(),
+            ),
+            (
+                Outcome::BindClientClosed,
+                "client closed while waiting for the bind".into(),
+            ),
+            (
+                Outcome::BindAccepted {
+                    on: Some(a),
+                    peer: b,
+                },
+                "bind on 192.0.2.1:1080 accepted [2001:db8::2]:40000".into(),
+            ),
+            (
+                Outcome::BindAccepted { on: None, peer: b },
+                "bind accepted [2001:db8::2]:40000".into(),
+            ),
+            (
+                Outcome::Backlog {
+                    granted: 4,
+                    bound: a,
+                },
+                "bind backlog 4 on 192.0.2.1:1080".into(),
+            ),
+            (
+                Outcome::BacklogIdle {
+                    granted: 4,
+                    bound: a,
+                    idle_secs: 30,
+                },
+                "bind backlog 4 on 192.0.2.1:1080: idle for 30s, closed".into(),
+            ),
+            (
+                Outcome::Relay {
+                    bind_peer: None,
+                    error: None,
+                },
+                "idle timeout".into(),
+            ),
+            (
+                Outcome::Relay {
+                    bind_peer: None,
+                    error: Some(io()),
+                },
+                format!("relay ended: {io_text}"),
+            ),
+            (
+                Outcome::Relay {
+                    bind_peer: Some(b),
+                    error: None,
+                },
+                "bind from [2001:db8::2]:40000: idle timeout".into(),
+            ),
+            (
+                Outcome::Relay {
+                    bind_peer: Some(b),
+                    error: Some(io()),
+                },
+                format!("bind from [2001:db8::2]:40000: relay ended: {io_text}"),
+            ),
+            (
+                Outcome::Udp(UdpSummary {
+                    relay: a,
+                    end: "idle timeout".into(),
+                    to_remote: 3,
+                    to_client: 2,
+                    dropped: 0,
+                    first_drop: Some("not from the client".into()),
+                }),
+                "udp 192.0.2.1:1080: idle timeout; datagrams to remote 3, to client 2, dropped 0"
+                    .into(),
+            ),
+            (
+                Outcome::Udp(UdpSummary {
+                    relay: a,
+                    end: "control connection closed".into(),
+                    to_remote: 0,
+                    to_client: 0,
+                    dropped: 1,
+                    first_drop: Some("not from the client".into()),
+                }),
+                "udp 192.0.2.1:1080: control connection closed; datagrams to remote 0, \
+                 to client 0, dropped 1 (first: not from the client)"
+                    .into(),
+            ),
+        ];
+        for (outcome, text) in cases {
+            assert_eq!(outcome.to_string(), text, "{outcome:?}");
         }
     }
 }

@@ -1,36 +1,45 @@
 //! The sixsocks server runtime (tokio).
 //!
-//! Imports point down: `listener` → `session` → the commands (`bind`,
-//! `udp_relay`, `socks6`) → `outbound` / `tunnel` → `policy` → `context` →
-//! the leaves (`rules`, `destination`, `resolve`, `connect`, `relay`, ...).
+//! Imports point down: `listener` → `session` → `socks6` (what precedes a
+//! SOCKS 6 command) → `command` (the dispatcher, then one file per command)
+//! → `udp_relay` / `outbound` / `tunnel` → `policy` → `context` → the
+//! leaves (`rules`, `destination`, `resolve`, `happy_eyeballs`, `relay`,
+//! ...).
 //!
 //! * [`config`]: the configuration (TOML file, embedded defaults, validation).
 //! * [`listener`]: listening sockets, the accept loop, the client limit and
 //!   graceful shutdown.
 //! * [`address_limits`]: per-address caps on connections and handshakes in
 //!   progress.
-//! * [`session`]: one task per client: handshake, policy, the command
-//!   (CONNECT and RESOLVE itself), the per-session log line.
+//! * [`session`]: one task per client: the handshake, then the command,
+//!   then the per-session log line.
 //! * [`context`]: what sessions share ([`context::Shared`], one generation
 //!   of the configuration plus the live state carried across reloads) and
-//!   each session's record (`context::Record`).
+//!   each session's record (`context::Record`, with its typed
+//!   `context::Outcome`).
 //! * [`handshake`]: drives the `proto` handshake state machines over the
 //!   socket.
 //! * [`policy`]: rules on requests and resolved addresses, the command
 //!   check, routes to upstreams, egress, own-socket refusal, target lookup.
+//! * [`command`]: the commands, written once for every version behind one
+//!   dispatcher over the `Replier` trait (`command/reply.rs`):
+//!   `command/connect.rs` (CONNECT, SOCKS 6 initial data, TFO and stack
+//!   options), `command/bind.rs` (BIND, SOCKS 6 backlog included),
+//!   `command/udp.rs` (UDP ASSOCIATE's reply), `command/resolve.rs` (RESOLVE,
+//!   RESOLVE_PTR), `command/noop.rs` (SOCKS 6 NOOP).
 //! * [`outbound`]: a CONNECT's outbound connection, direct or upstream.
 //! * [`tunnel`]: after the reply: upstream leftovers, the recorded relay,
 //!   the close after a refusal.
-//! * [`socks6`]: SOCKS 6 requests after the handshake (tokens in
-//!   `socks6/tokens.rs`, backlog listeners in `socks6/backlog.rs`, NOOP,
-//!   CONNECT with initial data, stack options).
-//! * [`connect`]: outbound connections (happy eyeballs, timeouts).
+//! * [`socks6`]: SOCKS 6 requests before their command: idempotence tokens
+//!   (`socks6/tokens.rs`) and the authentication reply; the backlog
+//!   listeners BIND keeps (`socks6/backlog.rs`).
+//! * [`happy_eyeballs`]: outbound TCP connections (happy eyeballs over every
+//!   address, socket options, timeouts).
 //! * [`resolve`]: name resolution through the system resolver (forward and
 //!   reverse), off the async threads.
-//! * [`bind`]: BIND, both replies and the relay after them.
 //! * [`bind_sockets`]: the live BIND listeners (own sockets while they live).
-//! * [`udp_relay`]: UDP ASSOCIATE: where UDP datagrams are relayed (the
-//!   counts across associations in `udp_relay/limits.rs`).
+//! * [`udp_relay`]: the UDP relay behind UDP ASSOCIATE: where datagrams are
+//!   relayed (the counts across associations in `udp_relay/limits.rs`).
 //! * [`relay`]: moving bytes both ways once a connection is up.
 //! * [`destination`]: which addresses are the same destination (mapped,
 //!   compatible, NAT64 and numeric-name forms; unspecified targets refused).
@@ -54,15 +63,15 @@
 pub mod address_limits;
 pub mod auth;
 pub mod backoff;
-pub mod bind;
 pub mod bind_sockets;
+pub mod command;
 pub mod config;
-pub mod connect;
 pub mod context;
 pub mod descriptors;
 pub mod destination;
 pub mod error;
 pub mod handshake;
+pub mod happy_eyeballs;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

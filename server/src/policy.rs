@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use sixsocks_proto::{Command, Credentials, Host, TargetAddr};
 
-use crate::connect::SocketOptions;
 use crate::context::{Protocol, Record, Shared};
 use crate::destination;
 use crate::error::RequestError;
+use crate::happy_eyeballs::SocketOptions;
 use crate::rules::{Dest, Family, Rule, Verdict};
 use crate::upstream::Upstream;
 

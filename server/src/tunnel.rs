@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::context::{Record, Shared};
+use std::net::SocketAddr;
+
+use crate::context::{Outcome, Record, Shared};
 use crate::relay::{relay, RelayEnd};
 
 /// Send the client what an upstream sent behind its reply (after our
@@ -25,14 +27,15 @@ pub(crate) async fn deliver(
 }
 
 /// Relay between the client and `target` until both directions end, and
-/// record how it ended (`label`, when given, prefixes the outcome).
+/// record how it ended (`bind_peer`: the inbound peer of a BIND, which the
+/// outcome names).
 pub(crate) async fn relay_recorded(
     client: &TcpStream,
     target: &TcpStream,
     early: &[u8],
     shared: &Shared,
     rec: &mut Record,
-    label: Option<String>,
+    bind_peer: Option<SocketAddr>,
 ) {
     let config = &shared.config;
     let end = relay(
@@ -45,15 +48,12 @@ pub(crate) async fn relay_recorded(
         rec.admission.as_ref().map(|u| u.bandwidth()),
     )
     .await;
-    let what = match end {
+    let error = match end {
         RelayEnd::Closed => return,
-        RelayEnd::Idle => "idle timeout".to_string(),
-        RelayEnd::Error(e) => format!("relay ended: {e}"),
+        RelayEnd::Idle => None,
+        RelayEnd::Error(e) => Some(e),
     };
-    rec.outcome = Some(match label {
-        Some(l) => format!("{l}: {what}"),
-        None => what,
-    });
+    rec.set_outcome(Outcome::Relay { bind_peer, error });
 }
 
 /// Close after a refusal without losing the reply: shut our write side,

@@ -1,5 +1,6 @@
 //! SOCKS 6 BIND backlog listeners (draft -05 §8.1.5): one listener that
-//! serves several later BIND requests from the same owner.
+//! serves several later BIND requests from the same owner (the BIND
+//! itself: `command/bind.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ pub struct Backlogs {
 type Backlog = (Vec<u8>, Arc<TcpListener>, Arc<Notify>);
 
 impl Backlogs {
-    pub(super) fn get(&self, addr: SocketAddr, owner: &[u8]) -> Option<Arc<TcpListener>> {
+    pub(crate) fn get(&self, addr: SocketAddr, owner: &[u8]) -> Option<Arc<TcpListener>> {
         let map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&addr)
             .filter(|(o, _, _)| o == owner)
@@ -30,7 +31,7 @@ impl Backlogs {
                 l.clone()
             })
     }
-    pub(super) fn insert(
+    pub(crate) fn insert(
         &self,
         addr: SocketAddr,
         owner: Vec<u8>,
@@ -40,7 +41,7 @@ impl Backlogs {
         let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(addr, (owner, l, used));
     }
-    pub(super) fn remove(&self, addr: SocketAddr) {
+    pub(crate) fn remove(&self, addr: SocketAddr) {
         let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&addr);
     }

@@ -13,9 +13,9 @@ use sixsocks_proto::v6::Options;
 /// owner asks for a new one), never everyone's.
 const MAX_WINDOWS: usize = 65_536;
 
-/// Idempotence windows, one per owner (`owner_key` in the parent
-/// module). Spending happens under the lock, so a token is spent at most
-/// once even when one owner's requests race.
+/// Idempotence windows, one per owner (`Record::owner_key`). Spending
+/// happens under the lock, so a token is spent at most once even when one
+/// owner's requests race.
 #[derive(Default)]
 pub struct TokenStore {
     inner: Mutex<Windows>,

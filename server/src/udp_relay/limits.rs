@@ -18,7 +18,7 @@ pub struct AssociationLimits {
 }
 
 /// Releases an association's place in [`AssociationLimits`] when dropped.
-pub(super) struct Slot<'a> {
+pub(crate) struct Slot<'a> {
     limits: &'a AssociationLimits,
     ip: IpAddr,
 }

@@ -1,6 +1,7 @@
-//! UDP ASSOCIATE (SOCKS5): a relay socket per association, datagrams with
-//! the RFC 1928 header both ways, fragment reassembly, and the association's
-//! end when its TCP connection ends.
+//! The UDP relay behind UDP ASSOCIATE (the command and its reply:
+//! `command/udp.rs`): a relay socket per association, datagrams with the
+//! RFC 1928 header (or SOCKS 6's) both ways, fragment reassembly, and the
+//! association's end when its TCP connection ends.
 //!
 //! The client-facing socket accepts datagrams only from the client: its IP
 //! is the TCP connection's peer IP; its port is the one the request named,
@@ -18,16 +19,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sixsocks_proto::udp::{DropReason, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
-use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Options, Socks6Request};
-use sixsocks_proto::{Host, ReplyCode, Request, TargetAddr};
+use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Socks6Request};
+use sixsocks_proto::{Host, TargetAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::context::{Record, Shared};
+use crate::context::{Outcome, Record, Shared, UdpSummary};
 use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::metrics::{udp_datagram, Direction, UdpDrop};
@@ -57,71 +57,8 @@ pub struct UdpStats {
     pub first_drop: std::sync::OnceLock<String>,
 }
 
-/// SOCKS5 UDP ASSOCIATE: reply with the relay address, then relay.
-pub(crate) async fn run(
-    client: &mut TcpStream,
-    request: &Request,
-    shared: &Shared,
-    rec: &mut Record,
-) -> Result<(), RequestError> {
-    // The port the client said it will send from, if it said one.
-    let declared_port = match request.target.port {
-        0 => None,
-        p => Some(p),
-    };
-    let (slot, mut assoc) =
-        Association::open(client, shared, declared_port, Framing::Socks5).await?;
-    let relay_addr = assoc.socket.local_addr()?;
-    client
-        .write_all(&request.reply(
-            ReplyCode::Succeeded,
-            Some(&relay_addr.into()),
-            shared.config.extended_errors,
-        ))
-        .await?;
-    rec.reply = Some(ReplyCode::Succeeded);
-    assoc.run(client, shared, rec, relay_addr).await;
-    drop(slot);
-    Ok(())
-}
-
-/// SOCKS 6 UDP ASSOCIATE: operation reply with the relay address, the
-/// association id, then relay; the confirmation goes out on the TCP
-/// connection when the first datagram (or the empty confirmation request)
-/// arrives.
-pub(crate) async fn run_socks6(
-    client: &mut TcpStream,
-    request: &Socks6Request,
-    shared: &Shared,
-    rec: &mut Record,
-) -> Result<(), RequestError> {
-    let width = request.profile.codec().layout().association_id_width;
-    let id = AssociationId::from_random(OsRng.next_u64(), width);
-    let framing = Framing::Socks6 {
-        codec: request.profile.codec(),
-        id,
-        confirmation: Some(request.association_confirmation()),
-    };
-    let (slot, mut assoc) = Association::open(client, shared, None, framing).await?;
-    let relay_addr = assoc.socket.local_addr()?;
-    let encode = |e| RequestError::Io(std::io::Error::other(e));
-    let mut out = request
-        .operation_reply(
-            ReplyCode::Succeeded,
-            Some(&relay_addr.into()),
-            Options::new(),
-        )
-        .map_err(encode)?;
-    out.extend(request.association_init(id).map_err(encode)?);
-    client.write_all(&out).await?;
-    rec.reply = Some(ReplyCode::Succeeded);
-    assoc.run(client, shared, rec, relay_addr).await;
-    drop(slot);
-    Ok(())
-}
-
 /// How datagrams are framed between the client and the relay.
-enum Framing {
+pub(crate) enum Framing {
     /// RFC 1928: `RSV FRAG ATYP ADDR PORT`, with fragment reassembly.
     Socks5,
     /// SOCKS 6: `06 00 ID PORT ATYP ADDR`. `confirmation` holds the
@@ -133,7 +70,8 @@ enum Framing {
     },
 }
 
-struct Association {
+/// One UDP association: its sockets, its client, and what it relayed.
+pub(crate) struct Association {
     framing: Framing,
     /// Bytes to send on the TCP connection (the SOCKS 6 confirmation).
     pending_tcp: Option<Vec<u8>>,
@@ -159,10 +97,23 @@ struct Association {
     stats: UdpStats,
 }
 
+impl Framing {
+    /// SOCKS 6 framing for association `id` of `request`, whose
+    /// confirmation goes out when the first datagram arrives.
+    pub(crate) fn socks6(request: &Socks6Request, id: AssociationId) -> Self {
+        Framing::Socks6 {
+            codec: request.profile.codec(),
+            id,
+            confirmation: Some(request.association_confirmation()),
+        }
+    }
+}
+
 impl Association {
     /// Take an association slot and open the relay socket on the address
-    /// the client reached (or `udp_address`).
-    async fn open<'s>(
+    /// the client reached (or `udp_address`). `client_port`: the port the
+    /// client said it sends from, if it said one.
+    pub(crate) async fn open<'s>(
         client: &TcpStream,
         shared: &'s Shared,
         client_port: Option<u16>,
@@ -213,9 +164,14 @@ impl Association {
         ))
     }
 
+    /// The relay socket's address, for the reply.
+    pub(crate) fn relay_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
     /// Relay until the association ends, and record how it went. Dropping
     /// the association afterwards closes every one of its sockets at once.
-    async fn run(
+    pub(crate) async fn run(
         &mut self,
         client: &mut TcpStream,
         shared: &Shared,
@@ -223,16 +179,14 @@ impl Association {
         relay_addr: SocketAddr,
     ) {
         let end = self.serve(client, shared, rec).await;
-        let dropped = self.stats.dropped.load(Ordering::Relaxed);
-        let first = match self.stats.first_drop.get() {
-            Some(why) if dropped > 0 => format!(" (first: {why})"),
-            _ => String::new(),
-        };
-        rec.outcome = Some(format!(
-            "udp {relay_addr}: {end}; datagrams to remote {}, to client {}, dropped {dropped}{first}",
-            self.stats.to_remote.load(Ordering::Relaxed),
-            self.stats.to_client.load(Ordering::Relaxed),
-        ));
+        rec.set_outcome(Outcome::Udp(UdpSummary {
+            relay: relay_addr,
+            end,
+            to_remote: self.stats.to_remote.load(Ordering::Relaxed),
+            to_client: self.stats.to_client.load(Ordering::Relaxed),
+            dropped: self.stats.dropped.load(Ordering::Relaxed),
+            first_drop: self.stats.first_drop.get().cloned(),
+        }));
     }
 
     async fn serve(&mut self, client: &mut TcpStream, shared: &Shared, rec: &Record) -> String {
@@ -314,6 +268,12 @@ impl Association {
         tracing::debug!(%src, why, "udp datagram dropped");
     }
 
+    /// [`Self::drop_datagram`], for a function that returns what it kept.
+    fn dropped<T>(&self, reason: UdpDrop, why: &str, src: SocketAddr) -> Option<T> {
+        self.drop_datagram(reason, why, src);
+        None
+    }
+
     async fn handle_client_datagram(
         &mut self,
         dgram: &[u8],
@@ -327,76 +287,8 @@ impl Association {
         if matches!(self.client_port, Some(p) if p != src.port()) {
             return self.drop_datagram(UdpDrop::NotFromClient, "not from the client's port", src);
         }
-        let (target, data) = match &mut self.framing {
-            Framing::Socks5 => {
-                let (header, offset) = match UdpHeader::parse(dgram) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        return self.drop_datagram(
-                            UdpDrop::BadHeader,
-                            &format!("bad header: {e}"),
-                            src,
-                        )
-                    }
-                };
-                // The first datagram from the client's IP fixes its port.
-                self.client_port = Some(src.port());
-                let payload = &dgram[offset..];
-                let pushed = self
-                    .reassembler
-                    .push(header, payload, Instant::now().into_std());
-                // Sequences evicted to make room are lost datagrams too.
-                let evicted = self.reassembler.take_evicted() as u64;
-                self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
-                if evicted > 0 {
-                    let _ = self
-                        .stats
-                        .first_drop
-                        .set("fragment sequence evicted".into());
-                }
-                crate::metrics::udp_drop(UdpDrop::Fragment, evicted);
-                match pushed {
-                    Fragment::Complete(t, d) => (t, d),
-                    Fragment::Queued => return,
-                    Fragment::Dropped(why) => {
-                        let reason = match why {
-                            DropReason::TooLarge => UdpDrop::TooLarge,
-                            _ => UdpDrop::Fragment,
-                        };
-                        return self.drop_datagram(reason, &format!("fragment: {why:?}"), src);
-                    }
-                }
-            }
-            Framing::Socks6 {
-                codec,
-                id,
-                confirmation,
-            } => {
-                let (header, offset) = match codec.parse_datagram_header(dgram) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        return self.drop_datagram(
-                            UdpDrop::BadHeader,
-                            &format!("bad header: {e}"),
-                            src,
-                        )
-                    }
-                };
-                if header.association != *id {
-                    return self.drop_datagram(UdpDrop::BadHeader, "unknown association id", src);
-                }
-                // The first datagram with the right id fixes the 5-tuple,
-                // and is confirmed on the TCP connection.
-                self.client_port = Some(src.port());
-                if let Some(c) = confirmation.take() {
-                    self.pending_tcp = Some(c);
-                }
-                let payload = &dgram[offset..];
-                if header.is_confirmation_request() && payload.is_empty() {
-                    return;
-                }
-                (header.target, payload.to_vec())
-            }
+        let Some((target, data)) = self.unwrap_client_datagram(dgram, src) else {
+            return;
         };
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
@@ -420,6 +312,79 @@ impl Association {
         };
         self.send_remote(ip, name, target.port, &data, src, shared, rec)
             .await;
+    }
+
+    /// The target and payload of a client datagram, unwrapped from its
+    /// framing (SOCKS5: reassembled from its fragments); `None` when
+    /// there is nothing to send yet, or it was dropped.
+    fn unwrap_client_datagram(
+        &mut self,
+        dgram: &[u8],
+        src: SocketAddr,
+    ) -> Option<(TargetAddr, Vec<u8>)> {
+        match &mut self.framing {
+            Framing::Socks5 => {
+                let (header, offset) = match UdpHeader::parse(dgram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        return self.dropped(UdpDrop::BadHeader, &format!("bad header: {e}"), src)
+                    }
+                };
+                // The first datagram from the client's IP fixes its port.
+                self.client_port = Some(src.port());
+                let payload = &dgram[offset..];
+                let pushed = self
+                    .reassembler
+                    .push(header, payload, Instant::now().into_std());
+                // Sequences evicted to make room are lost datagrams too.
+                let evicted = self.reassembler.take_evicted() as u64;
+                self.stats.dropped.fetch_add(evicted, Ordering::Relaxed);
+                if evicted > 0 {
+                    let _ = self
+                        .stats
+                        .first_drop
+                        .set("fragment sequence evicted".into());
+                }
+                crate::metrics::udp_drop(UdpDrop::Fragment, evicted);
+                match pushed {
+                    Fragment::Complete(t, d) => Some((t, d)),
+                    Fragment::Queued => None,
+                    Fragment::Dropped(why) => {
+                        let reason = match why {
+                            DropReason::TooLarge => UdpDrop::TooLarge,
+                            _ => UdpDrop::Fragment,
+                        };
+                        self.dropped(reason, &format!("fragment: {why:?}"), src)
+                    }
+                }
+            }
+            Framing::Socks6 {
+                codec,
+                id,
+                confirmation,
+            } => {
+                let (header, offset) = match codec.parse_datagram_header(dgram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        return self.dropped(UdpDrop::BadHeader, &format!("bad header: {e}"), src)
+                    }
+                };
+                if header.association != *id {
+                    return self.dropped(UdpDrop::BadHeader, "unknown association id", src);
+                }
+                // The first datagram with the right id fixes the 5-tuple,
+                // and is confirmed on the TCP connection.
+                self.client_port = Some(src.port());
+                if let Some(c) = confirmation.take() {
+                    self.pending_tcp = Some(c);
+                }
+                let payload = &dgram[offset..];
+                if header.is_confirmation_request() && payload.is_empty() {
+                    return None;
+                }
+                Some((header.target, payload.to_vec()))
+            }
+        }
     }
 
     /// Whether the rules let a datagram go to `ip:port` (reached through

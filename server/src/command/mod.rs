@@ -1,0 +1,76 @@
+//! The commands, one file each, written once for every version: the one
+//! dispatcher over `Replier`, which SOCKS4/5 requests and SOCKS 6
+//! requests both implement (`reply.rs`). Admission (the rules for the
+//! command, `allow_bind` / `allow_udp`, what each protocol carries) is
+//! `policy::admit_request`; a refusal or failure is answered here.
+//!
+//! * `connect.rs`: CONNECT (SOCKS 6 with its initial data, TFO and stack
+//!   options), direct or through an upstream, then the relay.
+//! * `bind.rs`: BIND, both replies and the relay (SOCKS 6 with its listen
+//!   backlog; the listeners in `socks6/backlog.rs`).
+//! * `udp.rs`: UDP ASSOCIATE's reply (the relay is `udp_relay/`).
+//! * `resolve.rs`: Tor's RESOLVE and RESOLVE_PTR.
+//! * `noop.rs`: SOCKS 6 NOOP.
+
+mod bind;
+mod connect;
+mod noop;
+pub(crate) mod reply;
+mod resolve;
+mod udp;
+
+use std::future::Future;
+
+use sixsocks_proto::Command;
+use tokio::net::TcpStream;
+
+use crate::command::reply::{send_failure, Replier};
+use crate::context::{Outcome, Record, Shared};
+use crate::error::RequestError;
+use crate::policy::admit_request;
+
+/// Admit a request, carry it out, and answer a refusal or failure (with
+/// the reply code `error.rs` maps it to) and record it.
+// Written out, not `async fn`, as `session::run` is: an async block uses
+// its captures in place, where an `async fn` would keep a second copy of
+// each argument in every session's future (and so would one more layer of
+// function between here and the relay).
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn execute<'a>(
+    stream: &'a mut TcpStream,
+    req: &'a impl Replier,
+    leftover: Vec<u8>,
+    shared: &'a Shared,
+    rec: &'a mut Record,
+) -> impl Future<Output = ()> + Send + 'a {
+    async move {
+        let admitted = admit_request(
+            shared,
+            rec,
+            req.protocol(),
+            req.command(),
+            req.target(),
+            req.credentials(),
+        );
+        let result = match admitted {
+            Err(e) => Err(e),
+            Ok(()) => match req.command() {
+                Command::CONNECT => connect::run(stream, req, leftover, shared, rec).await,
+                // BIND and UDP are boxed: their futures are large and rare,
+                // and an unboxed await would size every session's future to
+                // fit them.
+                Command::BIND => Box::pin(bind::run(stream, req, leftover, shared, rec)).await,
+                Command::UDP_ASSOCIATE => Box::pin(udp::run(stream, req, shared, rec)).await,
+                Command::RESOLVE => resolve::forward(stream, req, shared, rec).await,
+                Command::RESOLVE_PTR => resolve::reverse(stream, req, shared, rec).await,
+                Command::NOOP => noop::run(stream, req, shared, rec).await,
+                other => Err(RequestError::CommandNotSupported(other)),
+            },
+        };
+        if let Err(e) = result {
+            crate::metrics::request_refused(&e);
+            let code = e.reply_code();
+            send_failure(stream, req, code, Outcome::Failed(e), shared, rec).await;
+        }
+    }
+}
