@@ -257,7 +257,7 @@ async fn accept_v6(
     loop {
         match machine.step() {
             Instruction::NeedMore(_) => {
-                crate::connect::read_into(&mut stream, machine.input()).await?
+                crate::to_proxy::read_into(&mut stream, machine.input()).await?
             }
             Instruction::Finished {
                 value: Final::Reply(reply),

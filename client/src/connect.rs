@@ -1,71 +1,18 @@
 //! Connecting through a proxy: CONNECT, RESOLVE and RESOLVE_PTR.
 
-use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use sixsocks_proto::client::{ClientHandshake, ClientRequest};
-use sixsocks_proto::{v5, Command, Host, Input, Instruction, ProtoError, TargetAddr, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use sixsocks_proto::{v5, Command, Host, Instruction, TargetAddr, Version};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{ClientError, Stage};
 use crate::proxy::{Proxy, Scheme};
 use crate::stream::SocksStream;
 use crate::target::IntoTargetAddr;
-
-/// Run `fut` under the proxy's deadline for `stage`.
-pub(crate) async fn deadline<T>(
-    proxy: &Proxy,
-    stage: Stage,
-    fut: impl Future<Output = Result<T, ClientError>>,
-) -> Result<T, ClientError> {
-    tokio::time::timeout(proxy.timeout, fut)
-        .await
-        .map_err(|_| ClientError::Timeout {
-            stage,
-            timeout: proxy.timeout,
-        })?
-}
-
-/// Open a TCP connection to the proxy (resolving its name if needed, trying
-/// each address in turn), with `TCP_NODELAY` set. Bounded by the proxy's
-/// timeout.
-pub async fn connect_to_proxy(proxy: &Proxy) -> Result<TcpStream, ClientError> {
-    let fail = |source: io::Error| ClientError::ProxyConnect {
-        proxy: proxy.addr_string(),
-        source,
-    };
-    deadline(proxy, Stage::ProxyConnect, async {
-        let addrs = proxy_addrs(proxy).await?;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    s.set_nodelay(true).map_err(fail)?;
-                    return Ok(s);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(fail(last))
-    })
-    .await
-}
-
-/// The proxy's addresses (its name resolved, if it has one).
-pub(crate) async fn proxy_addrs(proxy: &Proxy) -> Result<Vec<SocketAddr>, ClientError> {
-    Ok(match &proxy.host {
-        Host::Ip(ip) => vec![SocketAddr::new(*ip, proxy.port)],
-        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), proxy.port))
-            .await
-            .map_err(|source| ClientError::ProxyConnect {
-                proxy: proxy.addr_string(),
-                source,
-            })?
-            .collect(),
-    })
-}
+pub use crate::to_proxy::connect_to_proxy;
+use crate::to_proxy::{check_credentials, deadline, invalid_target, read_into};
 
 /// Turn a target into what the scheme can send: `socks4://` and `socks5://`
 /// resolve names locally (SOCKS4 needs IPv4); SOCKS4/4a cannot carry IPv6
@@ -354,52 +301,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Read what the proxy sent into a machine's input (closing it at EOF).
-pub(crate) async fn read_into<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    input: &mut Input,
-) -> Result<(), ClientError> {
-    let got = stream.read(input.spare()).await.map_err(ClientError::Io)?;
-    if got == 0 {
-        input.close();
-    } else {
-        input.filled(got);
-    }
-    Ok(())
-}
-
-pub(crate) fn check_credentials(proxy: &Proxy) -> Result<(), ClientError> {
-    let bad = |m: &str| Err(ClientError::InvalidCredentials(m.to_string()));
-    if let Some(u) = &proxy.username {
-        if u.len() > 255 {
-            return bad("user name longer than 255 bytes");
-        }
-        if proxy.scheme.is_v4() && u.contains(&0) {
-            return bad("a SOCKS4 user id cannot contain a NUL byte");
-        }
-    }
-    if !proxy.scheme.is_v4() {
-        if let Some(p) = &proxy.password {
-            if p.len() > 255 {
-                return bad("password longer than 255 bytes");
-            }
-        }
-    }
-    Ok(())
-}
-
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ClientError> {
     stream.write_all(bytes).await.map_err(ClientError::Io)?;
     stream.flush().await.map_err(ClientError::Io)
-}
-
-/// An encoding error of our own request: the target (or the credentials)
-/// cannot be expressed on the wire.
-pub(crate) fn invalid_target(e: ProtoError, target: &TargetAddr) -> ClientError {
-    match e {
-        ProtoError::UnknownAddressType(_) => {
-            ClientError::Unsupported(format!("the protocol cannot carry the target {target}"))
-        }
-        e => ClientError::InvalidTarget(format!("{target}: {e}")),
-    }
 }

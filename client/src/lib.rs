@@ -39,8 +39,10 @@ mod connect;
 mod error;
 mod proxy;
 pub mod socks6;
+mod socks6_info;
 mod stream;
 mod target;
+mod to_proxy;
 mod udp;
 
 pub use bind::{SocksBacklog, SocksListener};

@@ -39,7 +39,7 @@ pub enum Scheme {
     /// SOCKS5 with names sent to the proxy.
     Socks5h,
     /// SOCKS 6 (draft-olteanu-intarea-socks-6-05): names are sent to the
-    /// proxy. See [`crate::socks6`].
+    /// proxy. See the `socks6` module.
     Socks6,
 }
 

@@ -20,7 +20,7 @@ pub struct SocksStream<S = TcpStream> {
     pos: usize,
     bound: TargetAddr,
     /// What a SOCKS 6 handshake learned (boxed: most streams are not SOCKS 6).
-    socks6: Option<Box<crate::socks6::Socks6Info>>,
+    socks6: Option<Box<crate::socks6_info::Socks6Info>>,
 }
 
 impl<S> SocksStream<S> {
@@ -34,7 +34,7 @@ impl<S> SocksStream<S> {
         }
     }
 
-    pub(crate) fn with_socks6(mut self, info: crate::socks6::Socks6Info) -> Self {
+    pub(crate) fn with_socks6(mut self, info: crate::socks6_info::Socks6Info) -> Self {
         self.socks6 = Some(Box::new(info));
         self
     }
@@ -43,7 +43,7 @@ impl<S> SocksStream<S> {
     /// authentication method, the token spent, the stack options the proxy
     /// reports it applied, whether TCP Fast Open carried the request).
     /// `None` for SOCKS4/5.
-    pub fn socks6_info(&self) -> Option<&crate::socks6::Socks6Info> {
+    pub fn socks6_info(&self) -> Option<&crate::socks6_info::Socks6Info> {
         self.socks6.as_deref()
     }
 

@@ -52,13 +52,13 @@ use sixsocks_proto::{Command, Host, Instruction, ProtoError, TargetAddr};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::bind::substitute_unspecified;
-use crate::connect::read_into;
-use crate::connect::{connect_to_proxy, deadline, handshake, prepare_target};
+use crate::connect::{connect_to_proxy, handshake, prepare_target};
 use crate::error::ClientError;
 use crate::error::Stage;
 use crate::proxy::Proxy;
 use crate::socks6::{Opened, OpenedAt};
 use crate::target::IntoTargetAddr;
+use crate::to_proxy::{deadline, read_into};
 
 /// Receive buffer: the largest UDP datagram.
 const RECV_BUF: usize = 65_536;

@@ -4,9 +4,14 @@
 ///
 /// [`ReplyCode::to_v5`] and [`ReplyCode::to_v4`] are the only places that
 /// turn a cause into a SOCKS4/5 wire value; SOCKS 6's values belong to each
-/// profile's codec (its [`ReplyCodes`](crate::v6::ReplyCodes) table, through
-/// [`OperationReply`](crate::v6::OperationReply)). The server maps its own
+/// profile's codec (its `v6::ReplyCodes` table, through
+/// `v6::OperationReply`). The server maps its own
 /// errors onto this type in one place too (`sixsocks_server::error`).
+/// SOCKS4 reply CD: request granted (also `v4::GRANTED`).
+pub const V4_GRANTED: u8 = 0x5A;
+/// SOCKS4 reply CD: request rejected or failed (also `v4::REJECTED`).
+pub const V4_REJECTED: u8 = 0x5B;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplyCode {
     Succeeded,
@@ -74,16 +79,16 @@ impl ReplyCode {
     /// no finer codes; `5C`/`5D` are about identd, which we do not use).
     pub fn to_v4(self) -> u8 {
         match self {
-            ReplyCode::Succeeded => crate::v4::GRANTED,
-            _ => crate::v4::REJECTED,
+            ReplyCode::Succeeded => V4_GRANTED,
+            _ => V4_REJECTED,
         }
     }
 
     /// Read a SOCKS4 CD value.
     pub fn from_v4(cd: u8) -> Self {
         match cd {
-            crate::v4::GRANTED => ReplyCode::Succeeded,
-            crate::v4::REJECTED => ReplyCode::GeneralFailure,
+            V4_GRANTED => ReplyCode::Succeeded,
+            V4_REJECTED => ReplyCode::GeneralFailure,
             c => ReplyCode::Other(c),
         }
     }

@@ -11,6 +11,15 @@ pub const VERSION: u8 = 0x01;
 pub const SUCCESS: u8 = 0x00;
 pub const FAILURE: u8 = 0x01;
 
+/// The server machine's event: credentials to check (from an RFC 1929
+/// request, or SOCKS 6 authentication data). Answer with
+/// `server::ServerHandshake::verdict`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verify {
+    pub username: Vec<u8>,
+    pub password: Password,
+}
+
 /// A username/password request. Lengths are capped at 255 by the wire format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {

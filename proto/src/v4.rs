@@ -14,9 +14,9 @@ use crate::{Command, Version};
 
 pub const VERSION: u8 = 0x04;
 /// Reply CD: request granted.
-pub const GRANTED: u8 = 0x5A;
+pub const GRANTED: u8 = crate::reply::V4_GRANTED;
 /// Reply CD: request rejected or failed.
-pub const REJECTED: u8 = 0x5B;
+pub const REJECTED: u8 = crate::reply::V4_REJECTED;
 /// Longest USERID we accept, not counting its NUL.
 pub const MAX_USERID: usize = 255;
 /// Longest SOCKS4a hostname we accept, not counting its NUL.

@@ -42,9 +42,10 @@ mod socks45;
 
 use crate::error::ProtoError;
 use crate::input::{Input, Instruction};
+pub use crate::userpass::Verify;
 use crate::v6::server::Socks6Handshake;
 use crate::v6::{self, Socks6Request};
-use crate::{http, v4, v5, Credentials, Password, Request, Version, MAX_MESSAGE};
+use crate::{http, v4, v5, Credentials, Request, Version, MAX_MESSAGE};
 
 use socks45::Socks45;
 
@@ -58,14 +59,6 @@ pub struct HandshakeConfig {
     /// Tor's leniency: accept an RFC 1929 message even after method 00 was
     /// chosen, and accept empty username or password fields.
     pub lenient_auth: bool,
-}
-
-/// The event of the server machine: credentials to check. Answer with
-/// [`ServerHandshake::verdict`].
-#[derive(Debug, PartialEq, Eq)]
-pub struct Verify {
-    pub username: Vec<u8>,
-    pub password: Password,
 }
 
 /// A finished handshake: a SOCKS4/4a/5 request or a SOCKS 6 one.

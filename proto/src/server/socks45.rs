@@ -8,7 +8,8 @@ use crate::reply::ReplyCode;
 use crate::v5::{Method, MethodChoice};
 use crate::{userpass, v4, v5, Credentials, Password, Request, TargetAddr, Version};
 
-use super::{HandshakeConfig, Verify};
+use super::HandshakeConfig;
+use crate::userpass::Verify;
 
 /// What a state's step gives: an instruction, or the bytes to send and why
 /// the handshake failed.

@@ -51,14 +51,12 @@
 //!
 //! # Entering SOCKS 6 on the shared port
 //!
-//! [`crate::server::ServerHandshake::with_socks6`] enables SOCKS 6 on the
-//! dispatcher; [`crate::server::ServerHandshake::dispatch`] then hands a
-//! first byte `06` over to a [`server::Socks6Handshake`] (the existing
-//! [`crate::server::Step`], [`crate::Request`] and [`crate::Version`] are
-//! untouched, so SOCKS4/5 callers and tests see no change), and answers a
-//! first byte `CF` with -05's version mismatch reply: what the
-//! [`PROFILE_TABLE`] says ([`Profile::route`]). See [`server`] for the full
-//! calling convention.
+//! `server::ServerHandshake::with_socks6` (the crate's one server machine)
+//! enables SOCKS 6; its first byte then goes through the [`PROFILE_TABLE`]
+//! ([`Profile::route`]): `06` continues in this module's [`server`] part
+//! for draft -05, in the same machine and from the same input; `CF` is
+//! answered with -05's version mismatch reply. See [`server`] for what the
+//! caller does after the request.
 //!
 //! # Decisions where the draft is ambiguous
 //!

@@ -1,5 +1,5 @@
 //! The SOCKS 6 states of the server machine. A first byte `06` hands the
-//! handshake from [`crate::server::ServerHandshake`] to this part, which
+//! handshake from the crate's `server::ServerHandshake` to this part, which
 //! reads from the same capped input; its instructions come out of the
 //! machine's one `step()`:
 //!
@@ -69,7 +69,7 @@
 
 use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
-use crate::server::Verify;
+use crate::userpass::Verify;
 use crate::v5::Method;
 use crate::{userpass, Command, Credentials, Password, ProtoError};
 
