@@ -266,7 +266,7 @@ async fn accept_v6(
                 if !reply.code().is_success() {
                     return Err(ClientError::Socks6Refused {
                         code: reply.code(),
-                        raw: reply.rep,
+                        raw: reply.rep.0,
                         token: None,
                     });
                 }
@@ -352,11 +352,11 @@ fn parse_reply(
         Version::V4 | Version::V4a => v4::Reply::parse(buf)?.map(|r| {
             (
                 ReplyCode::from_v4(r.cd),
-                r.cd,
+                r.cd.0,
                 TargetAddr::ip(r.ip.into(), r.port),
             )
         }),
-        Version::V5 => v5::Reply::parse(buf)?.map(|r| (r.code(), r.rep, r.bound)),
+        Version::V5 => v5::Reply::parse(buf)?.map(|r| (r.code(), r.rep.0, r.bound)),
     })
 }
 

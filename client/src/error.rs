@@ -244,7 +244,7 @@ mod tests {
             code: sixsocks_proto::v6::Profile::Draft05
                 .codec()
                 .reply_codes()
-                .decode(9),
+                .decode(sixsocks_proto::V6Code(9)),
             raw: 9,
             token: None,
         };

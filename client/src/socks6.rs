@@ -721,7 +721,7 @@ fn finish(
     if !reply.code().is_success() {
         return Err(ClientError::Socks6Refused {
             code: reply.code(),
-            raw: reply.rep,
+            raw: reply.rep.0,
             token: expenditure,
         });
     }
@@ -865,7 +865,7 @@ async fn drive_open<S: AsyncRead + AsyncWrite + Unpin>(
         if !reply.code().is_success() {
             return Err(ClientError::Socks6Refused {
                 code: reply.code(),
-                raw: reply.rep,
+                raw: reply.rep.0,
                 token: None,
             });
         }

@@ -12,7 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use sixsocks_proto::client::{ClientHandshake, ClientReply, ClientRequest};
 use sixsocks_proto::testing::{drive_chunks, AtEnd, End, Trace};
 use sixsocks_proto::v5::Greeting;
-use sixsocks_proto::{Command, NoEvent, Password, ReplyCode, TargetAddr, Version};
+use sixsocks_proto::{
+    Command, NoEvent, Password, ReplyCode, TargetAddr, V4Code, V5Code, Version,
+};
 
 #[derive(Debug, Arbitrary)]
 enum Host {
@@ -46,8 +48,8 @@ fn drive(
     assert!(trace.sent.len() < 3, "more than auth + request sent");
     if let End::Finished { value: reply, .. } = &trace.end {
         let code = match version {
-            Version::V5 => ReplyCode::from_v5(reply.raw_code),
-            Version::V4 | Version::V4a => ReplyCode::from_v4(reply.raw_code),
+            Version::V5 => ReplyCode::from_v5(V5Code(reply.raw_code)),
+            Version::V4 | Version::V4a => ReplyCode::from_v4(V4Code(reply.raw_code)),
         };
         assert_eq!(reply.code, code);
     }

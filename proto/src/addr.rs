@@ -6,11 +6,33 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::error::ProtoError;
 use crate::parse::{need, Parsed};
 
-/// SOCKS5 address types.
-pub mod atyp {
-    pub const IPV4: u8 = 0x01;
-    pub const DOMAIN: u8 = 0x03;
-    pub const IPV6: u8 = 0x04;
+/// A SOCKS5 (and SOCKS 6) address type byte: an open newtype (an unknown
+/// value survives, and is refused where an address must be read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Atyp(pub u8);
+
+/// What kind of address an [`Atyp`] announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    Ipv4,
+    Domain,
+    Ipv6,
+}
+
+impl Atyp {
+    pub const IPV4: Atyp = Atyp(0x01);
+    pub const DOMAIN: Atyp = Atyp(0x03);
+    pub const IPV6: Atyp = Atyp(0x04);
+
+    /// The kind of address, for the three known types.
+    pub fn host_kind(self) -> Option<HostKind> {
+        match self {
+            Atyp::IPV4 => Some(HostKind::Ipv4),
+            Atyp::DOMAIN => Some(HostKind::Domain),
+            Atyp::IPV6 => Some(HostKind::Ipv6),
+            _ => None,
+        }
+    }
 }
 
 /// Longest domain name on the wire (the SOCKS5 length byte's limit).
@@ -120,11 +142,11 @@ impl Host {
     pub fn encode_atyp(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
         match self {
             Host::Ip(IpAddr::V4(ip)) => {
-                out.push(atyp::IPV4);
+                out.push(Atyp::IPV4.0);
                 out.extend_from_slice(&ip.octets());
             }
             Host::Ip(IpAddr::V6(ip)) => {
-                out.push(atyp::IPV6);
+                out.push(Atyp::IPV6.0);
                 out.extend_from_slice(&ip.octets());
             }
             Host::Domain(d) => {
@@ -138,7 +160,7 @@ impl Host {
                     // The parser refuses it too: never send what we would refuse.
                     return Err(ProtoError::BadDomain);
                 }
-                out.push(atyp::DOMAIN);
+                out.push(Atyp::DOMAIN.0);
                 out.push(d.len() as u8);
                 out.extend_from_slice(d.as_bytes());
             }
@@ -151,19 +173,19 @@ impl Host {
     /// "needed" counts stay exact. `consumed` does not include the trailer.
     pub fn parse_atyp(buf: &[u8], trailer: usize) -> Result<Parsed<Host>, ProtoError> {
         need!(buf, 1);
-        let (host, used) = match buf[0] {
-            atyp::IPV4 => {
+        let (host, used) = match Atyp(buf[0]) {
+            Atyp::IPV4 => {
                 need!(buf, 1 + 4 + trailer);
                 let o: [u8; 4] = [buf[1], buf[2], buf[3], buf[4]];
                 (Host::Ip(IpAddr::V4(Ipv4Addr::from(o))), 5)
             }
-            atyp::IPV6 => {
+            Atyp::IPV6 => {
                 need!(buf, 1 + 16 + trailer);
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&buf[1..17]);
                 (Host::Ip(IpAddr::V6(Ipv6Addr::from(o))), 17)
             }
-            atyp::DOMAIN => {
+            Atyp::DOMAIN => {
                 need!(buf, 2);
                 let len = buf[1] as usize;
                 if len == 0 {
@@ -172,7 +194,7 @@ impl Host {
                 need!(buf, 2 + len + trailer);
                 (Host::Domain(domain_from_bytes(&buf[2..2 + len])?), 2 + len)
             }
-            other => return Err(ProtoError::UnknownAddressType(other)),
+            Atyp(other) => return Err(ProtoError::UnknownAddressType(other)),
         };
         Ok(Parsed::Complete {
             value: host,

@@ -144,7 +144,7 @@ impl ClientHandshake {
                     Ok(Instruction::Finished {
                         value: ClientReply {
                             code: ReplyCode::from_v4(value.cd),
-                            raw_code: value.cd,
+                            raw_code: value.cd.0,
                             bound: TargetAddr::ip(value.ip.into(), value.port),
                         },
                         rest: input.take(),
@@ -189,7 +189,7 @@ impl ClientHandshake {
                     Ok(Instruction::Finished {
                         value: ClientReply {
                             code: value.code(),
-                            raw_code: value.rep,
+                            raw_code: value.rep.0,
                             bound: value.bound,
                         },
                         rest: input.take(),

@@ -26,7 +26,7 @@ use crate::ProtoError;
 
 /// The most a single [`Input::spare`] offers: handshake messages are
 /// small, and a large read would only pull application data forward.
-pub const READ_CHUNK: usize = 2048;
+pub const READ_CHUNK: usize = 1024;
 
 /// An owning input buffer that never holds more than its cap.
 #[derive(Debug, Default)]
@@ -117,11 +117,15 @@ impl Input {
         self.len -= n;
     }
 
-    /// Take everything unconsumed, leaving the buffer empty.
+    /// Take everything unconsumed, leaving the buffer empty and freed. The
+    /// bytes come in a vector of their own size (none allocated when there
+    /// are none): what a session keeps for its whole life must not be the
+    /// read buffer's capacity.
     pub(crate) fn take(&mut self) -> Vec<u8> {
-        self.data.truncate(self.len);
+        let rest = self.bytes().to_vec();
+        self.data = Vec::new();
         self.len = 0;
-        std::mem::take(&mut self.data)
+        rest
     }
 
     /// Change the cap (the first byte chose a protocol with another one).

@@ -40,11 +40,11 @@ pub mod v4;
 pub mod v5;
 pub mod v6;
 
-pub use addr::{Host, ShownName, TargetAddr};
+pub use addr::{Atyp, Host, ShownName, TargetAddr};
 pub use error::ProtoError;
 pub use input::{Input, Instruction, NoEvent};
 pub use parse::Parsed;
-pub use reply::ReplyCode;
+pub use reply::{ReplyCode, V4Code, V5Code, V6Code};
 pub use secret::Password;
 
 /// Hard cap on any single handshake message we are willing to buffer.

@@ -7,10 +7,63 @@
 /// profile's codec (its `v6::ReplyCodes` table, through
 /// `v6::OperationReply`). The server maps its own
 /// errors onto this type in one place too (`sixsocks_server::error`).
-/// SOCKS4 reply CD: request granted (also `v4::GRANTED`).
-pub const V4_GRANTED: u8 = 0x5A;
-/// SOCKS4 reply CD: request rejected or failed (also `v4::REJECTED`).
-pub const V4_REJECTED: u8 = 0x5B;
+/// A wire reply code: an open newtype over the byte (every value survives
+/// parsing; [`ReplyCode`] says what it means).
+macro_rules! wire_code {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub u8);
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}(0x{:02x})", stringify!($name), self.0)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:02x}", self.0)
+            }
+        }
+
+        /// Compare with the byte as written in a specification's table.
+        impl PartialEq<u8> for $name {
+            fn eq(&self, other: &u8) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+wire_code!(
+    /// A SOCKS4 reply's CD byte.
+    V4Code
+);
+wire_code!(
+    /// A SOCKS5 reply's REP byte.
+    V5Code
+);
+wire_code!(
+    /// A SOCKS 6 operation reply's code byte; its meaning is the profile's
+    /// (`v6::ReplyCodes`).
+    V6Code
+);
+
+impl V4Code {
+    /// Request granted.
+    pub const GRANTED: V4Code = V4Code(0x5A);
+    /// Request rejected or failed.
+    pub const REJECTED: V4Code = V4Code(0x5B);
+}
+
+impl V5Code {
+    pub const SUCCEEDED: V5Code = V5Code(0x00);
+}
+
+impl V6Code {
+    pub const SUCCESS: V6Code = V6Code(0x00);
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplyCode {
@@ -41,8 +94,8 @@ impl ReplyCode {
 
     /// The SOCKS5 REP value. Extended codes are only sent when `extended`
     /// is on; otherwise they fall back to `04` host unreachable.
-    pub fn to_v5(self, extended: bool) -> u8 {
-        match self {
+    pub fn to_v5(self, extended: bool) -> V5Code {
+        V5Code(match self {
             ReplyCode::Succeeded => 0x00,
             ReplyCode::GeneralFailure => 0x01,
             ReplyCode::NotAllowed => 0x02,
@@ -55,11 +108,11 @@ impl ReplyCode {
             ReplyCode::TorExtended(c) if extended => c,
             ReplyCode::TorExtended(_) => 0x04,
             ReplyCode::Other(c) => c,
-        }
+        })
     }
 
     /// Read a SOCKS5 REP value.
-    pub fn from_v5(rep: u8) -> Self {
+    pub fn from_v5(V5Code(rep): V5Code) -> Self {
         match rep {
             0x00 => ReplyCode::Succeeded,
             0x01 => ReplyCode::GeneralFailure,
@@ -77,19 +130,19 @@ impl ReplyCode {
 
     /// The SOCKS4 CD value: `5A` granted, `5B` for every failure (SOCKS4 has
     /// no finer codes; `5C`/`5D` are about identd, which we do not use).
-    pub fn to_v4(self) -> u8 {
+    pub fn to_v4(self) -> V4Code {
         match self {
-            ReplyCode::Succeeded => V4_GRANTED,
-            _ => V4_REJECTED,
+            ReplyCode::Succeeded => V4Code::GRANTED,
+            _ => V4Code::REJECTED,
         }
     }
 
     /// Read a SOCKS4 CD value.
-    pub fn from_v4(cd: u8) -> Self {
+    pub fn from_v4(cd: V4Code) -> Self {
         match cd {
-            V4_GRANTED => ReplyCode::Succeeded,
-            V4_REJECTED => ReplyCode::GeneralFailure,
-            c => ReplyCode::Other(c),
+            V4Code::GRANTED => ReplyCode::Succeeded,
+            V4Code::REJECTED => ReplyCode::GeneralFailure,
+            V4Code(c) => ReplyCode::Other(c),
         }
     }
 

@@ -156,27 +156,7 @@ where
     M::Event: std::fmt::Debug,
     M::Value: std::fmt::Debug,
 {
-    let chunks: Vec<&[u8]> = match delivery {
-        Delivery::Pattern(p) => chunk(stream, p),
-        Delivery::Exact => Vec::new(),
-        Delivery::Sizes(sizes) => {
-            let mut out = Vec::new();
-            let mut rest = stream;
-            for &n in sizes.iter().filter(|&&n| n > 0) {
-                let n = n.min(rest.len());
-                out.push(&rest[..n]);
-                rest = &rest[n..];
-            }
-            if !rest.is_empty() {
-                out.push(rest);
-            }
-            out
-        }
-    };
-    let mut next_chunk = 0;
-    // Bytes of the current chunk not yet taken by a full input.
-    let mut pending: &[u8] = &[];
-    let mut delivered = 0usize;
+    let mut feed = Feeder::new(stream, delivery);
     let mut sent = Vec::new();
     let mut events = Vec::new();
     for _ in 0..(stream.len() * 4 + 256) {
@@ -187,22 +167,8 @@ where
                 assert!(n >= 1, "NeedMore(0)");
                 let room = machine.input().room();
                 assert!(room > 0, "NeedMore({n}) with a full input");
-                if pending.is_empty() {
-                    pending = match delivery {
-                        Delivery::Pattern(_) | Delivery::Sizes(_) => match chunks.get(next_chunk) {
-                            Some(c) => {
-                                next_chunk += 1;
-                                c
-                            }
-                            None => &[],
-                        },
-                        Delivery::Exact => {
-                            let n = n.min(stream.len() - delivered);
-                            &stream[delivered..delivered + n]
-                        }
-                    };
-                }
-                if pending.is_empty() {
+                let next = feed.next(n);
+                if next.is_empty() {
                     if at_end == AtEnd::Close && !machine.input().is_closed() {
                         machine.input().close();
                         continue;
@@ -213,10 +179,9 @@ where
                         end: End::Stalled { needed: n },
                     };
                 }
-                let took = machine.input().push(pending);
+                let took = machine.input().push(next);
                 assert!(took > 0, "input took nothing with room {room}");
-                delivered += took;
-                pending = &pending[took..];
+                feed.took(took);
             }
             Instruction::Send(bytes) => {
                 assert!(!bytes.is_empty(), "Send of nothing");
@@ -227,7 +192,7 @@ where
                 events.push(e);
             }
             Instruction::Finished { value, mut rest } => {
-                rest.extend_from_slice(&stream[delivered..]);
+                rest.extend_from_slice(feed.rest());
                 match machine.step() {
                     Instruction::Failed { reply, .. } => assert!(reply.is_empty()),
                     other => panic!("step after Finished gave {other:?}"),
@@ -258,6 +223,81 @@ where
         }
     }
     panic!("the machine did not terminate");
+}
+
+/// The bytes of a stream, handed out as a [`Delivery`] says.
+struct Feeder<'a> {
+    stream: &'a [u8],
+    delivery: Delivery<'a>,
+    chunks: Vec<&'a [u8]>,
+    next_chunk: usize,
+    /// Bytes of the current chunk not yet taken by a full input.
+    pending: &'a [u8],
+    /// Bytes of the stream taken so far.
+    delivered: usize,
+}
+
+impl<'a> Feeder<'a> {
+    fn new(stream: &'a [u8], delivery: Delivery<'a>) -> Self {
+        let chunks = match delivery {
+            Delivery::Pattern(p) => chunk(stream, p),
+            Delivery::Exact => Vec::new(),
+            Delivery::Sizes(sizes) => {
+                let mut out = Vec::new();
+                let mut rest = stream;
+                for &n in sizes.iter().filter(|&&n| n > 0) {
+                    let n = n.min(rest.len());
+                    out.push(&rest[..n]);
+                    rest = &rest[n..];
+                }
+                if !rest.is_empty() {
+                    out.push(rest);
+                }
+                out
+            }
+        };
+        Feeder {
+            stream,
+            delivery,
+            chunks,
+            next_chunk: 0,
+            pending: &[],
+            delivered: 0,
+        }
+    }
+
+    /// What a read gives now, the machine wanting `needed` more (empty:
+    /// the stream ran out).
+    fn next(&mut self, needed: usize) -> &'a [u8] {
+        if self.pending.is_empty() {
+            self.pending = match self.delivery {
+                Delivery::Pattern(_) | Delivery::Sizes(_) => match self.chunks.get(self.next_chunk)
+                {
+                    Some(c) => {
+                        self.next_chunk += 1;
+                        c
+                    }
+                    None => &[],
+                },
+                Delivery::Exact => {
+                    let n = needed.min(self.stream.len() - self.delivered);
+                    &self.stream[self.delivered..self.delivered + n]
+                }
+            };
+        }
+        self.pending
+    }
+
+    /// The machine's input took `n` bytes of [`Feeder::next`].
+    fn took(&mut self, n: usize) {
+        self.delivered += n;
+        self.pending = &self.pending[n..];
+    }
+
+    /// Every byte not taken yet.
+    fn rest(&self) -> &'a [u8] {
+        &self.stream[self.delivered..]
+    }
 }
 
 /// [`drive`] with every pattern of [`PATTERNS`] and with exact reads, on a

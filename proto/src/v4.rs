@@ -13,10 +13,11 @@ use crate::reply::ReplyCode;
 use crate::{Command, Version};
 
 pub const VERSION: u8 = 0x04;
+pub use crate::reply::V4Code;
 /// Reply CD: request granted.
-pub const GRANTED: u8 = crate::reply::V4_GRANTED;
+pub const GRANTED: V4Code = V4Code::GRANTED;
 /// Reply CD: request rejected or failed.
-pub const REJECTED: u8 = crate::reply::V4_REJECTED;
+pub const REJECTED: V4Code = V4Code::REJECTED;
 /// Longest USERID we accept, not counting its NUL.
 pub const MAX_USERID: usize = 255;
 /// Longest SOCKS4a hostname we accept, not counting its NUL.
@@ -148,7 +149,7 @@ fn nul_terminated(buf: &[u8], cap: usize) -> NulField<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     /// `5A` granted, `5B`–`5D` refused.
-    pub cd: u8,
+    pub cd: V4Code,
     pub port: u16,
     pub ip: Ipv4Addr,
 }
@@ -181,7 +182,7 @@ impl Reply {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8);
         out.push(0x00);
-        out.push(self.cd);
+        out.push(self.cd.0);
         out.extend_from_slice(&self.port.to_be_bytes());
         out.extend_from_slice(&self.ip.octets());
         out
@@ -196,7 +197,7 @@ impl Reply {
         }
         Ok(Parsed::Complete {
             value: Reply {
-                cd: buf[1],
+                cd: V4Code(buf[1]),
                 port: u16::from_be_bytes([buf[2], buf[3]]),
                 ip: Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7]),
             },

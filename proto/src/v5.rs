@@ -4,10 +4,10 @@
 //! request `05 | CMD | 00 | ATYP | DST.ADDR | DST.PORT`;
 //! reply `05 | REP | 00 | ATYP | BND.ADDR | BND.PORT`.
 
-use crate::addr::{atyp, TargetAddr};
+use crate::addr::{Atyp, TargetAddr};
 use crate::error::ProtoError;
 use crate::parse::{need, Parsed};
-use crate::reply::ReplyCode;
+use crate::reply::{ReplyCode, V5Code};
 use crate::Command;
 
 pub const VERSION: u8 = 0x05;
@@ -119,7 +119,7 @@ impl Request {
 /// A SOCKS5 reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
-    pub rep: u8,
+    pub rep: V5Code,
     pub bound: TargetAddr,
 }
 
@@ -132,7 +132,7 @@ impl Reply {
     /// rather than truncated.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(3 + self.bound.v5_len());
-        out.extend_from_slice(&[VERSION, self.rep, 0x00]);
+        out.extend_from_slice(&[VERSION, self.rep.0, 0x00]);
         if self.bound.encode_v5(&mut out).is_err() {
             out.truncate(3);
             let _ = TargetAddr::unspecified().encode_v5(&mut out);
@@ -153,8 +153,8 @@ impl Reply {
             return Err(ProtoError::BadReplyVersion(buf[0]));
         }
         need!(buf, 4);
-        let rep = buf[1];
-        if rep != 0 && !matches!(buf[3], atyp::IPV4 | atyp::DOMAIN | atyp::IPV6) {
+        let rep = V5Code(buf[1]);
+        if rep != V5Code::SUCCEEDED && Atyp(buf[3]).host_kind().is_none() {
             return Ok(Parsed::Complete {
                 value: Reply {
                     rep,

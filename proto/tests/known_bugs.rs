@@ -147,7 +147,7 @@ fn expected_reply(
             vec![0, cd, p[0], p[1], ip[0], ip[1], ip[2], ip[3]]
         }
         Version::V5 => {
-            let rep = code.to_v5(ext);
+            let rep = code.to_v5(ext).0;
             let mut out = vec![5, rep, 0];
             let (addr, port) = match bound {
                 None => (vec![1, 0, 0, 0, 0], 0),

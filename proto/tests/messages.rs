@@ -12,6 +12,7 @@ use sixsocks_proto::{
     http, userpass, v4, v5, Command, Credentials, Host, Parsed, Password, ProtoError, ReplyCode,
     Request, TargetAddr, Version,
 };
+use sixsocks_proto::{V4Code, V5Code};
 
 /// Feed `stream` (several copies of messages) in every chunk pattern and
 /// with exact reads; every way must yield `expected`.
@@ -264,7 +265,7 @@ fn v4_reply_known_bytes_and_prefixes() {
 fn v4_reply_fed_all_ways() {
     let replies: Vec<v4::Reply> = (0..5u8)
         .map(|i| v4::Reply {
-            cd: 0x5a + i % 4,
+            cd: V4Code(0x5a + i % 4),
             port: u16::from(i) * 1000,
             ip: Ipv4Addr::new(i, 255 - i, 7, 9),
         })
@@ -534,7 +535,7 @@ fn v5_request_rsv_ignored_and_errors() {
 #[test]
 fn v5_reply_known_bytes_and_codes() {
     let r = v5::Reply {
-        rep: 0,
+        rep: V5Code(0),
         bound: v4_ip(10, 0, 0, 1, 1080),
     };
     let bytes = r.encode();
@@ -550,7 +551,10 @@ fn v5_reply_known_bytes_and_codes() {
         TargetAddr::domain("d".repeat(300), 5),
         TargetAddr::domain("", 5),
     ] {
-        let r = v5::Reply { rep: 4, bound: bad };
+        let r = v5::Reply {
+            rep: V5Code(4),
+            bound: bad,
+        };
         assert_eq!(r.encode(), [5, 4, 0, 1, 0, 0, 0, 0, 0, 0]);
     }
 }
@@ -582,7 +586,7 @@ fn v5_reply_all_targets_fed_all_ways() {
     for t in sample_targets() {
         for rep in [0u8, 1, 4, 8, 0xF0, 0xF7, 0x99] {
             let r = v5::Reply {
-                rep,
+                rep: V5Code(rep),
                 bound: t.clone(),
             };
             assert_eq!(check_prefixes(&r.encode(), v5::Reply::parse), r);
@@ -788,11 +792,11 @@ fn reply_code_v5_table() {
     for (code, wire) in table {
         assert_eq!(code.to_v5(false), wire, "{code}");
         assert_eq!(code.to_v5(true), wire, "{code}");
-        assert_eq!(ReplyCode::from_v5(wire), code);
+        assert_eq!(ReplyCode::from_v5(V5Code(wire)), code);
     }
     // Tor's extended codes: sent only when enabled, else host unreachable.
     for c in 0xF0..=0xF7u8 {
-        let code = ReplyCode::from_v5(c);
+        let code = ReplyCode::from_v5(V5Code(c));
         assert_eq!(code, ReplyCode::TorExtended(c));
         assert_eq!(code.to_v5(true), c);
         assert_eq!(code.to_v5(false), 0x04);
@@ -802,7 +806,7 @@ fn reply_code_v5_table() {
     assert_eq!(ReplyCode::ONION_INVALID_ADDRESS.to_v5(false), 0x04);
     // Everything else survives as Other, and every value reads back.
     for rep in 0..=255u8 {
-        let code = ReplyCode::from_v5(rep);
+        let code = ReplyCode::from_v5(V5Code(rep));
         if rep > 8 && !(0xF0..=0xF7).contains(&rep) {
             assert_eq!(code, ReplyCode::Other(rep));
             assert_eq!(code.to_v5(false), rep);
@@ -835,10 +839,10 @@ fn reply_code_v4_table() {
         };
         assert_eq!(code.to_v4(), want, "{code}");
     }
-    assert_eq!(ReplyCode::from_v4(0x5A), ReplyCode::Succeeded);
-    assert_eq!(ReplyCode::from_v4(0x5B), ReplyCode::GeneralFailure);
-    assert_eq!(ReplyCode::from_v4(0x5C), ReplyCode::Other(0x5C));
-    assert_eq!(ReplyCode::from_v4(0x5D), ReplyCode::Other(0x5D));
+    assert_eq!(ReplyCode::from_v4(V4Code(0x5A)), ReplyCode::Succeeded);
+    assert_eq!(ReplyCode::from_v4(V4Code(0x5B)), ReplyCode::GeneralFailure);
+    assert_eq!(ReplyCode::from_v4(V4Code(0x5C)), ReplyCode::Other(0x5C));
+    assert_eq!(ReplyCode::from_v4(V4Code(0x5D)), ReplyCode::Other(0x5D));
 }
 
 #[test]

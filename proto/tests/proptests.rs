@@ -10,7 +10,9 @@ use common::{check_prefixes, drive_server, parse_stream};
 use proptest::prelude::*;
 use sixsocks_proto::server::HandshakeConfig;
 use sixsocks_proto::v5::{Greeting, Method, MethodChoice};
-use sixsocks_proto::{userpass, v4, v5, Command, Parsed, Password, ProtoError, TargetAddr};
+use sixsocks_proto::{
+    userpass, v4, v5, Command, Parsed, Password, ProtoError, TargetAddr, V4Code, V5Code,
+};
 
 // ---------------------------------------------------------------- strategies
 
@@ -148,7 +150,7 @@ proptest! {
 
     #[test]
     fn v4_reply_round_trip(cd in any::<u8>(), port in any::<u16>(), ip in ipv4()) {
-        let r = v4::Reply { cd, port, ip };
+        let r = v4::Reply { cd: V4Code(cd), port, ip };
         prop_assert_eq!(check_prefixes(&r.encode(), v4::Reply::parse), r);
     }
 
@@ -179,7 +181,7 @@ proptest! {
 
     #[test]
     fn v5_reply_round_trip(rep in any::<u8>(), bound in target()) {
-        let r = v5::Reply { rep, bound };
+        let r = v5::Reply { rep: V5Code(rep), bound };
         let bytes = r.encode();
         prop_assert_eq!(bytes.len(), 3 + r.bound.v5_len());
         prop_assert_eq!(check_prefixes(&bytes, v5::Reply::parse), r);
@@ -205,7 +207,7 @@ proptest! {
 
     #[test]
     fn reply_code_v5_round_trip(rep in any::<u8>()) {
-        let code = sixsocks_proto::ReplyCode::from_v5(rep);
+        let code = sixsocks_proto::ReplyCode::from_v5(V5Code(rep));
         prop_assert_eq!(code.to_v5(true), rep);
         let plain = code.to_v5(false);
         let want = if (0xF0..=0xF7).contains(&rep) { 4 } else { rep };
@@ -232,7 +234,7 @@ proptest! {
 
     #[test]
     fn v5_reply_stream_chunking(rs in prop::collection::vec((any::<u8>(), target()), 1..6), sizes in chunk_sizes()) {
-        let rs: Vec<v5::Reply> = rs.into_iter().map(|(rep, bound)| v5::Reply { rep, bound }).collect();
+        let rs: Vec<v5::Reply> = rs.into_iter().map(|(rep, bound)| v5::Reply { rep: V5Code(rep), bound }).collect();
         let stream: Vec<u8> = rs.iter().flat_map(|r| r.encode()).collect();
         prop_assert_eq!(&parse_stream(&stream, Some(&sizes), v5::Reply::parse), &rs);
     }

@@ -528,12 +528,18 @@ fn operation_reply_golden_bytes_and_codes() {
     for (code, wire) in table {
         assert_eq!(C.reply_codes().encode(code), wire, "{code}");
     }
-    assert_eq!(C.reply_codes().decode(6), ReplyCode::TtlExpired);
-    assert_eq!(C.reply_codes().decode(0xF0), ReplyCode::Other(0xF0));
+    assert_eq!(
+        C.reply_codes().decode(sixsocks_proto::V6Code(6)),
+        ReplyCode::TtlExpired
+    );
+    assert_eq!(
+        C.reply_codes().decode(sixsocks_proto::V6Code(0xF0)),
+        ReplyCode::Other(0xF0)
+    );
     for rep in 0..=0xFFu8 {
         let r = OperationReply {
             profile: C.profile(),
-            rep,
+            rep: sixsocks_proto::V6Code(rep),
             bound: TargetAddr::domain("x.example", 1),
             options: Options::new(),
         };

@@ -16,6 +16,7 @@ use sixsocks_proto::v6::{
     ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler, OperationReply, Options, Request,
     Socks6Limits, Socks6Option, StackOption, StackValue,
 };
+use sixsocks_proto::V6Code;
 use sixsocks_proto::{Command, Parsed, Password, ProtoError, TargetAddr};
 use v6common::{config, drive, exchange, Proxy};
 
@@ -202,7 +203,7 @@ proptest! {
 
     #[test]
     fn operation_reply_round_trips(rep in any::<u8>(), bound in target(), options in options(), k in any::<usize>()) {
-        let r = OperationReply { profile: C.profile(), rep, bound, options };
+        let r = OperationReply { profile: C.profile(), rep: V6Code(rep), bound, options };
         let bytes = C.encode_operation_reply(&r).unwrap();
         check_msg(&bytes, k, &r, |b| C.parse_operation_reply(b, &wide()))?;
     }
@@ -276,7 +277,7 @@ proptest! {
         }
         let (rep, bound, options) = reply;
         let mut bytes = C
-            .encode_operation_reply(&OperationReply { profile: C.profile(), rep, bound, options })
+            .encode_operation_reply(&OperationReply { profile: C.profile(), rep: V6Code(rep), bound, options })
             .unwrap();
         let i = pos % bytes.len();
         bytes[i] = val;

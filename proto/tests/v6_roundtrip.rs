@@ -221,7 +221,7 @@ fn connect_refusals_carry_their_code() {
         };
         let ex = run(&req, mk, b"");
         let r = ex.final_reply().unwrap();
-        assert_eq!((r.rep, r.code()), (wire, code));
+        assert_eq!((r.rep.0, r.code()), (wire, code));
         assert!(ex.client_rest.is_empty());
     }
 }

@@ -256,8 +256,8 @@ impl Record {
 /// format: tests and operators grep it.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The handshake ended without a request: the handshake driver's words.
-    Handshake(String),
+    /// The handshake ended without a request.
+    Handshake(HandshakeEnd),
     /// The request was refused, or failed before its success reply.
     Failed(RequestError),
     /// SOCKS 6: an idempotence token was offered and not spent.
@@ -309,6 +309,31 @@ pub(crate) enum Outcome {
     Udp(UdpSummary),
 }
 
+/// Why a handshake ended without a request (the handshake driver says).
+#[derive(Debug)]
+pub(crate) enum HandshakeEnd {
+    /// The protocol machine refused; its reply was sent.
+    Refused(sixsocks_proto::ProtoError),
+    /// The SOCKS 6 part of the machine refused; its reply was sent.
+    Socks6(sixsocks_proto::ProtoError),
+    /// The client closed (or reset) before finishing.
+    Eof,
+    Timeout,
+    Io(std::io::Error),
+}
+
+impl fmt::Display for HandshakeEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeEnd::Refused(e) => write!(f, "handshake refused: {e}"),
+            HandshakeEnd::Socks6(e) => write!(f, "socks6 handshake refused: {e}"),
+            HandshakeEnd::Eof => f.write_str("client closed during handshake"),
+            HandshakeEnd::Timeout => f.write_str("handshake timed out"),
+            HandshakeEnd::Io(e) => write!(f, "handshake i/o error: {e}"),
+        }
+    }
+}
+
 /// What a UDP association did, for its log line.
 #[derive(Debug)]
 pub(crate) struct UdpSummary {
@@ -326,7 +351,7 @@ pub(crate) struct UdpSummary {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Handshake(why) => f.write_str(why),
+            Outcome::Handshake(end) => write!(f, "{end}"),
             Outcome::Failed(e) => write!(f, "{e}"),
             Outcome::TokenRefused(spend) => write!(f, "idempotence token refused ({spend:?})"),
             Outcome::AuthReplyUnencodable => f.write_str("cannot encode the authentication reply"),
@@ -411,7 +436,7 @@ mod tests {
         let cases: Vec<(Outcome, String)> =
             vec![
             (
-                Outcome::Handshake("handshake timed out".into()),
+                Outcome::Handshake(HandshakeEnd::Timeout),
                 "handshake timed out".into(),
             ),
             (

@@ -196,7 +196,7 @@ mod tests {
             upstream(
                 ClientError::Refused {
                     version: Version::V5,
-                    code: ReplyCode::from_v5(raw),
+                    code: ReplyCode::from_v5(sixsocks_proto::V5Code(raw)),
                     raw,
                 },
                 false,

@@ -3,34 +3,12 @@
 //! the password check off the async threads, and says how it ended.
 
 use sixsocks_proto::server::{ServerHandshake, Verify};
-use sixsocks_proto::{Instruction, ProtoError};
+use sixsocks_proto::Instruction;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::context::Shared;
-
-/// Why a handshake ended without a request.
-pub(crate) enum HandshakeEnd {
-    /// The protocol machine refused; the bytes were sent.
-    Refused(ProtoError),
-    /// The SOCKS 6 machine refused; the bytes were sent.
-    Socks6(ProtoError),
-    /// The client closed (or reset) before finishing.
-    Eof,
-    Timeout,
-    Io(std::io::Error),
-}
-
-pub(crate) fn describe_end(end: &HandshakeEnd) -> String {
-    match end {
-        HandshakeEnd::Refused(e) => format!("handshake refused: {e}"),
-        HandshakeEnd::Socks6(e) => format!("socks6 handshake refused: {e}"),
-        HandshakeEnd::Eof => "client closed during handshake".to_string(),
-        HandshakeEnd::Timeout => "handshake timed out".to_string(),
-        HandshakeEnd::Io(e) => format!("handshake i/o error: {e}"),
-    }
-}
+use crate::context::{HandshakeEnd, Shared};
 
 /// A finished handshake: a SOCKS4/4a/5 request or a SOCKS 6 one.
 pub(crate) use sixsocks_proto::server::Accepted as Handshaken;

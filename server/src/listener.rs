@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::address_limits::Admitted;
 use crate::auth::{Authenticator, Users, UsersError};
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError};
@@ -240,6 +241,15 @@ const TFO_QUEUE: i32 = 256;
 const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(50);
 const ACCEPT_PAUSE_CAP: Duration = Duration::from_secs(1);
 
+/// The rate-limited warnings of one accept loop.
+#[derive(Default)]
+struct AcceptLogs {
+    over_limit: RateLimitedLog,
+    accept_errors: RateLimitedLog,
+    blocked: RateLimitedLog,
+    per_address: RateLimitedLog,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     current: Arc<ArcSwap<Shared>>,
@@ -247,10 +257,7 @@ async fn accept_loop(
     max_clients: usize,
     mut stop: watch::Receiver<bool>,
 ) {
-    let over_limit = RateLimitedLog::default();
-    let accept_errors = RateLimitedLog::default();
-    let blocked = RateLimitedLog::default();
-    let per_address = RateLimitedLog::default();
+    let logs = AcceptLogs::default();
     let mut backoff = Backoff::new(ACCEPT_PAUSE_FIRST, ACCEPT_PAUSE_CAP);
     let Ok(local) = listener.local_addr() else {
         tracing::error!("listener has no local address; not accepting");
@@ -266,47 +273,9 @@ async fn accept_loop(
                 Ok(permit) => {
                     backoff.reset();
                     let shared = current.load_full();
-                    // Client rules: decided now only if the first rule that
-                    // could apply needs nothing but the address and listener.
-                    let facts = Facts {
-                        client: Some(peer.ip()),
-                        listener: Some(local),
-                        ..Facts::default()
-                    };
-                    let verdict = shared.rules.decide(&facts, "connection");
-                    if verdict.is_block() {
+                    let Some(place) = admit_client(&shared, peer, local, &logs) else {
                         drop(stream);
-                        crate::metrics::rule_block("accept");
-                        blocked.log(|suppressed| {
-                            tracing::warn!(
-                                client = %peer,
-                                rule = %verdict.reason(),
-                                suppressed,
-                                "client blocked by the rules: connection closed"
-                            )
-                        });
                         continue;
-                    }
-                    let config = &shared.config;
-                    let place = match shared.address_limits.admit(
-                        peer.ip(),
-                        config.max_clients_per_address,
-                        config.max_handshakes_per_address,
-                    ) {
-                        Ok(place) => place,
-                        Err(refusal) => {
-                            drop(stream);
-                            crate::metrics::connection_rejected(refusal.label());
-                            per_address.log(|suppressed| {
-                                tracing::warn!(
-                                    client = %peer,
-                                    limit = refusal.label(),
-                                    suppressed,
-                                    "per-address limit reached: connection closed"
-                                )
-                            });
-                            continue;
-                        }
                     };
                     tokio::spawn(async move {
                         let rec = Record::new(peer, local, Some(place));
@@ -318,7 +287,7 @@ async fn accept_loop(
                     backoff.reset();
                     drop(stream);
                     crate::metrics::rejected_max_clients();
-                    over_limit.log(|suppressed| {
+                    logs.over_limit.log(|suppressed| {
                         tracing::warn!(
                             client = %peer,
                             max_clients,
@@ -334,12 +303,62 @@ async fn accept_loop(
                 // queued, so the listener stays readable: pause (longer
                 // each time, up to a second) so that the loop does not
                 // spin, and log at most once a second.
-                let pause = backoff.after_accept_error(&accept_errors, &e, "");
+                let pause = backoff.after_accept_error(&logs.accept_errors, &e, "");
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
             }
+        }
+    }
+}
+
+/// A new client passes the client rules and the per-address caps, or gets
+/// `None` (the caller closes it) and a rate-limited warning.
+fn admit_client(
+    shared: &Shared,
+    peer: SocketAddr,
+    local: SocketAddr,
+    logs: &AcceptLogs,
+) -> Option<Admitted> {
+    // Client rules: decided now only if the first rule that could apply
+    // needs nothing but the address and listener.
+    let facts = Facts {
+        client: Some(peer.ip()),
+        listener: Some(local),
+        ..Facts::default()
+    };
+    let verdict = shared.rules.decide(&facts, "connection");
+    if verdict.is_block() {
+        crate::metrics::rule_block("accept");
+        logs.blocked.log(|suppressed| {
+            tracing::warn!(
+                client = %peer,
+                rule = %verdict.reason(),
+                suppressed,
+                "client blocked by the rules: connection closed"
+            )
+        });
+        return None;
+    }
+    let config = &shared.config;
+    match shared.address_limits.admit(
+        peer.ip(),
+        config.max_clients_per_address,
+        config.max_handshakes_per_address,
+    ) {
+        Ok(place) => Some(place),
+        Err(refusal) => {
+            crate::metrics::connection_rejected(refusal.label());
+            logs.per_address.log(|suppressed| {
+                tracing::warn!(
+                    client = %peer,
+                    limit = refusal.label(),
+                    suppressed,
+                    "per-address limit reached: connection closed"
+                )
+            });
+            None
         }
     }
 }

@@ -306,6 +306,11 @@ impl Gate<'_> {
 impl Future for Relay<'_> {
     type Output = RelayEnd;
 
+    /// The pump: both directions, the idle timer and the bandwidth gates in
+    /// one poll. It stays one function on purpose: the directions share the
+    /// borrow of `this` and the `moved` flag that re-arms the idle timer,
+    /// and splitting it would either borrow `this` twice or copy state out
+    /// and back on every wake-up of the hottest path in the proxy.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         let this = self.get_mut();
         let mut moved = false;

@@ -10,8 +10,9 @@ use sixsocks_proto::server::ServerHandshake;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::context::HandshakeEnd;
 use crate::context::{Outcome, Protocol, Record, Shared};
-use crate::handshake::{describe_end, handshake, HandshakeEnd, Handshaken};
+use crate::handshake::{handshake, Handshaken};
 use crate::tunnel::linger_close;
 
 /// Run one client session to its end and log it. `rec` comes from
@@ -84,14 +85,15 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
                 rec.version = Some(Protocol::Socks6);
             }
             rec.credentials = hs.credentials().clone();
-            rec.set_outcome(Outcome::Handshake(describe_end(&end)));
-            if matches!(end, HandshakeEnd::Refused(_) | HandshakeEnd::Socks6(_)) {
+            let refused = matches!(end, HandshakeEnd::Refused(_) | HandshakeEnd::Socks6(_));
+            rec.set_outcome(Outcome::Handshake(end));
+            if refused {
                 linger_close(stream).await;
             }
             return;
         }
         Err(_) => {
-            rec.set_outcome(Outcome::Handshake(describe_end(&HandshakeEnd::Timeout)));
+            rec.set_outcome(Outcome::Handshake(HandshakeEnd::Timeout));
             return;
         }
     };

@@ -153,7 +153,7 @@ async fn round_trip(
 /// with extended errors on and off.
 fn codes(e: &RequestError) -> (u8, u8) {
     let c = e.reply_code();
-    (c.to_v5(true), c.to_v5(false))
+    (c.to_v5(true).0, c.to_v5(false).0)
 }
 
 // ------------------------------------------------------ in-process tests

@@ -56,6 +56,13 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
         }
         let _ = writeln!(out, "  anything else: block");
     }
+    describe_upstreams_and_users(c, &mut out);
+    describe_settings(c, &mut out);
+    out
+}
+
+/// The `[upstream.NAME]` and `[users.NAME]` sections, one line each.
+fn describe_upstreams_and_users(c: &Config, out: &mut String) {
     for (name, up) in &c.upstream {
         // The URL as the proxy prints it: the password hidden.
         let url = up
@@ -90,6 +97,10 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
         };
         let _ = writeln!(out, "{who}: {}", parts.join(", "));
     }
+}
+
+/// Commands, limits, timeouts and the other settings, a line per group.
+fn describe_settings(c: &Config, out: &mut String) {
     let onoff = |b: bool| if b { "on" } else { "off" };
     let _ = writeln!(
         out,
@@ -149,5 +160,4 @@ pub fn describe(c: &Config, users: Option<usize>) -> String {
             c.group.as_deref().unwrap_or("(the user's)")
         );
     }
-    out
 }

@@ -191,6 +191,14 @@ impl ServeArgs {
         c.lenient_auth |= self.lenient_auth;
         c.extended_errors |= self.extended_errors;
         c.allow_open_proxy |= self.allow_open_proxy;
+        self.apply_timeouts_and_commands(&mut c);
+        self.apply_limits(&mut c);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The timeout flags, and which commands are on and where they bind.
+    fn apply_timeouts_and_commands(&self, c: &mut Config) {
         let set = |dst: &mut u64, v: Option<u64>| {
             if let Some(v) = v {
                 *dst = v;
@@ -223,6 +231,10 @@ impl ServeArgs {
         if self.udp_address.is_some() {
             c.udp_address = self.udp_address;
         }
+    }
+
+    /// The limit flags, the relay mode, metrics, logging and privileges.
+    fn apply_limits(&self, c: &mut Config) {
         for (dst, v) in [
             (&mut c.max_udp_associations, self.max_udp_associations),
             (&mut c.max_udp_per_client, self.max_udp_per_client),
@@ -275,8 +287,6 @@ impl ServeArgs {
         if self.group.is_some() {
             c.group = self.group.clone();
         }
-        c.validate()?;
-        Ok(c)
     }
 }
 

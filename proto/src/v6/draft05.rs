@@ -22,6 +22,7 @@
 
 use crate::addr::MAX_DOMAIN;
 use crate::parse::{need, Parsed};
+use crate::reply::V6Code;
 use crate::secret::Password;
 use crate::v5::Method;
 use crate::{Command, Host, ProtoError, TargetAddr};
@@ -80,16 +81,16 @@ pub const LAYOUT: Layout = Layout {
 /// host unreachable (`F0`–`F7` read as unknown codes).
 pub const REPLY_CODES: ReplyCodes = ReplyCodes {
     rows: &[
-        (ReplyCode::Succeeded, 0x00),
-        (ReplyCode::GeneralFailure, 0x01),
-        (ReplyCode::NotAllowed, 0x02),
-        (ReplyCode::NetworkUnreachable, 0x03),
-        (ReplyCode::HostUnreachable, 0x04),
-        (ReplyCode::ConnectionRefused, 0x05),
-        (ReplyCode::TtlExpired, 0x09),
-        (ReplyCode::TtlExpired, 0x06),
-        (ReplyCode::CommandNotSupported, 0x07),
-        (ReplyCode::AddressTypeNotSupported, 0x08),
+        (ReplyCode::Succeeded, V6Code(0x00)),
+        (ReplyCode::GeneralFailure, V6Code(0x01)),
+        (ReplyCode::NotAllowed, V6Code(0x02)),
+        (ReplyCode::NetworkUnreachable, V6Code(0x03)),
+        (ReplyCode::HostUnreachable, V6Code(0x04)),
+        (ReplyCode::ConnectionRefused, V6Code(0x05)),
+        (ReplyCode::TtlExpired, V6Code(0x09)),
+        (ReplyCode::TtlExpired, V6Code(0x06)),
+        (ReplyCode::CommandNotSupported, V6Code(0x07)),
+        (ReplyCode::AddressTypeNotSupported, V6Code(0x08)),
     ],
     fallback: ReplyCode::HostUnreachable,
 };
@@ -204,36 +205,7 @@ fn be32(b: &[u8]) -> u32 {
 /// Decode one option's data (after KIND and LENGTH).
 pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, ProtoError> {
     Ok(match kind {
-        kind::STACK => {
-            if data.len() < 2 {
-                // Not even a leg/level and a code: ignore it.
-                return Ok(Socks6Option::Unknown {
-                    kind: kind as u16,
-                    data: data.to_vec(),
-                });
-            }
-            let leg = Leg(data[0] >> 6);
-            let lvl = data[0] & 0x3F;
-            let code = data[1];
-            let rest = &data[2..];
-            let value = match (lvl, code, rest.len()) {
-                (level::IP, 0x01, 1) => StackValue::Tos(rest[0]),
-                (level::TCP, 0x01, 2) => StackValue::TcpFastOpen {
-                    payload_size: u16::from_be_bytes([rest[0], rest[1]]),
-                },
-                (level::TCP, 0x02, 0) => StackValue::Mptcp,
-                (level::TCP, 0x03, 1) => StackValue::MptcpScheduler(MptcpScheduler(rest[0])),
-                (level::TCP, 0x04, 2) => {
-                    StackValue::ListenBacklog(u16::from_be_bytes([rest[0], rest[1]]))
-                }
-                _ => StackValue::Unknown {
-                    level: lvl,
-                    code,
-                    data: rest.to_vec(),
-                },
-            };
-            Socks6Option::Stack(StackOption { leg, value })
-        }
+        kind::STACK => decode_stack(data),
         kind::AUTH_METHOD => {
             if data.len() < 2 {
                 return Err(ProtoError::BadOption(
@@ -260,41 +232,7 @@ pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, ProtoError> 
                 data: Password::new(rest),
             })
         }
-        kind::IDEMPOTENCE => {
-            let Some((&ty, rest)) = data.split_first() else {
-                return Err(ProtoError::BadOption("idempotence option without a type"));
-            };
-            let want = match ty {
-                idem::TOKEN_REQUEST | idem::EXPENDITURE => Some(4),
-                idem::WINDOW_ADVERTISEMENT => Some(8),
-                idem::EXPENDITURE_REPLY => Some(1),
-                _ => None,
-            };
-            if let Some(w) = want {
-                if rest.len() != w {
-                    return Err(ProtoError::BadOption(
-                        "idempotence option of the wrong length for its type",
-                    ));
-                }
-            }
-            Socks6Option::Idempotence(match ty {
-                idem::TOKEN_REQUEST => IdempotenceOption::TokenRequest {
-                    window_size: be32(rest),
-                },
-                idem::WINDOW_ADVERTISEMENT => IdempotenceOption::WindowAdvertisement {
-                    base: be32(rest),
-                    size: be32(&rest[4..]),
-                },
-                idem::EXPENDITURE => IdempotenceOption::Expenditure { token: be32(rest) },
-                idem::EXPENDITURE_REPLY => {
-                    IdempotenceOption::ExpenditureReply(ExpenditureCode(rest[0]))
-                }
-                t => IdempotenceOption::Unknown {
-                    kind: t,
-                    data: rest.to_vec(),
-                },
-            })
-        }
+        kind::IDEMPOTENCE => decode_idempotence(data)?,
         k if k >= kind::VENDOR_FIRST => Socks6Option::Vendor {
             kind: k as u16,
             data: data.to_vec(),
@@ -304,6 +242,73 @@ pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, ProtoError> 
             data: data.to_vec(),
         },
     })
+}
+
+/// A stack option's data: leg and level, code, value (an unknown or
+/// wrongly sized value is kept raw and ignored).
+fn decode_stack(data: &[u8]) -> Socks6Option {
+    if data.len() < 2 {
+        // Not even a leg/level and a code: ignore it.
+        return Socks6Option::Unknown {
+            kind: kind::STACK as u16,
+            data: data.to_vec(),
+        };
+    }
+    let leg = Leg(data[0] >> 6);
+    let lvl = data[0] & 0x3F;
+    let code = data[1];
+    let rest = &data[2..];
+    let value = match (lvl, code, rest.len()) {
+        (level::IP, 0x01, 1) => StackValue::Tos(rest[0]),
+        (level::TCP, 0x01, 2) => StackValue::TcpFastOpen {
+            payload_size: u16::from_be_bytes([rest[0], rest[1]]),
+        },
+        (level::TCP, 0x02, 0) => StackValue::Mptcp,
+        (level::TCP, 0x03, 1) => StackValue::MptcpScheduler(MptcpScheduler(rest[0])),
+        (level::TCP, 0x04, 2) => StackValue::ListenBacklog(u16::from_be_bytes([rest[0], rest[1]])),
+        _ => StackValue::Unknown {
+            level: lvl,
+            code,
+            data: rest.to_vec(),
+        },
+    };
+    Socks6Option::Stack(StackOption { leg, value })
+}
+
+/// An idempotence option's data: type and value, its length checked for
+/// the types -05 defines.
+fn decode_idempotence(data: &[u8]) -> Result<Socks6Option, ProtoError> {
+    let Some((&ty, rest)) = data.split_first() else {
+        return Err(ProtoError::BadOption("idempotence option without a type"));
+    };
+    let want = match ty {
+        idem::TOKEN_REQUEST | idem::EXPENDITURE => Some(4),
+        idem::WINDOW_ADVERTISEMENT => Some(8),
+        idem::EXPENDITURE_REPLY => Some(1),
+        _ => None,
+    };
+    if let Some(w) = want {
+        if rest.len() != w {
+            return Err(ProtoError::BadOption(
+                "idempotence option of the wrong length for its type",
+            ));
+        }
+    }
+    Ok(Socks6Option::Idempotence(match ty {
+        idem::TOKEN_REQUEST => IdempotenceOption::TokenRequest {
+            window_size: be32(rest),
+        },
+        idem::WINDOW_ADVERTISEMENT => IdempotenceOption::WindowAdvertisement {
+            base: be32(rest),
+            size: be32(&rest[4..]),
+        },
+        idem::EXPENDITURE => IdempotenceOption::Expenditure { token: be32(rest) },
+        idem::EXPENDITURE_REPLY => IdempotenceOption::ExpenditureReply(ExpenditureCode(rest[0])),
+        t => IdempotenceOption::Unknown {
+            kind: t,
+            data: rest.to_vec(),
+        },
+    }))
 }
 
 /// Append one option (`KIND | LENGTH | DATA`). An option longer than 255
@@ -579,7 +584,7 @@ impl Codec for Draft05 {
         limits: &Socks6Limits,
     ) -> Result<Parsed<OperationReply>, ProtoError> {
         need!(buf, 1);
-        let rep = buf[0];
+        let rep = V6Code(buf[0]);
         let (bound, alen) = match parse_port_addr(&buf[1..])? {
             Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
             Parsed::Complete { value, consumed } => (value, consumed),
@@ -598,7 +603,7 @@ impl Codec for Draft05 {
     }
 
     fn encode_operation_reply(&self, reply: &OperationReply) -> Result<Vec<u8>, ProtoError> {
-        let mut out = vec![reply.rep];
+        let mut out = vec![reply.rep.0];
         encode_port_addr(&reply.bound, &mut out)?;
         encode_options(&reply.options, &mut out)?;
         Ok(out)

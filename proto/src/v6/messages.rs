@@ -1,5 +1,6 @@
 //! SOCKS 6 messages as typed values, independent of any wire profile.
 
+use crate::reply::V6Code;
 use crate::v5::Method;
 use crate::{Command, Credentials, ProtoError, ReplyCode, TargetAddr};
 
@@ -46,8 +47,8 @@ pub struct OperationReply {
     /// The profile whose reply codes `rep` is in (the codec that parsed the
     /// reply sets it; encoders write `rep` as it is).
     pub profile: Profile,
-    /// The raw REP value (see [`OperationReply::code`]).
-    pub rep: u8,
+    /// The REP value as on the wire (see [`OperationReply::code`]).
+    pub rep: V6Code,
     /// Bound address (CONNECT, first BIND reply, UDP ASSOCIATE) or the
     /// address of the host that connected (second BIND reply).
     pub bound: TargetAddr,

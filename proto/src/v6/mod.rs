@@ -100,6 +100,7 @@ pub use options::{
 };
 
 use crate::parse::Parsed;
+use crate::reply::V6Code;
 use crate::{Password, ProtoError, ReplyCode};
 
 /// The SOCKS 6 version byte (every revision's first byte; -05 follows it
@@ -376,7 +377,7 @@ pub enum OptionsLength {
 pub struct ReplyCodes {
     /// `(code, wire value)`. A code is sent as the value of its first row;
     /// every row is read (so a code may have several wire values).
-    pub rows: &'static [(ReplyCode, u8)],
+    pub rows: &'static [(ReplyCode, V6Code)],
     /// What a code without a row (Tor's extended codes) is sent as; it must
     /// have a row.
     pub fallback: ReplyCode,
@@ -384,13 +385,13 @@ pub struct ReplyCodes {
 
 /// SOCKS5's general failure, sent for a code whose table lacks even the
 /// fallback's row (a codec's mistake; every table has both).
-const GENERAL_FAILURE: u8 = 0x01;
+const GENERAL_FAILURE: V6Code = V6Code(0x01);
 
 impl ReplyCodes {
     /// The REP value for `code`. [`ReplyCode::Other`] keeps its raw value.
-    pub fn encode(&self, code: ReplyCode) -> u8 {
+    pub fn encode(&self, code: ReplyCode) -> V6Code {
         if let ReplyCode::Other(raw) = code {
-            return raw;
+            return V6Code(raw);
         }
         let find = |c: ReplyCode| self.rows.iter().find(|(k, _)| *k == c).map(|(_, w)| *w);
         find(code)
@@ -400,11 +401,11 @@ impl ReplyCodes {
 
     /// The code a REP value means ([`ReplyCode::Other`] for a value with no
     /// row).
-    pub fn decode(&self, rep: u8) -> ReplyCode {
+    pub fn decode(&self, rep: V6Code) -> ReplyCode {
         self.rows
             .iter()
             .find(|(_, w)| *w == rep)
-            .map_or(ReplyCode::Other(rep), |(c, _)| *c)
+            .map_or(ReplyCode::Other(rep.0), |(c, _)| *c)
     }
 }
 
@@ -591,14 +592,17 @@ mod tests {
     #[test]
     fn reply_code_tables_send_a_fallback_and_keep_raw_values() {
         let t = ReplyCodes {
-            rows: &[(ReplyCode::Succeeded, 0), (ReplyCode::HostUnreachable, 4)],
+            rows: &[
+                (ReplyCode::Succeeded, V6Code(0)),
+                (ReplyCode::HostUnreachable, V6Code(4)),
+            ],
             fallback: ReplyCode::HostUnreachable,
         };
         assert_eq!(t.encode(ReplyCode::Succeeded), 0);
         assert_eq!(t.encode(ReplyCode::ONION_DESC_NOT_FOUND), 4);
         assert_eq!(t.encode(ReplyCode::Other(0x77)), 0x77);
-        assert_eq!(t.decode(4), ReplyCode::HostUnreachable);
-        assert_eq!(t.decode(0x77), ReplyCode::Other(0x77));
+        assert_eq!(t.decode(V6Code(4)), ReplyCode::HostUnreachable);
+        assert_eq!(t.decode(V6Code(0x77)), ReplyCode::Other(0x77));
         // A table without its fallback's row sends general failure.
         let broken = ReplyCodes {
             rows: &[],
@@ -615,7 +619,7 @@ mod tests {
             crate::TargetAddr::unspecified(),
             Options::new(),
         );
-        assert_eq!((r.profile, r.rep), (Profile::Draft05, 0x09));
+        assert_eq!((r.profile, r.rep), (Profile::Draft05, V6Code(0x09)));
         assert_eq!(r.code(), ReplyCode::TtlExpired);
     }
 
