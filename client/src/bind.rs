@@ -31,7 +31,7 @@ use std::net::IpAddr;
 
 use sixsocks_proto::parse::Parsed;
 use sixsocks_proto::{
-    v4, v5, Command, Host, Instruction, ProtoError, ReplyCode, TargetAddr, Version,
+    v4, v5, Command, Host, Instruction, PeerError, ReplyCode, TargetAddr, Version,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -180,7 +180,7 @@ impl SocksListener {
             return accept_v6(stream, &mut machine).await;
         }
         loop {
-            match parse_reply(version, &buffered).map_err(ClientError::Protocol)? {
+            match parse_reply(version, &buffered).map_err(|e| ClientError::Protocol(e.into()))? {
                 Parsed::Complete {
                     value: (code, raw, peer),
                     consumed,
@@ -193,7 +193,9 @@ impl SocksListener {
                 }
                 Parsed::Incomplete { needed } => {
                     if buffered.len() + needed > MAX_REPLY {
-                        return Err(ClientError::Protocol(ProtoError::MessageTooLong(MAX_REPLY)));
+                        return Err(ClientError::Protocol(
+                            PeerError::MessageTooLong(MAX_REPLY).into(),
+                        ));
                     }
                     let start = buffered.len();
                     buffered.resize(start + needed, 0);
@@ -275,9 +277,10 @@ async fn accept_v6(
             }
             Instruction::Failed { error, .. } => return Err(ClientError::from_machine(error)),
             _ => {
-                return Err(ClientError::Protocol(ProtoError::Unexpected(
-                    "something other than BIND's second operation reply",
-                )))
+                return Err(ClientError::Protocol(
+                    PeerError::Unexpected("something other than BIND's second operation reply")
+                        .into(),
+                ))
             }
         }
     }
@@ -347,7 +350,7 @@ impl SocksBacklog {
 fn parse_reply(
     version: Version,
     buf: &[u8],
-) -> Result<Parsed<(ReplyCode, u8, TargetAddr)>, ProtoError> {
+) -> Result<Parsed<(ReplyCode, u8, TargetAddr)>, PeerError> {
     Ok(match version {
         Version::V4 | Version::V4a => v4::Reply::parse(buf)?.map(|r| {
             (

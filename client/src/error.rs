@@ -5,7 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use sixsocks_proto::v6::ExpenditureCode;
-use sixsocks_proto::{ProtoError, ReplyCode, Version};
+use sixsocks_proto::{PeerError, ProtoError, ReplyCode, Version};
 
 /// The stage that timed out or failed with an IO error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,8 +143,10 @@ impl ClientError {
     /// Map an error of the handshake state machine.
     pub(crate) fn from_proto(e: ProtoError, offered: &'static str) -> Self {
         match e {
-            ProtoError::AuthFailed => ClientError::AuthFailed,
-            ProtoError::NoAcceptableMethod => ClientError::NoAcceptableMethod { offered },
+            ProtoError::Peer(PeerError::AuthFailed) => ClientError::AuthFailed,
+            ProtoError::Peer(PeerError::NoAcceptableMethod) => {
+                ClientError::NoAcceptableMethod { offered }
+            }
             e => ClientError::from_machine(e),
         }
     }
@@ -153,8 +155,8 @@ impl ClientError {
     pub(crate) fn from_machine(e: ProtoError) -> Self {
         match e {
             // The machine's input was closed while it wanted more.
-            ProtoError::UnexpectedEof => ClientError::ProxyClosed,
-            ProtoError::VersionMismatch => ClientError::VersionMismatch,
+            ProtoError::Peer(PeerError::UnexpectedEof) => ClientError::ProxyClosed,
+            ProtoError::Peer(PeerError::VersionMismatch) => ClientError::VersionMismatch,
             e => ClientError::Protocol(e),
         }
     }

@@ -83,7 +83,7 @@ use sixsocks_proto::v6::{
     AssociationId, AuthOutcome, AuthReply, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
     OperationReply, Options, Socks6Limits, Socks6Option, StackRequests,
 };
-use sixsocks_proto::{Command, Instruction, ProtoError, TargetAddr};
+use sixsocks_proto::{Command, Instruction, PeerError, ProtoError, TargetAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -254,7 +254,7 @@ impl Socks6Session {
     /// Keep an idempotence token wallet asking for windows of
     /// `window_size` tokens (1 to 2^31 − 1; proxies may grant fewer).
     pub fn with_tokens(mut self, window_size: u32) -> Result<Self, ClientError> {
-        let wallet = TokenWallet::new(window_size).map_err(ClientError::Protocol)?;
+        let wallet = TokenWallet::new(window_size).map_err(|e| ClientError::Protocol(e.into()))?;
         self.wallet = Some(Wallet {
             window_size,
             inner: Mutex::new(wallet),
@@ -498,8 +498,9 @@ impl Start {
             limits: Socks6Limits::default(),
         };
         let (machine, first) = Socks6Client::with_profile(req, profile).map_err(|e| match e {
-            ProtoError::EmptyCredentials => ClientError::InvalidCredentials(e.to_string()),
-            e => crate::to_proxy::invalid_target(e, &target),
+            ProtoError::Encode(e) => crate::to_proxy::invalid_target(e, &target),
+            // Initial data on another command than CONNECT was refused above.
+            e => ClientError::InvalidTarget(format!("{target}: {e}")),
         })?;
         Ok(Start {
             machine,
@@ -685,9 +686,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 value: Final::UdpConfirmed,
                 ..
             } => {
-                return Err(ClientError::Protocol(ProtoError::Unexpected(
-                    "a BIND or UDP reply to a CONNECT or NOOP",
-                )))
+                return Err(ClientError::Protocol(
+                    PeerError::Unexpected("a BIND or UDP reply to a CONNECT or NOOP").into(),
+                ))
             }
             Instruction::Failed { error, .. } => {
                 return Err(ClientError::from_proto(error, offered))
@@ -713,9 +714,9 @@ fn finish(
     learned: Learned,
 ) -> Result<(Vec<u8>, Socks6Info), ClientError> {
     let Some(auth) = auth else {
-        return Err(ClientError::Protocol(ProtoError::Unexpected(
-            "an operation reply before the authentication reply",
-        )));
+        return Err(ClientError::Protocol(
+            PeerError::Unexpected("an operation reply before the authentication reply").into(),
+        ));
     };
     let expenditure = auth.options.expenditure_reply();
     if !reply.code().is_success() {
@@ -849,18 +850,18 @@ async fn drive_open<S: AsyncRead + AsyncWrite + Unpin>(
                 value: Final::UdpConfirmed,
                 ..
             } => {
-                return Err(ClientError::Protocol(ProtoError::Unexpected(
-                    "a UDP confirmation before the association id",
-                )))
+                return Err(ClientError::Protocol(
+                    PeerError::Unexpected("a UDP confirmation before the association id").into(),
+                ))
             }
             Instruction::Failed { error, .. } => {
                 return Err(ClientError::from_proto(error, offered))
             }
         };
         if !authenticated {
-            return Err(ClientError::Protocol(ProtoError::Unexpected(
-                "an operation reply before the authentication reply",
-            )));
+            return Err(ClientError::Protocol(
+                PeerError::Unexpected("an operation reply before the authentication reply").into(),
+            ));
         }
         if !reply.code().is_success() {
             return Err(ClientError::Socks6Refused {

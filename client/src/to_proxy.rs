@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use sixsocks_proto::{Host, Input, ProtoError, TargetAddr};
+use sixsocks_proto::{EncodeError, Host, Input, TargetAddr};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
@@ -102,9 +102,9 @@ pub(crate) fn check_credentials(proxy: &Proxy) -> Result<(), ClientError> {
 
 /// An encoding error of our own request: the target (or the credentials)
 /// cannot be expressed on the wire.
-pub(crate) fn invalid_target(e: ProtoError, target: &TargetAddr) -> ClientError {
+pub(crate) fn invalid_target(e: EncodeError, target: &TargetAddr) -> ClientError {
     match e {
-        ProtoError::UnknownAddressType(_) => {
+        EncodeError::UnsupportedAddressType(_) => {
             ClientError::Unsupported(format!("the protocol cannot carry the target {target}"))
         }
         e => ClientError::InvalidTarget(format!("{target}: {e}")),

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use sixsocks_proto::udp::{self, Fragment, Reassembler, ReassemblyLimits, UdpHeader};
 use sixsocks_proto::v6::client::Final;
 use sixsocks_proto::v6::{AssociationId, Codec, DatagramHeader, Profile};
-use sixsocks_proto::{Command, Host, Instruction, ProtoError, TargetAddr};
+use sixsocks_proto::{Command, Host, Instruction, PeerError, TargetAddr};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::bind::substitute_unspecified;
@@ -467,7 +467,7 @@ async fn associate_v6(
             },
             &[],
         )
-        .map_err(ClientError::Protocol)?;
+        .map_err(|e| ClientError::Protocol(e.into()))?;
     let confirm = async {
         let mut attempts = 0;
         loop {
@@ -485,9 +485,12 @@ async fn associate_v6(
                             return Err(ClientError::from_machine(error))
                         }
                         _ => {
-                            return Err(ClientError::Protocol(ProtoError::Unexpected(
-                                "something other than the UDP association confirmation",
-                            )))
+                            return Err(ClientError::Protocol(
+                                PeerError::Unexpected(
+                                    "something other than the UDP association confirmation",
+                                )
+                                .into(),
+                            ))
                         }
                     }
                 }

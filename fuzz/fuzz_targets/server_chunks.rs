@@ -10,7 +10,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake};
 use sixsocks_proto::testing::{drive_chunks, AtEnd, End, Trace};
-use sixsocks_proto::{Credentials, ProtoError, Version};
+use sixsocks_proto::{Credentials, PeerError, Version};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -42,7 +42,7 @@ fn drive(
             trace.end,
             End::Failed {
                 reply: vec![1, 1],
-                error: ProtoError::AuthFailed
+                error: PeerError::AuthFailed.into()
             },
             "after a rejected password"
         ),

@@ -12,7 +12,7 @@ use sixsocks_proto::testing::{drive_chunks, AtEnd, End, Trace};
 use sixsocks_proto::v5::Method;
 use sixsocks_proto::v6::draft05::{self, Draft05};
 use sixsocks_proto::v6::{AuthMethodOption, Codec, Options, Request, Socks6Limits};
-use sixsocks_proto::{userpass, Command, Credentials, Password, ProtoError, TargetAddr};
+use sixsocks_proto::{userpass, Command, Credentials, Password, PeerError, TargetAddr};
 
 /// A stream built from fields, so that the fuzzer reaches authentication,
 /// initial data and the slow path, not just parse errors.
@@ -159,7 +159,7 @@ fn drive(
         }
         End::Finished { value, .. } => panic!("a SOCKS 6 stream gave {value:?}"),
         End::Failed { reply, error } if refused => {
-            assert_eq!(*error, ProtoError::AuthFailed);
+            assert_eq!(*error, PeerError::AuthFailed);
             assert!(reply.ends_with(&[6, 0, 1, 0xFF, 0]));
         }
         _ => assert!(!refused, "not failed after a refused password"),

@@ -5,11 +5,11 @@
 
 use std::fmt::Debug;
 
-use sixsocks_proto::{Parsed, ProtoError};
+use sixsocks_proto::{Parsed, PeerError};
 
 /// The invariants of any parse result on `input`: `needed >= 1`,
 /// `1 <= consumed <= input.len()`. Returns the value if complete.
-pub fn check_parse<T>(input: &[u8], r: Result<Parsed<T>, ProtoError>) -> Option<(T, usize)> {
+pub fn check_parse<T>(input: &[u8], r: Result<Parsed<T>, PeerError>) -> Option<(T, usize)> {
     match r {
         Ok(Parsed::Incomplete { needed }) => {
             assert!(needed >= 1, "Incomplete with needed = 0");
@@ -34,7 +34,7 @@ pub fn check_parse<T>(input: &[u8], r: Result<Parsed<T>, ProtoError>) -> Option<
 pub fn check_complete<T, F>(input: &[u8], value: &T, consumed: usize, parse: F)
 where
     T: PartialEq + Debug,
-    F: Fn(&[u8]) -> Result<Parsed<T>, ProtoError>,
+    F: Fn(&[u8]) -> Result<Parsed<T>, PeerError>,
 {
     let msg = &input[..consumed];
     match parse(msg) {
@@ -76,7 +76,7 @@ where
 pub fn check_stream<T, F>(input: &[u8], cuts: &[u8], parse: F)
 where
     T: PartialEq + Debug,
-    F: Fn(&[u8]) -> Result<Parsed<T>, ProtoError>,
+    F: Fn(&[u8]) -> Result<Parsed<T>, PeerError>,
 {
     let whole = run_stream(input, &[usize::MAX], &parse);
     let sizes: Vec<usize> = cuts.iter().map(|&c| usize::from(c) + 1).collect();
@@ -93,7 +93,7 @@ where
 fn run_stream<T, F>(input: &[u8], sizes: &[usize], parse: &F) -> (Vec<T>, String)
 where
     T: Debug,
-    F: Fn(&[u8]) -> Result<Parsed<T>, ProtoError>,
+    F: Fn(&[u8]) -> Result<Parsed<T>, PeerError>,
 {
     let mut buf = Vec::new();
     let mut rest = input;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::error::ProtoError;
+use crate::error::{EncodeError, PeerError};
 use crate::parse::{need, Parsed};
 
 /// A SOCKS5 (and SOCKS 6) address type byte: an open newtype (an unknown
@@ -116,14 +116,14 @@ impl TargetAddr {
 
     /// Append the SOCKS5 form `ATYP | ADDR | PORT`. A domain longer than 255
     /// bytes cannot be encoded and is an error.
-    pub fn encode_v5(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    pub fn encode_v5(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.host.encode_atyp(out)?;
         out.extend_from_slice(&self.port.to_be_bytes());
         Ok(())
     }
 
     /// Parse the SOCKS5 form `ATYP | ADDR | PORT` from the start of `buf`.
-    pub fn parse_v5(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
+    pub fn parse_v5(buf: &[u8]) -> Result<Parsed<TargetAddr>, PeerError> {
         let (host, used) = match Host::parse_atyp(buf, 2)? {
             Parsed::Complete { value, consumed } => (value, consumed),
             Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
@@ -139,7 +139,7 @@ impl TargetAddr {
 impl Host {
     /// Append `ATYP | ADDR` (the address part shared by SOCKS5 and SOCKS 6).
     /// Nothing is appended on error.
-    pub fn encode_atyp(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    pub fn encode_atyp(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             Host::Ip(IpAddr::V4(ip)) => {
                 out.push(Atyp::IPV4.0);
@@ -151,14 +151,14 @@ impl Host {
             }
             Host::Domain(d) => {
                 if d.len() > MAX_DOMAIN {
-                    return Err(ProtoError::TooLong("domain name"));
+                    return Err(EncodeError::TooLong("domain name"));
                 }
                 if d.is_empty() {
-                    return Err(ProtoError::EmptyDomain);
+                    return Err(EncodeError::EmptyDomain);
                 }
                 if d.as_bytes().contains(&0) {
                     // The parser refuses it too: never send what we would refuse.
-                    return Err(ProtoError::BadDomain);
+                    return Err(EncodeError::BadDomain);
                 }
                 out.push(Atyp::DOMAIN.0);
                 out.push(d.len() as u8);
@@ -171,7 +171,7 @@ impl Host {
     /// Parse `ATYP | ADDR` from the start of `buf`, asking for `trailer`
     /// more bytes behind it (the port, in SOCKS5) before answering, so that
     /// "needed" counts stay exact. `consumed` does not include the trailer.
-    pub fn parse_atyp(buf: &[u8], trailer: usize) -> Result<Parsed<Host>, ProtoError> {
+    pub fn parse_atyp(buf: &[u8], trailer: usize) -> Result<Parsed<Host>, PeerError> {
         need!(buf, 1);
         let (host, used) = match Atyp(buf[0]) {
             Atyp::IPV4 => {
@@ -189,12 +189,12 @@ impl Host {
                 need!(buf, 2);
                 let len = buf[1] as usize;
                 if len == 0 {
-                    return Err(ProtoError::EmptyDomain);
+                    return Err(PeerError::EmptyDomain);
                 }
                 need!(buf, 2 + len + trailer);
                 (Host::Domain(domain_from_bytes(&buf[2..2 + len])?), 2 + len)
             }
-            Atyp(other) => return Err(ProtoError::UnknownAddressType(other)),
+            Atyp(other) => return Err(PeerError::UnknownAddressType(other)),
         };
         Ok(Parsed::Complete {
             value: host,
@@ -204,16 +204,16 @@ impl Host {
 }
 
 /// Validate a domain name received from a peer: non-empty, UTF-8, no NUL.
-pub fn domain_from_bytes(b: &[u8]) -> Result<String, ProtoError> {
+pub fn domain_from_bytes(b: &[u8]) -> Result<String, PeerError> {
     if b.is_empty() {
-        return Err(ProtoError::EmptyDomain);
+        return Err(PeerError::EmptyDomain);
     }
     if b.contains(&0) {
-        return Err(ProtoError::BadDomain);
+        return Err(PeerError::BadDomain);
     }
     std::str::from_utf8(b)
         .map(str::to_owned)
-        .map_err(|_| ProtoError::BadDomain)
+        .map_err(|_| PeerError::BadDomain)
 }
 
 impl From<SocketAddr> for TargetAddr {

@@ -13,7 +13,7 @@
 //! Failed { error, .. }     close
 //! ```
 
-use crate::error::ProtoError;
+use crate::error::{EncodeError, Misuse, PeerError, ProtoError};
 use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
 use crate::reply::ReplyCode;
@@ -66,11 +66,11 @@ pub struct ClientHandshake {
 
 impl ClientHandshake {
     /// Start a handshake: returns the machine and the first flight.
-    pub fn new(req: ClientRequest) -> Result<(Self, Vec<u8>), ProtoError> {
+    pub fn new(req: ClientRequest) -> Result<(Self, Vec<u8>), EncodeError> {
         let (state, first) = match req.version {
             Version::V4 | Version::V4a => {
                 if req.version == Version::V4 && matches!(req.target.host, Host::Domain(_)) {
-                    return Err(ProtoError::BadDomain);
+                    return Err(EncodeError::BadDomain);
                 }
                 let msg = v4::Request {
                     command: req.command,
@@ -174,7 +174,7 @@ impl ClientHandshake {
                     Parsed::Complete { value, consumed } => {
                         input.consume(consumed);
                         if !value.success() {
-                            return Err(ProtoError::AuthFailed);
+                            return Err(PeerError::AuthFailed.into());
                         }
                         self.state = State::V5Reply;
                         Ok(Instruction::Send(self.v5_request()?))
@@ -196,7 +196,7 @@ impl ClientHandshake {
                     })
                 }
             },
-            State::Finished => Err(ProtoError::Finished),
+            State::Finished => Err(Misuse::Finished.into()),
             State::Failed(e) => Err(e.clone()),
         }
     }
@@ -217,12 +217,12 @@ impl ClientHandshake {
                 .encode()?;
                 Ok(Instruction::Send(bytes))
             }
-            Method::NO_ACCEPTABLE => Err(ProtoError::NoAcceptableMethod),
-            Method(m) => Err(ProtoError::UnexpectedMethod(m)),
+            Method::NO_ACCEPTABLE => Err(PeerError::NoAcceptableMethod.into()),
+            Method(m) => Err(PeerError::UnexpectedMethod(m).into()),
         }
     }
 
-    fn v5_request(&self) -> Result<Vec<u8>, ProtoError> {
+    fn v5_request(&self) -> Result<Vec<u8>, EncodeError> {
         v5::Request {
             command: self.req.command,
             target: self.req.target.clone(),

@@ -19,10 +19,10 @@
 //!
 //! The cap is the machine's: more than `cap` bytes never sit in the buffer
 //! (a read is never offered more room than is left), and a message that
-//! cannot fit fails with [`ProtoError::MessageTooLong`] as soon as the
+//! cannot fit fails with [`PeerError::MessageTooLong`] as soon as the
 //! buffer is full instead of asking for more.
 
-use crate::ProtoError;
+use crate::{PeerError, ProtoError};
 
 /// The most a single [`Input::spare`] offers: handshake messages are
 /// small, and a large read would only pull application data forward.
@@ -138,9 +138,9 @@ impl Input {
     /// closed).
     pub(crate) fn need_more<T, E>(&self, needed: usize) -> Instruction<T, E> {
         if self.room() == 0 {
-            Instruction::failed(ProtoError::MessageTooLong(self.cap))
+            Instruction::failed(PeerError::MessageTooLong(self.cap))
         } else if self.eof {
-            Instruction::failed(ProtoError::UnexpectedEof)
+            Instruction::failed(PeerError::UnexpectedEof)
         } else {
             Instruction::NeedMore(needed.max(1))
         }
@@ -170,10 +170,10 @@ pub enum Instruction<T, E = NoEvent> {
 
 impl<T, E> Instruction<T, E> {
     /// A failure with nothing to send.
-    pub fn failed(error: ProtoError) -> Self {
+    pub fn failed(error: impl Into<ProtoError>) -> Self {
         Instruction::Failed {
             reply: Vec::new(),
-            error,
+            error: error.into(),
         }
     }
 
@@ -231,13 +231,13 @@ mod tests {
         input.push(b"ab");
         assert_eq!(
             input.need_more::<(), NoEvent>(1),
-            Instruction::failed(ProtoError::MessageTooLong(2))
+            Instruction::failed(PeerError::MessageTooLong(2))
         );
         let mut input = Input::with_cap(2);
         input.close();
         assert_eq!(
             input.need_more::<(), NoEvent>(1),
-            Instruction::failed(ProtoError::UnexpectedEof)
+            Instruction::failed(PeerError::UnexpectedEof)
         );
     }
 }

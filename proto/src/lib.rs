@@ -7,6 +7,11 @@
 //!
 //! * [`parse`]: the incremental parsing convention ([`Parsed`]) shared by all
 //!   messages: a parser asked too early answers how many more bytes it needs.
+//! * [`error`]: what can go wrong, by whose fault: [`PeerError`] (what a peer
+//!   sent wrong; parsers return it), [`EncodeError`] (what we were asked to
+//!   write and the wire cannot carry; encoders return it), [`Misuse`] (a
+//!   machine's calling convention broken), and [`ProtoError`], one of the
+//!   three, which a failed handshake machine reports.
 //! * [`addr`]: target addresses (IPv4, IPv6, domain) and their wire forms.
 //! * [`reply`]: the reply codes of every version, and the one table that maps
 //!   them onto each version's wire value.
@@ -41,7 +46,7 @@ pub mod v5;
 pub mod v6;
 
 pub use addr::{Atyp, Host, ShownName, TargetAddr};
-pub use error::ProtoError;
+pub use error::{EncodeError, Misuse, PeerError, ProtoError};
 pub use input::{Input, Instruction, NoEvent};
 pub use parse::Parsed;
 pub use reply::{ReplyCode, V4Code, V5Code, V6Code};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::addr::TargetAddr;
-use crate::error::ProtoError;
+use crate::error::{EncodeError, PeerError};
 use crate::parse::Parsed;
 
 /// FRAG value of a standalone datagram.
@@ -31,12 +31,12 @@ impl UdpHeader {
     /// Parse the header at the start of a datagram. A datagram is always
     /// whole, so a short one is an error, never "incomplete". Returns the
     /// header and the offset of the payload.
-    pub fn parse(datagram: &[u8]) -> Result<(UdpHeader, usize), ProtoError> {
+    pub fn parse(datagram: &[u8]) -> Result<(UdpHeader, usize), PeerError> {
         if datagram.len() < 4 {
-            return Err(ProtoError::Truncated);
+            return Err(PeerError::Truncated);
         }
         if datagram[0] != 0 || datagram[1] != 0 {
-            return Err(ProtoError::BadReserved);
+            return Err(PeerError::BadReserved);
         }
         let frag = datagram[2];
         match TargetAddr::parse_v5(&datagram[3..])? {
@@ -47,12 +47,12 @@ impl UdpHeader {
                 },
                 3 + consumed,
             )),
-            Parsed::Incomplete { .. } => Err(ProtoError::Truncated),
+            Parsed::Incomplete { .. } => Err(PeerError::Truncated),
         }
     }
 
     /// Append the header (nothing is appended on error).
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         out.extend_from_slice(&[0, 0, self.frag]);
         self.target
@@ -61,7 +61,7 @@ impl UdpHeader {
     }
 
     /// A whole datagram: header then payload.
-    pub fn datagram(&self, payload: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    pub fn datagram(&self, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(3 + self.target.v5_len() + payload.len());
         self.encode(&mut out)?;
         out.extend_from_slice(payload);
@@ -76,9 +76,9 @@ pub fn fragment(
     target: &TargetAddr,
     payload: &[u8],
     max_piece: usize,
-) -> Result<Vec<Vec<u8>>, ProtoError> {
+) -> Result<Vec<Vec<u8>>, EncodeError> {
     if max_piece == 0 {
-        return Err(ProtoError::TooLong("fragment size 0"));
+        return Err(EncodeError::TooLong("fragment size 0"));
     }
     let pieces: Vec<&[u8]> = if payload.is_empty() {
         vec![payload]
@@ -86,7 +86,9 @@ pub fn fragment(
         payload.chunks(max_piece).collect()
     };
     if pieces.len() > 127 {
-        return Err(ProtoError::TooLong("payload needs more than 127 fragments"));
+        return Err(EncodeError::TooLong(
+            "payload needs more than 127 fragments",
+        ));
     }
     let n = pieces.len();
     pieces
@@ -283,26 +285,26 @@ mod tests {
 
     #[test]
     fn bad_headers_are_errors() {
-        assert_eq!(UdpHeader::parse(&[0, 0, 0]), Err(ProtoError::Truncated));
+        assert_eq!(UdpHeader::parse(&[0, 0, 0]), Err(PeerError::Truncated));
         assert_eq!(
             UdpHeader::parse(&[0, 1, 0, 1, 1, 2, 3, 4, 0, 53]),
-            Err(ProtoError::BadReserved)
+            Err(PeerError::BadReserved)
         );
         assert_eq!(
             UdpHeader::parse(&[0, 0, 0, 9, 1, 2]),
-            Err(ProtoError::UnknownAddressType(9))
+            Err(PeerError::UnknownAddressType(9))
         );
         assert_eq!(
             UdpHeader::parse(&[0, 0, 0, 3, 0, 0, 53]),
-            Err(ProtoError::EmptyDomain)
+            Err(PeerError::EmptyDomain)
         );
         assert_eq!(
             UdpHeader::parse(&[0, 0, 0, 1, 127, 0, 0]),
-            Err(ProtoError::Truncated)
+            Err(PeerError::Truncated)
         );
         assert_eq!(
             UdpHeader::parse(&[0, 0, 0, 3, 10, b'a', b'b']),
-            Err(ProtoError::Truncated)
+            Err(PeerError::Truncated)
         );
     }
 

@@ -3,7 +3,7 @@
 //! Request: `01 | ULEN | UNAME | PLEN | PASSWD`; reply: `01 | STATUS`
 //! (`00` success, anything else failure).
 
-use crate::error::ProtoError;
+use crate::error::{EncodeError, PeerError};
 use crate::parse::{need, Parsed};
 use crate::secret::Password;
 
@@ -29,17 +29,17 @@ pub struct Request {
 
 impl Request {
     /// Parse. With `lenient` (Tor's leniency), empty fields are accepted.
-    pub fn parse(buf: &[u8], lenient: bool) -> Result<Parsed<Request>, ProtoError> {
+    pub fn parse(buf: &[u8], lenient: bool) -> Result<Parsed<Request>, PeerError> {
         need!(buf, 2);
         if buf[0] != VERSION {
-            return Err(ProtoError::BadAuthVersion(buf[0]));
+            return Err(PeerError::BadAuthVersion(buf[0]));
         }
         let ulen = buf[1] as usize;
         need!(buf, 2 + ulen + 1);
         let plen = buf[2 + ulen] as usize;
         need!(buf, 3 + ulen + plen);
         if !lenient && (ulen == 0 || plen == 0) {
-            return Err(ProtoError::EmptyCredentials);
+            return Err(PeerError::EmptyCredentials);
         }
         Ok(Parsed::Complete {
             value: Request {
@@ -50,9 +50,9 @@ impl Request {
         })
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         if self.username.len() > 255 || self.password.len() > 255 {
-            return Err(ProtoError::TooLong("username or password over 255 bytes"));
+            return Err(EncodeError::TooLong("username or password over 255 bytes"));
         }
         let mut out = Vec::with_capacity(3 + self.username.len() + self.password.len());
         out.push(VERSION);
@@ -77,10 +77,10 @@ impl Reply {
     pub fn encode(&self) -> [u8; 2] {
         [VERSION, self.status]
     }
-    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, ProtoError> {
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, PeerError> {
         need!(buf, 2);
         if buf[0] != VERSION {
-            return Err(ProtoError::BadAuthVersion(buf[0]));
+            return Err(PeerError::BadAuthVersion(buf[0]));
         }
         Ok(Parsed::Complete {
             value: Reply { status: buf[1] },

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::{domain_from_bytes, Host, TargetAddr};
-use crate::error::ProtoError;
+use crate::error::{EncodeError, PeerError};
 use crate::parse::{need, Parsed};
 use crate::reply::ReplyCode;
 use crate::{Command, Version};
@@ -41,10 +41,10 @@ impl Request {
     }
 
     /// Parse a request from the start of `buf`.
-    pub fn parse(buf: &[u8]) -> Result<Parsed<Request>, ProtoError> {
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Request>, PeerError> {
         need!(buf, 1);
         if buf[0] != VERSION {
-            return Err(ProtoError::UnknownVersion(buf[0]));
+            return Err(PeerError::UnknownVersion(buf[0]));
         }
         need!(buf, 8);
         let command = Command(buf[1]);
@@ -53,7 +53,7 @@ impl Request {
         let (userid, after_userid) = match nul_terminated(&buf[8..], MAX_USERID) {
             NulField::Found(f) => (f, 8 + f.len() + 1),
             NulField::NeedMore => return Ok(Parsed::Incomplete { needed: 1 }),
-            NulField::TooLong => return Err(ProtoError::UserIdTooLong(MAX_USERID)),
+            NulField::TooLong => return Err(PeerError::UserIdTooLong(MAX_USERID)),
         };
         let o = ip.octets();
         let is_4a = o[0] == 0 && o[1] == 0 && o[2] == 0 && o[3] != 0;
@@ -69,7 +69,7 @@ impl Request {
         }
         let rest = &buf[after_userid..];
         match nul_terminated(rest, MAX_HOSTNAME) {
-            NulField::Found([]) => Err(ProtoError::EmptyHostname),
+            NulField::Found([]) => Err(PeerError::EmptyHostname),
             NulField::Found(h) => Ok(Parsed::Complete {
                 value: Request {
                     command,
@@ -82,14 +82,14 @@ impl Request {
                 consumed: after_userid + h.len() + 1,
             }),
             NulField::NeedMore => Ok(Parsed::Incomplete { needed: 1 }),
-            NulField::TooLong => Err(ProtoError::HostnameTooLong(MAX_HOSTNAME)),
+            NulField::TooLong => Err(PeerError::HostnameTooLong(MAX_HOSTNAME)),
         }
     }
 
     /// Encode the request. IPv6 targets cannot be expressed in SOCKS4.
-    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         if self.userid.len() > MAX_USERID || self.userid.contains(&0) {
-            return Err(ProtoError::TooLong("SOCKS4 USERID"));
+            return Err(EncodeError::TooLong("SOCKS4 USERID"));
         }
         let mut out = Vec::with_capacity(9 + self.userid.len());
         out.push(VERSION);
@@ -101,7 +101,7 @@ impl Request {
                 // for a hostname that never comes.
                 if let [0, 0, 0, x] = ip.octets() {
                     if x != 0 {
-                        return Err(ProtoError::TooLong(
+                        return Err(EncodeError::TooLong(
                             "SOCKS4 cannot express a 0.0.0.x target (it means SOCKS4a)",
                         ));
                     }
@@ -110,13 +110,13 @@ impl Request {
                 out.extend_from_slice(&self.userid);
                 out.push(0);
             }
-            Host::Ip(IpAddr::V6(_)) => return Err(ProtoError::UnknownAddressType(0x04)),
+            Host::Ip(IpAddr::V6(_)) => return Err(EncodeError::UnsupportedAddressType(0x04)),
             Host::Domain(d) => {
                 if d.is_empty() {
-                    return Err(ProtoError::EmptyHostname);
+                    return Err(EncodeError::EmptyHostname);
                 }
                 if d.len() > MAX_HOSTNAME || d.as_bytes().contains(&0) {
-                    return Err(ProtoError::TooLong("SOCKS4a hostname"));
+                    return Err(EncodeError::TooLong("SOCKS4a hostname"));
                 }
                 out.extend_from_slice(&[0, 0, 0, 1]);
                 out.extend_from_slice(&self.userid);
@@ -190,10 +190,10 @@ impl Reply {
 
     /// Parse a reply. VN must be `00`, but like most clients we also accept
     /// `04`, which some servers send.
-    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, ProtoError> {
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, PeerError> {
         need!(buf, 8);
         if buf[0] != 0x00 && buf[0] != VERSION {
-            return Err(ProtoError::BadReplyVersion(buf[0]));
+            return Err(PeerError::BadReplyVersion(buf[0]));
         }
         Ok(Parsed::Complete {
             value: Reply {

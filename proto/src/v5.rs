@@ -5,7 +5,7 @@
 //! reply `05 | REP | 00 | ATYP | BND.ADDR | BND.PORT`.
 
 use crate::addr::{Atyp, TargetAddr};
-use crate::error::ProtoError;
+use crate::error::{EncodeError, PeerError};
 use crate::parse::{need, Parsed};
 use crate::reply::{ReplyCode, V5Code};
 use crate::Command;
@@ -31,16 +31,16 @@ pub struct Greeting {
 }
 
 impl Greeting {
-    /// Parse. NMETHODS = 0 is an error ([`ProtoError::NoMethods`]).
-    pub fn parse(buf: &[u8]) -> Result<Parsed<Greeting>, ProtoError> {
+    /// Parse. NMETHODS = 0 is an error ([`PeerError::NoMethods`]).
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Greeting>, PeerError> {
         need!(buf, 1);
         if buf[0] != VERSION {
-            return Err(ProtoError::UnknownVersion(buf[0]));
+            return Err(PeerError::UnknownVersion(buf[0]));
         }
         need!(buf, 2);
         let n = buf[1] as usize;
         if n == 0 {
-            return Err(ProtoError::NoMethods);
+            return Err(PeerError::NoMethods);
         }
         need!(buf, 2 + n);
         Ok(Parsed::Complete {
@@ -51,9 +51,9 @@ impl Greeting {
         })
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         if self.methods.is_empty() || self.methods.len() > 255 {
-            return Err(ProtoError::TooLong(
+            return Err(EncodeError::TooLong(
                 "method list must hold 1 to 255 methods",
             ));
         }
@@ -75,10 +75,10 @@ impl MethodChoice {
     pub fn encode(&self) -> [u8; 2] {
         [VERSION, self.0 .0]
     }
-    pub fn parse(buf: &[u8]) -> Result<Parsed<MethodChoice>, ProtoError> {
+    pub fn parse(buf: &[u8]) -> Result<Parsed<MethodChoice>, PeerError> {
         need!(buf, 2);
         if buf[0] != VERSION {
-            return Err(ProtoError::BadReplyVersion(buf[0]));
+            return Err(PeerError::BadReplyVersion(buf[0]));
         }
         Ok(Parsed::Complete {
             value: MethodChoice(Method(buf[1])),
@@ -96,10 +96,10 @@ pub struct Request {
 
 impl Request {
     /// Parse. RSV is ignored (Tor and most servers do the same).
-    pub fn parse(buf: &[u8]) -> Result<Parsed<Request>, ProtoError> {
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Request>, PeerError> {
         need!(buf, 1);
         if buf[0] != VERSION {
-            return Err(ProtoError::UnknownVersion(buf[0]));
+            return Err(PeerError::UnknownVersion(buf[0]));
         }
         need!(buf, 4);
         let command = Command(buf[1]);
@@ -108,7 +108,7 @@ impl Request {
             .map_consumed(3))
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(3 + self.target.v5_len());
         out.extend_from_slice(&[VERSION, self.command.0, 0x00]);
         self.target.encode_v5(&mut out)?;
@@ -147,10 +147,10 @@ impl Reply {
     /// carry out with `05 04 00 00` and six zero bytes (ATYP `00`). Only the
     /// code of a failure means anything, and the connection ends with it,
     /// so the client gets the code rather than a protocol error.
-    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, ProtoError> {
+    pub fn parse(buf: &[u8]) -> Result<Parsed<Reply>, PeerError> {
         need!(buf, 1);
         if buf[0] != VERSION {
-            return Err(ProtoError::BadReplyVersion(buf[0]));
+            return Err(PeerError::BadReplyVersion(buf[0]));
         }
         need!(buf, 4);
         let rep = V5Code(buf[1]);

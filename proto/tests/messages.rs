@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use common::{check_prefixes, parse_stream, PATTERNS};
 use sixsocks_proto::v5::{Greeting, Method, MethodChoice};
 use sixsocks_proto::{
-    http, userpass, v4, v5, Command, Credentials, Host, Parsed, Password, ProtoError, ReplyCode,
+    http, userpass, v4, v5, Command, Credentials, Host, Parsed, Password, PeerError, ReplyCode,
     Request, TargetAddr, Version,
 };
 use sixsocks_proto::{V4Code, V5Code};
@@ -19,7 +19,7 @@ use sixsocks_proto::{V4Code, V5Code};
 fn feed_all_ways<T, F>(stream: &[u8], expected: &[T], parse: F)
 where
     T: std::fmt::Debug + PartialEq,
-    F: Fn(&[u8]) -> Result<Parsed<T>, ProtoError> + Copy,
+    F: Fn(&[u8]) -> Result<Parsed<T>, PeerError> + Copy,
 {
     assert_eq!(parse_stream(stream, None, parse), expected, "exact reads");
     for p in PATTERNS {
@@ -31,7 +31,7 @@ where
     }
 }
 
-fn incomplete<T: std::fmt::Debug>(r: Result<Parsed<T>, ProtoError>) -> usize {
+fn incomplete<T: std::fmt::Debug>(r: Result<Parsed<T>, PeerError>) -> usize {
     match r {
         Ok(Parsed::Incomplete { needed }) => needed,
         other => panic!("expected Incomplete, got {other:?}"),
@@ -140,7 +140,7 @@ fn v4_userid_cap() {
     let long = [&[4u8, 1, 0, 80, 1, 2, 3, 4][..], &[b'u'; 256]].concat();
     assert_eq!(
         v4::Request::parse(&long),
-        Err(ProtoError::UserIdTooLong(v4::MAX_USERID))
+        Err(PeerError::UserIdTooLong(v4::MAX_USERID))
     );
     // 255 bytes without a NUL yet: still incomplete.
     assert_eq!(incomplete(v4::Request::parse(&long[..8 + 255])), 1);
@@ -148,7 +148,7 @@ fn v4_userid_cap() {
     let longer = [&[4u8, 1, 0, 80, 1, 2, 3, 4][..], &[b'u'; 5000]].concat();
     assert_eq!(
         v4::Request::parse(&longer),
-        Err(ProtoError::UserIdTooLong(v4::MAX_USERID))
+        Err(PeerError::UserIdTooLong(v4::MAX_USERID))
     );
 }
 
@@ -163,20 +163,20 @@ fn v4a_hostname_cap_and_errors() {
     let long = [&head[..], &[b'h'; 256]].concat();
     assert_eq!(
         v4::Request::parse(&long),
-        Err(ProtoError::HostnameTooLong(v4::MAX_HOSTNAME))
+        Err(PeerError::HostnameTooLong(v4::MAX_HOSTNAME))
     );
     assert_eq!(incomplete(v4::Request::parse(&long[..head.len() + 255])), 1);
     let empty = [&head[..], &[0]].concat();
-    assert_eq!(v4::Request::parse(&empty), Err(ProtoError::EmptyHostname));
+    assert_eq!(v4::Request::parse(&empty), Err(PeerError::EmptyHostname));
     let bad_utf8 = [&head[..], &[0xff, 0xfe, 0]].concat();
-    assert_eq!(v4::Request::parse(&bad_utf8), Err(ProtoError::BadDomain));
+    assert_eq!(v4::Request::parse(&bad_utf8), Err(PeerError::BadDomain));
 }
 
 #[test]
 fn v4_request_wrong_version() {
     assert_eq!(
         v4::Request::parse(&[5, 1, 0]),
-        Err(ProtoError::UnknownVersion(5))
+        Err(PeerError::UnknownVersion(5))
     );
 }
 
@@ -258,7 +258,7 @@ fn v4_reply_known_bytes_and_prefixes() {
     assert_eq!(v4::Reply::parse(&v4vn).unwrap().complete().unwrap().0, r);
     let mut bad = bytes;
     bad[0] = 5;
-    assert_eq!(v4::Reply::parse(&bad), Err(ProtoError::BadReplyVersion(5)));
+    assert_eq!(v4::Reply::parse(&bad), Err(PeerError::BadReplyVersion(5)));
 }
 
 #[test]
@@ -324,10 +324,10 @@ fn v5_greeting_known_bytes_and_exact_needed() {
 
 #[test]
 fn v5_greeting_limits() {
-    assert_eq!(Greeting::parse(&[5, 0]), Err(ProtoError::NoMethods));
+    assert_eq!(Greeting::parse(&[5, 0]), Err(PeerError::NoMethods));
     assert_eq!(
         Greeting::parse(&[4, 1, 0]),
-        Err(ProtoError::UnknownVersion(4))
+        Err(PeerError::UnknownVersion(4))
     );
     let all: Vec<Method> = (0..=254u8).map(Method).collect();
     let g = Greeting { methods: all };
@@ -366,7 +366,7 @@ fn v5_method_choice() {
     }
     assert_eq!(
         MethodChoice::parse(&[4, 0]),
-        Err(ProtoError::BadReplyVersion(4))
+        Err(PeerError::BadReplyVersion(4))
     );
     let cs: Vec<MethodChoice> = (0..=255u8).map(|m| MethodChoice(Method(m))).collect();
     let stream: Vec<u8> = cs.iter().flat_map(|c| c.encode()).collect();
@@ -443,20 +443,20 @@ fn target_addr_v5_errors() {
     for atyp in [0u8, 2, 5, 0xff] {
         assert_eq!(
             TargetAddr::parse_v5(&[atyp, 0, 0, 0, 0, 0, 0]),
-            Err(ProtoError::UnknownAddressType(atyp))
+            Err(PeerError::UnknownAddressType(atyp))
         );
     }
     assert_eq!(
         TargetAddr::parse_v5(&[3, 0, 0, 80]),
-        Err(ProtoError::EmptyDomain)
+        Err(PeerError::EmptyDomain)
     );
     assert_eq!(
         TargetAddr::parse_v5(&[3, 3, b'a', 0, b'b', 0, 80]),
-        Err(ProtoError::BadDomain)
+        Err(PeerError::BadDomain)
     );
     assert_eq!(
         TargetAddr::parse_v5(&[3, 2, 0xc3, 0x28, 0, 80]),
-        Err(ProtoError::BadDomain)
+        Err(PeerError::BadDomain)
     );
     // A length byte larger than what was sent is incomplete, never a panic.
     assert_eq!(incomplete(TargetAddr::parse_v5(&[3, 255, b'a'])), 256);
@@ -514,15 +514,15 @@ fn v5_request_rsv_ignored_and_errors() {
     assert_eq!(r.target, v4_ip(1, 2, 3, 4, 80));
     assert_eq!(
         v5::Request::parse(&[4, 1, 0, 1]),
-        Err(ProtoError::UnknownVersion(4))
+        Err(PeerError::UnknownVersion(4))
     );
     assert_eq!(
         v5::Request::parse(&[5, 1, 0, 9, 0, 0]),
-        Err(ProtoError::UnknownAddressType(9))
+        Err(PeerError::UnknownAddressType(9))
     );
     assert_eq!(
         v5::Request::parse(&[5, 1, 0, 3, 0, 0, 80]),
-        Err(ProtoError::EmptyDomain)
+        Err(PeerError::EmptyDomain)
     );
     assert!(v5::Request {
         command: Command::CONNECT,
@@ -544,7 +544,7 @@ fn v5_reply_known_bytes_and_codes() {
     assert_eq!(r.code(), ReplyCode::Succeeded);
     assert_eq!(
         v5::Reply::parse(&[4, 0, 0, 1]),
-        Err(ProtoError::BadReplyVersion(4))
+        Err(PeerError::BadReplyVersion(4))
     );
     // An address that cannot be encoded becomes zeros, never a truncation.
     for bad in [
@@ -576,7 +576,7 @@ fn v5_failure_reply_with_unknown_address_type_keeps_its_code() {
     // A success still needs a real address.
     assert_eq!(
         v5::Reply::parse(&[5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-        Err(ProtoError::UnknownAddressType(0))
+        Err(PeerError::UnknownAddressType(0))
     );
 }
 
@@ -647,7 +647,7 @@ fn userpass_request_limits_and_leniency() {
         let bytes = up(u, p).encode().unwrap();
         assert_eq!(
             userpass::Request::parse(&bytes, false),
-            Err(ProtoError::EmptyCredentials)
+            Err(PeerError::EmptyCredentials)
         );
         assert_eq!(
             check_prefixes(&bytes, |b| userpass::Request::parse(b, true)),
@@ -656,7 +656,7 @@ fn userpass_request_limits_and_leniency() {
     }
     assert_eq!(
         userpass::Request::parse(&[5, 1, b'a', 1, b'b'], false),
-        Err(ProtoError::BadAuthVersion(5))
+        Err(PeerError::BadAuthVersion(5))
     );
     // Arbitrary bytes (not UTF-8, containing NUL) are kept as they are.
     let odd = up(&[0, 0xff, 0x80], &[0, 1, 2]);
@@ -696,7 +696,7 @@ fn userpass_reply() {
     assert_eq!(incomplete(userpass::Reply::parse(&[1])), 1);
     assert_eq!(
         userpass::Reply::parse(&[5, 0]),
-        Err(ProtoError::BadAuthVersion(5))
+        Err(PeerError::BadAuthVersion(5))
     );
     let all: Vec<userpass::Reply> = (0..=255u8).map(|s| userpass::Reply { status: s }).collect();
     let stream: Vec<u8> = all.iter().flat_map(|r| r.encode()).collect();

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use sixsocks_proto::server::HandshakeConfig;
 use sixsocks_proto::v5::{Greeting, Method, MethodChoice};
 use sixsocks_proto::{
-    userpass, v4, v5, Command, Parsed, Password, ProtoError, TargetAddr, V4Code, V5Code,
+    userpass, v4, v5, Command, Parsed, Password, PeerError, TargetAddr, V4Code, V5Code,
 };
 
 // ---------------------------------------------------------------- strategies
@@ -117,7 +117,7 @@ fn chunk_sizes() -> impl Strategy<Value = Vec<usize>> {
 }
 
 /// The invariants of any parse result on `input`.
-fn parse_invariants<T>(input: &[u8], r: &Result<Parsed<T>, ProtoError>) {
+fn parse_invariants<T>(input: &[u8], r: &Result<Parsed<T>, PeerError>) {
     match r {
         Ok(Parsed::Incomplete { needed }) => assert!(*needed >= 1),
         Ok(Parsed::Complete { consumed, .. }) => {
@@ -193,7 +193,7 @@ proptest! {
         prop_assert_eq!(check_prefixes(&bytes, |b| userpass::Request::parse(b, true)), r.clone());
         let strict = userpass::Request::parse(&bytes, false);
         if r.username.is_empty() || r.password.is_empty() {
-            prop_assert_eq!(strict, Err(ProtoError::EmptyCredentials));
+            prop_assert_eq!(strict, Err(PeerError::EmptyCredentials));
         } else {
             prop_assert_eq!(check_prefixes(&bytes, |b| userpass::Request::parse(b, false)), r);
         }

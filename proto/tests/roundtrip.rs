@@ -9,7 +9,7 @@ use common::{creds, no_auth, round_trip, RoundTrip};
 use sixsocks_proto::client::{ClientHandshake, ClientRequest};
 use sixsocks_proto::server::HandshakeConfig;
 use sixsocks_proto::Instruction;
-use sixsocks_proto::{Command, Credentials, Password, ProtoError, ReplyCode, TargetAddr, Version};
+use sixsocks_proto::{Command, Credentials, Password, PeerError, ReplyCode, TargetAddr, Version};
 
 const MTUS: &[usize] = &[1, 2, 3, 7, 64, 100_000];
 
@@ -186,7 +186,7 @@ fn v5_round_trip_wrong_password() {
         );
         assert!(rt.auth_rejected);
         assert!(rt.request.is_none(), "no request after a failed auth");
-        assert_eq!(rt.client.unwrap(), Err(ProtoError::AuthFailed));
+        assert_eq!(rt.client.unwrap(), Err(PeerError::AuthFailed.into()));
     }
 }
 
@@ -204,8 +204,11 @@ fn v5_client_without_credentials_against_require_auth() {
             b"",
             mtu,
         );
-        assert_eq!(rt.server_error, Some(ProtoError::NoAcceptableMethod));
-        assert_eq!(rt.client.unwrap(), Err(ProtoError::NoAcceptableMethod));
+        assert_eq!(rt.server_error, Some(PeerError::NoAcceptableMethod.into()));
+        assert_eq!(
+            rt.client.unwrap(),
+            Err(PeerError::NoAcceptableMethod.into())
+        );
     }
 }
 
@@ -335,24 +338,24 @@ fn client_rejects_a_method_it_did_not_offer() {
     // Silently dropping the credentials (00) is not accepted.
     assert_eq!(
         cfeed(&mut c, &[5, 0]),
-        Instruction::failed(ProtoError::UnexpectedMethod(0))
+        Instruction::failed(PeerError::UnexpectedMethod(0))
     );
     let (mut c, _) =
         ClientHandshake::new(req(Version::V5, ipv4(1, 1, 1, 1, 1), None, None)).unwrap();
     assert_eq!(
         cfeed(&mut c, &[5, 1]),
-        Instruction::failed(ProtoError::UnexpectedMethod(1))
+        Instruction::failed(PeerError::UnexpectedMethod(1))
     );
     let (mut c, _) =
         ClientHandshake::new(req(Version::V5, ipv4(1, 1, 1, 1, 1), None, None)).unwrap();
     assert_eq!(
         cfeed(&mut c, &[5, 0xff]),
-        Instruction::failed(ProtoError::NoAcceptableMethod)
+        Instruction::failed(PeerError::NoAcceptableMethod)
     );
     // Sticky, and the cause stays.
     assert_eq!(
         cfeed(&mut c, &[5, 0]),
-        Instruction::failed(ProtoError::NoAcceptableMethod)
+        Instruction::failed(PeerError::NoAcceptableMethod)
     );
 }
 

@@ -10,7 +10,8 @@ use common::{creds, drive_server, drive_server_all_ways, feed, no_auth, End, Out
 use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake, Verify};
 use sixsocks_proto::Instruction;
 use sixsocks_proto::{
-    http, Command, Credentials, Password, ProtoError, Request, TargetAddr, Version, MAX_MESSAGE,
+    http, Command, Credentials, Misuse, Password, PeerError, ProtoError, Request, TargetAddr,
+    Version, MAX_MESSAGE,
 };
 
 fn open() -> HandshakeConfig {
@@ -122,7 +123,7 @@ fn socks4_userid_without_nul_is_refused_with_5b() {
     let o = drive_server_all_ways(open(), &stream, &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [0, 0x5b, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(*error, ProtoError::UserIdTooLong(255));
+    assert_eq!(*error, PeerError::UserIdTooLong(255));
 }
 
 #[test]
@@ -132,7 +133,7 @@ fn socks4a_hostname_without_nul_is_refused_with_5b() {
     let o = drive_server_all_ways(open(), &stream, &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [0, 0x5b, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(*error, ProtoError::HostnameTooLong(255));
+    assert_eq!(*error, PeerError::HostnameTooLong(255));
 }
 
 #[test]
@@ -140,11 +141,11 @@ fn socks4a_empty_or_bad_hostname_is_refused_with_5b() {
     for (stream, err) in [
         (
             &b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00"[..],
-            ProtoError::EmptyHostname,
+            PeerError::EmptyHostname,
         ),
         (
             b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\xff\x00",
-            ProtoError::BadDomain,
+            PeerError::BadDomain,
         ),
     ] {
         let o = drive_server_all_ways(open(), stream, &mut no_auth());
@@ -267,7 +268,7 @@ fn socks5_failed_auth_is_sticky_whatever_the_caller_feeds() {
         hs.step(),
         Instruction::Failed {
             reply: vec![1, 1],
-            error: ProtoError::AuthFailed
+            error: PeerError::AuthFailed.into()
         }
     );
     // Whatever comes next, in whatever pieces: never Finished, never
@@ -278,13 +279,13 @@ fn socks5_failed_auth_is_sticky_whatever_the_caller_feeds() {
         .chain(V5_CONNECT_DOMAIN)
     {
         hs.input().push(&[*b]);
-        assert_eq!(hs.step(), Instruction::failed(ProtoError::AuthFailed));
+        assert_eq!(hs.step(), Instruction::failed(PeerError::AuthFailed));
     }
     // A second verdict cannot revive it either.
     hs.verdict(true);
     assert_eq!(
         feed(&mut hs, V5_CONNECT_DOMAIN),
-        Instruction::failed(ProtoError::AuthFailed)
+        Instruction::failed(PeerError::AuthFailed)
     );
 }
 
@@ -303,7 +304,7 @@ fn socks5_step_before_auth_result_fails() {
     assert!(matches!(
         feed(&mut hs, V5_CONNECT_DOMAIN),
         Instruction::Failed {
-            error: ProtoError::Finished,
+            error: ProtoError::Misuse(Misuse::Finished),
             ..
         }
     ));
@@ -314,7 +315,7 @@ fn socks5_nmethods_zero_is_refused_with_05_ff() {
     let o = drive_server_all_ways(open(), b"\x05\x00", &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [5, 0xff]);
-    assert_eq!(*error, ProtoError::NoMethods);
+    assert_eq!(*error, PeerError::NoMethods);
 }
 
 #[test]
@@ -328,7 +329,7 @@ fn socks5_require_auth_with_only_00_offered_is_05_ff_not_05_01() {
         let (bytes, error) = fail(&o);
         assert_eq!(bytes, [5, 0xff], "greeting {greeting:02x?}");
         assert_ne!(bytes, [5, 0x01], "05 01 selects GSSAPI (the clash-rs bug)");
-        assert_eq!(*error, ProtoError::NoAcceptableMethod);
+        assert_eq!(*error, PeerError::NoAcceptableMethod);
     }
 }
 
@@ -337,7 +338,7 @@ fn socks5_no_acceptable_method_without_require_auth() {
     let o = drive_server_all_ways(open(), b"\x05\x02\x01\x80", &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [5, 0xff]);
-    assert_eq!(*error, ProtoError::NoAcceptableMethod);
+    assert_eq!(*error, PeerError::NoAcceptableMethod);
 }
 
 #[test]
@@ -346,7 +347,7 @@ fn unknown_version_byte_fails_silently() {
         let o = drive_server_all_ways(open(), &[first, 1, 0, 0], &mut no_auth());
         let (bytes, error) = fail(&o);
         assert!(bytes.is_empty(), "first byte {first:#x}");
-        assert_eq!(*error, ProtoError::UnknownVersion(first));
+        assert_eq!(*error, PeerError::UnknownVersion(first));
     }
 }
 
@@ -364,7 +365,7 @@ fn socks5_unknown_atyp_is_refused_with_rep_08() {
     assert_eq!(o.sent, [5, 0]);
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, v5_failure(8));
-    assert_eq!(*error, ProtoError::UnknownAddressType(2));
+    assert_eq!(*error, PeerError::UnknownAddressType(2));
 }
 
 #[test]
@@ -373,7 +374,7 @@ fn socks5_domain_length_zero_is_refused() {
     let o = drive_server_all_ways(open(), stream, &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, v5_failure(4));
-    assert_eq!(*error, ProtoError::EmptyDomain);
+    assert_eq!(*error, PeerError::EmptyDomain);
 }
 
 #[test]
@@ -385,7 +386,7 @@ fn socks5_domain_with_nul_or_bad_utf8_is_refused() {
         let o = drive_server_all_ways(open(), stream, &mut no_auth());
         let (bytes, error) = fail(&o);
         assert_eq!(bytes, v5_failure(4));
-        assert_eq!(*error, ProtoError::BadDomain);
+        assert_eq!(*error, PeerError::BadDomain);
     }
 }
 
@@ -395,7 +396,7 @@ fn socks5_request_with_wrong_version_is_refused() {
     let o = drive_server_all_ways(open(), stream, &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, v5_failure(1));
-    assert_eq!(*error, ProtoError::UnknownVersion(4));
+    assert_eq!(*error, PeerError::UnknownVersion(4));
 }
 
 #[test]
@@ -420,7 +421,7 @@ fn socks5_bad_auth_messages() {
     let o = drive_server_all_ways(auth_required(), stream, &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [1, 1]);
-    assert_eq!(*error, ProtoError::BadAuthVersion(5));
+    assert_eq!(*error, PeerError::BadAuthVersion(5));
     // Empty fields, strict.
     for stream in [
         &b"\x05\x01\x02\x01\x00\x01p"[..],
@@ -430,7 +431,7 @@ fn socks5_bad_auth_messages() {
         let o = drive_server_all_ways(auth_required(), stream, &mut no_auth());
         let (bytes, error) = fail(&o);
         assert_eq!(bytes, [1, 1]);
-        assert_eq!(*error, ProtoError::EmptyCredentials);
+        assert_eq!(*error, PeerError::EmptyCredentials);
     }
 }
 
@@ -450,7 +451,7 @@ fn tor_leniency_userpass_after_method_00() {
     assert_eq!(o.sent, [5, 0]);
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, v5_failure(1));
-    assert_eq!(*error, ProtoError::UnknownVersion(1));
+    assert_eq!(*error, PeerError::UnknownVersion(1));
 }
 
 #[test]
@@ -466,7 +467,7 @@ fn tor_leniency_late_auth_at_most_once() {
     assert_eq!(o.verified.len(), 1);
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, v5_failure(1));
-    assert_eq!(*error, ProtoError::UnknownVersion(1));
+    assert_eq!(*error, PeerError::UnknownVersion(1));
 }
 
 #[test]
@@ -485,7 +486,7 @@ fn tor_leniency_empty_fields() {
         let o = drive_server_all_ways(open(), &stream, &mut no_auth());
         let (bytes, error) = fail(&o);
         assert_eq!(bytes, [1, 1]);
-        assert_eq!(*error, ProtoError::EmptyCredentials);
+        assert_eq!(*error, PeerError::EmptyCredentials);
     }
 }
 
@@ -569,10 +570,7 @@ fn finished_machine_only_fails() {
         b"\x04\x01\x00\x50\x01\x02\x03\x04\x00",
         b"\x05\x01\x00",
     ] {
-        assert_eq!(
-            feed(&mut hs, input),
-            Instruction::failed(ProtoError::Finished)
-        );
+        assert_eq!(feed(&mut hs, input), Instruction::failed(Misuse::Finished));
     }
 }
 
@@ -611,7 +609,7 @@ fn http_request_gets_the_page() {
         let (bytes, error) = fail(&o);
         assert_eq!(bytes, http::response());
         assert!(bytes.starts_with(b"HTTP/1."));
-        assert_eq!(*error, ProtoError::HttpRequest);
+        assert_eq!(*error, PeerError::HttpRequest);
     }
 }
 

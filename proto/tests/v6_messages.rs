@@ -13,7 +13,7 @@ use sixsocks_proto::v6::{
     ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler, OperationReply, Options, Request,
     Socks6Limits, Socks6Option, StackOption, StackValue,
 };
-use sixsocks_proto::{Command, Parsed, Password, ProtoError, ReplyCode, TargetAddr};
+use sixsocks_proto::{Command, EncodeError, Parsed, Password, PeerError, ReplyCode, TargetAddr};
 
 const C: Draft05 = Draft05;
 
@@ -25,13 +25,13 @@ fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> TargetAddr {
     TargetAddr::ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port)
 }
 
-fn parse_req(b: &[u8]) -> Result<Parsed<Request>, ProtoError> {
+fn parse_req(b: &[u8]) -> Result<Parsed<Request>, PeerError> {
     C.parse_request(b, &limits())
 }
-fn parse_auth(b: &[u8]) -> Result<Parsed<AuthReply>, ProtoError> {
+fn parse_auth(b: &[u8]) -> Result<Parsed<AuthReply>, PeerError> {
     C.parse_auth_reply(b, &limits())
 }
-fn parse_op(b: &[u8]) -> Result<Parsed<OperationReply>, ProtoError> {
+fn parse_op(b: &[u8]) -> Result<Parsed<OperationReply>, PeerError> {
     C.parse_operation_reply(b, &limits())
 }
 
@@ -163,10 +163,10 @@ fn noop_request_is_zero_ipv4() {
 #[test]
 fn request_version_checks() {
     // Minor version other than 0: a mismatch (answered with 06 00).
-    assert_eq!(parse_req(&[6, 1]), Err(ProtoError::VersionMismatch));
-    assert_eq!(parse_req(&[6, 0xFF, 1]), Err(ProtoError::VersionMismatch));
-    assert_eq!(parse_req(&[0xCF, 1]), Err(ProtoError::VersionMismatch));
-    assert_eq!(parse_req(&[5, 0]), Err(ProtoError::UnknownVersion(5)));
+    assert_eq!(parse_req(&[6, 1]), Err(PeerError::VersionMismatch));
+    assert_eq!(parse_req(&[6, 0xFF, 1]), Err(PeerError::VersionMismatch));
+    assert_eq!(parse_req(&[0xCF, 1]), Err(PeerError::VersionMismatch));
+    assert_eq!(parse_req(&[5, 0]), Err(PeerError::UnknownVersion(5)));
     assert_eq!(C.version_mismatch_reply(), [6, 0]);
 }
 
@@ -174,19 +174,19 @@ fn request_version_checks() {
 fn request_address_errors() {
     assert_eq!(
         parse_req(&[6, 0, 1, 0, 80, 0x02, 1, 2, 3, 4, 0]),
-        Err(ProtoError::UnknownAddressType(2))
+        Err(PeerError::UnknownAddressType(2))
     );
     assert_eq!(
         parse_req(&[6, 0, 1, 0, 80, 0x03, 0, 0]),
-        Err(ProtoError::EmptyDomain)
+        Err(PeerError::EmptyDomain)
     );
     assert_eq!(
         parse_req(&[6, 0, 1, 0, 80, 0x03, 2, b'a', 0, 0]),
-        Err(ProtoError::BadDomain)
+        Err(PeerError::BadDomain)
     );
     assert_eq!(
         parse_req(&[6, 0, 1, 0, 80, 0x03, 2, 0xFF, 0xFE, 0]),
-        Err(ProtoError::BadDomain)
+        Err(PeerError::BadDomain)
     );
 }
 
@@ -211,7 +211,7 @@ fn encode_refuses_unencodable_requests() {
     };
     assert_eq!(
         C.encode_request(&many),
-        Err(ProtoError::TooLong("more than 255 options"))
+        Err(EncodeError::TooLong("more than 255 options"))
     );
 }
 
@@ -283,34 +283,34 @@ fn unknown_kinds_and_codes_are_kept_raw_and_ignored() {
 
 #[test]
 fn malformed_auth_and_idempotence_options_are_errors() {
-    let bad: &[(&[u8], ProtoError)] = &[
+    let bad: &[(&[u8], PeerError)] = &[
         (
             &[0x02, 3, 0],
-            ProtoError::BadOption("authentication method option without initial data length"),
+            PeerError::BadOption("authentication method option without initial data length"),
         ),
         (
             &[0x03, 2],
-            ProtoError::BadOption("authentication data option without a method"),
+            PeerError::BadOption("authentication data option without a method"),
         ),
         (
             &[0x04, 2],
-            ProtoError::BadOption("idempotence option without a type"),
+            PeerError::BadOption("idempotence option without a type"),
         ),
         (
             &[0x04, 6, 0x00, 0, 0, 1],
-            ProtoError::BadOption("idempotence option of the wrong length for its type"),
+            PeerError::BadOption("idempotence option of the wrong length for its type"),
         ),
         (
             &[0x04, 8, 0x02, 0, 0, 0, 1, 9],
-            ProtoError::BadOption("idempotence option of the wrong length for its type"),
+            PeerError::BadOption("idempotence option of the wrong length for its type"),
         ),
         (
             &[0x04, 10, 0x01, 0, 0, 0, 1, 0, 0, 1],
-            ProtoError::BadOption("idempotence option of the wrong length for its type"),
+            PeerError::BadOption("idempotence option of the wrong length for its type"),
         ),
         (
             &[0x04, 3, 0x03],
-            ProtoError::BadOption("idempotence option of the wrong length for its type"),
+            PeerError::BadOption("idempotence option of the wrong length for its type"),
         ),
     ];
     for (b, e) in bad {
@@ -325,7 +325,7 @@ fn option_lengths_zero_and_one_are_errors() {
         req.extend_from_slice(&[0; 16]);
         assert_eq!(
             parse_req(&req),
-            Err(ProtoError::BadOption("length below 2")),
+            Err(PeerError::BadOption("length below 2")),
             "len {len}"
         );
     }
@@ -346,7 +346,7 @@ fn an_option_running_past_the_message_waits_then_hits_the_cap() {
     };
     assert_eq!(
         C.parse_request(&req, &small),
-        Err(ProtoError::OptionsTooLong(100))
+        Err(PeerError::OptionsTooLong(100))
     );
     // Options that add up past the cap: 3 × 40 bytes with a 100-byte cap.
     req.truncate(10);
@@ -358,7 +358,7 @@ fn an_option_running_past_the_message_waits_then_hits_the_cap() {
     }
     assert_eq!(
         C.parse_request(&req, &small),
-        Err(ProtoError::OptionsTooLong(100))
+        Err(PeerError::OptionsTooLong(100))
     );
     assert!(matches!(parse_req(&req), Ok(Parsed::Complete { .. })));
 }
@@ -369,11 +369,11 @@ fn ten_thousand_tiny_options_are_refused_by_the_cap() {
     // default cap of 64 the request fails as soon as NOPTS is read, whatever
     // follows it; the bytes behind are never looked at.
     let mut req = vec![6, 0, 1, 0, 80, 1, 1, 2, 3, 4, 255];
-    assert_eq!(parse_req(&req), Err(ProtoError::TooManyOptions(64)));
+    assert_eq!(parse_req(&req), Err(PeerError::TooManyOptions(64)));
     for _ in 0..10_000 {
         req.extend_from_slice(&[0xC0, 2]);
     }
-    assert_eq!(parse_req(&req), Err(ProtoError::TooManyOptions(64)));
+    assert_eq!(parse_req(&req), Err(PeerError::TooManyOptions(64)));
     // With a cap of 255, 255 tiny options parse and the rest is left over
     // (application data, as far as the request is concerned).
     let wide = Socks6Limits {
@@ -395,11 +395,11 @@ fn initial_data_length_over_8192_is_an_error() {
     };
     assert_eq!(
         parse_options(&opt(8193), 1, &limits()),
-        Err(ProtoError::InitialDataTooLong(8193))
+        Err(PeerError::InitialDataTooLong(8193))
     );
     assert_eq!(
         parse_options(&opt(0xFFFF), 1, &limits()),
-        Err(ProtoError::InitialDataTooLong(0xFFFF))
+        Err(PeerError::InitialDataTooLong(0xFFFF))
     );
     let (o, _) = parse_options(&opt(8192), 1, &limits())
         .unwrap()
@@ -488,11 +488,11 @@ fn auth_reply_golden_bytes() {
 fn auth_reply_errors() {
     assert_eq!(
         parse_auth(&[6, 0, 2, 0, 0]),
-        Err(ProtoError::BadAuthReplyType(2))
+        Err(PeerError::BadAuthReplyType(2))
     );
-    assert_eq!(parse_auth(&[5, 0]), Err(ProtoError::BadReplyVersion(5)));
-    assert_eq!(parse_auth(&[6, 1]), Err(ProtoError::VersionMismatch));
-    assert_eq!(parse_auth(&[0xCF]), Err(ProtoError::VersionMismatch));
+    assert_eq!(parse_auth(&[5, 0]), Err(PeerError::BadReplyVersion(5)));
+    assert_eq!(parse_auth(&[6, 1]), Err(PeerError::VersionMismatch));
+    assert_eq!(parse_auth(&[0xCF]), Err(PeerError::VersionMismatch));
     // The -05 mismatch reply is a prefix of an auth reply: incomplete.
     assert_eq!(parse_auth(&[6, 0]), Ok(Parsed::Incomplete { needed: 3 }));
 }
@@ -584,11 +584,11 @@ fn datagram_header_golden_bytes_and_errors() {
     }
     assert_eq!(
         C.parse_datagram_header(&[6, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
-        Err(ProtoError::VersionMismatch)
+        Err(PeerError::VersionMismatch)
     );
     assert_eq!(
         C.parse_datagram_header(&[5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
-        Err(ProtoError::UnknownVersion(5))
+        Err(PeerError::UnknownVersion(5))
     );
     // The confirmation request: an empty datagram to 0.0.0.0:0 or [::]:0.
     let z4 = DatagramHeader {

@@ -3,7 +3,7 @@
 
 use sixsocks_proto::server::{HandshakeConfig, ServerHandshake, Step};
 use sixsocks_proto::v6::{Profile, ProfileSetting, Route, Socks6Limits};
-use sixsocks_proto::{Instruction, ProtoError};
+use sixsocks_proto::{Instruction, PeerError, ProtoError};
 
 /// A machine with SOCKS 6 on, after seeing only `first`.
 fn first_byte(first: u8) -> (ServerHandshake, Step) {
@@ -26,7 +26,7 @@ fn the_machine_follows_the_profile_table() {
                 Some(Route::Mismatch(p)),
                 Instruction::Failed {
                     reply,
-                    error: ProtoError::VersionMismatch,
+                    error: ProtoError::Peer(PeerError::VersionMismatch),
                 },
             ) => assert_eq!(reply, p.codec().version_mismatch_reply(), "{byte:#04x}"),
             (None, _) => assert_eq!(hs.socks6_profile(), None, "{byte:#04x}"),
@@ -42,7 +42,7 @@ fn cf_is_answered_with_the_draft05_version_mismatch() {
         step,
         Instruction::Failed {
             reply: vec![0x06, 0x00],
-            error: ProtoError::VersionMismatch
+            error: PeerError::VersionMismatch.into()
         }
     );
 }

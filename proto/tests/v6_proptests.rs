@@ -17,7 +17,7 @@ use sixsocks_proto::v6::{
     Socks6Limits, Socks6Option, StackOption, StackValue,
 };
 use sixsocks_proto::V6Code;
-use sixsocks_proto::{Command, Parsed, Password, ProtoError, TargetAddr};
+use sixsocks_proto::{Command, Parsed, Password, PeerError, TargetAddr};
 use v6common::{config, drive, exchange, Proxy};
 
 const C: Draft05 = Draft05;
@@ -151,7 +151,7 @@ fn check_msg<T: PartialEq + std::fmt::Debug>(
     bytes: &[u8],
     k: usize,
     want: &T,
-    parse: impl Fn(&[u8]) -> Result<Parsed<T>, ProtoError>,
+    parse: impl Fn(&[u8]) -> Result<Parsed<T>, PeerError>,
 ) -> Result<(), TestCaseError> {
     let k = k % bytes.len();
     match parse(&bytes[..k]) {

@@ -11,7 +11,9 @@ use sixsocks_proto::v6::{
     StackValue,
 };
 use sixsocks_proto::Instruction;
-use sixsocks_proto::{Command, Password, ProtoError, ReplyCode, TargetAddr};
+use sixsocks_proto::{
+    Command, EncodeError, Password, PeerError, ProtoError, ReplyCode, TargetAddr,
+};
 use v6common::{exchange, ClientEvent, Exchange, Proxy};
 
 const MTUS: &[usize] = &[1, 3, 7, 64, 100_000];
@@ -137,8 +139,8 @@ fn connect_zero_rtt_wrong_password() {
         "wrong",
     );
     let ex = run(&req, || Proxy::new(true), b"");
-    assert_eq!(ex.client_error(), Some(&ProtoError::AuthFailed));
-    assert_eq!(ex.server_error, Some(ProtoError::AuthFailed));
+    assert_eq!(ex.client_error(), Some(&PeerError::AuthFailed.into()));
+    assert_eq!(ex.server_error, Some(PeerError::AuthFailed.into()));
     assert!(ex.request.is_none());
 }
 
@@ -193,16 +195,19 @@ fn slow_path_wrong_password() {
     );
     req.zero_rtt_auth = false;
     let ex = run(&req, || Proxy::new(true), b"");
-    assert_eq!(ex.client_error(), Some(&ProtoError::AuthFailed));
-    assert_eq!(ex.server_error, Some(ProtoError::AuthFailed));
+    assert_eq!(ex.client_error(), Some(&PeerError::AuthFailed.into()));
+    assert_eq!(ex.server_error, Some(PeerError::AuthFailed.into()));
 }
 
 #[test]
 fn no_credentials_for_a_proxy_that_requires_them() {
     let req = ClientRequest::new(Command::CONNECT, example());
     let ex = run(&req, || Proxy::new(true), b"");
-    assert_eq!(ex.client_error(), Some(&ProtoError::NoAcceptableMethod));
-    assert_eq!(ex.server_error, Some(ProtoError::NoAcceptableMethod));
+    assert_eq!(
+        ex.client_error(),
+        Some(&PeerError::NoAcceptableMethod.into())
+    );
+    assert_eq!(ex.server_error, Some(PeerError::NoAcceptableMethod.into()));
 }
 
 #[test]
@@ -461,16 +466,16 @@ fn client_reads_version_mismatch_replies_leniently() {
     // -05: 06 00 then EOF.
     let mut c = mk();
     assert_eq!(feed6(&mut c, &[6, 0]), Instruction::NeedMore(3));
-    assert_eq!(at_eof(&mut c), ProtoError::VersionMismatch);
+    assert_eq!(at_eof(&mut c), PeerError::VersionMismatch);
     // -07 and later: a single 06 then EOF.
     let mut c = mk();
     assert!(matches!(feed6(&mut c, &[6]), Instruction::NeedMore(_)));
-    assert_eq!(at_eof(&mut c), ProtoError::VersionMismatch);
+    assert_eq!(at_eof(&mut c), PeerError::VersionMismatch);
     // The reference implementation's version byte.
     let mut c = mk();
     assert_eq!(
         feed6(&mut c, &[0xCF]),
-        Instruction::failed(ProtoError::VersionMismatch)
+        Instruction::failed(PeerError::VersionMismatch)
     );
     // A truncated auth reply is not a mismatch.
     let mut c = mk();
@@ -478,12 +483,12 @@ fn client_reads_version_mismatch_replies_leniently() {
         feed6(&mut c, &[6, 0, 0]),
         Instruction::NeedMore(_)
     ));
-    assert_eq!(at_eof(&mut c), ProtoError::UnexpectedEof);
+    assert_eq!(at_eof(&mut c), PeerError::UnexpectedEof);
     // Something else entirely.
     let mut c = mk();
     assert_eq!(
         feed6(&mut c, &[5, 0]),
-        Instruction::failed(ProtoError::BadReplyVersion(5))
+        Instruction::failed(PeerError::BadReplyVersion(5))
     );
 }
 
@@ -496,7 +501,7 @@ fn client_refuses_bad_requests_before_any_io() {
     r.initial_data = vec![0; 8193];
     assert_eq!(
         Socks6Client::new(r).err(),
-        Some(ProtoError::InitialDataTooLong(8193))
+        Some(EncodeError::InitialDataTooLong(8193).into())
     );
     let r = with_creds(
         ClientRequest::new(Command::CONNECT, example()),
@@ -518,16 +523,16 @@ fn client_refuses_unexpected_auth_replies() {
     // Success with method 02 when no credentials were offered.
     assert_eq!(
         feed6(&mut no_creds(), &[6, 0, 0, 2, 0]),
-        Instruction::failed(ProtoError::UnexpectedMethod(2))
+        Instruction::failed(PeerError::UnexpectedMethod(2))
     );
     // Further auth with a method we cannot do.
     assert_eq!(
         feed6(&mut no_creds(), &[6, 0, 1, 1, 0]),
-        Instruction::failed(ProtoError::UnexpectedMethod(1))
+        Instruction::failed(PeerError::UnexpectedMethod(1))
     );
     assert_eq!(
         feed6(&mut no_creds(), &[6, 0, 1, 2, 0]),
-        Instruction::failed(ProtoError::UnexpectedMethod(2))
+        Instruction::failed(PeerError::UnexpectedMethod(2))
     );
     // A second auth reply that asks for more.
     let mut r = with_creds(ClientRequest::new(Command::CONNECT, example()), b"a", "b");
@@ -545,7 +550,7 @@ fn client_refuses_unexpected_auth_replies() {
     assert!(matches!(
         feed6(&mut c, &[1, 2, 0]),
         Instruction::Failed {
-            error: ProtoError::Unexpected(_),
+            error: ProtoError::Peer(PeerError::Unexpected(_)),
             ..
         }
     ));

@@ -13,7 +13,8 @@ use sixsocks_proto::v6::{
     Socks6Option, StackOption, StackValue,
 };
 use sixsocks_proto::{
-    Command, Credentials, Instruction, Password, ProtoError, ReplyCode, TargetAddr,
+    Command, Credentials, Instruction, Misuse, Password, PeerError, ProtoError, ReplyCode,
+    TargetAddr,
 };
 use v6common::{config, creds, drive, drive_all_ways, no_auth, server, End, Outcome};
 
@@ -79,7 +80,7 @@ fn first_byte_06_is_socks6_only_when_enabled() {
     let mut hs = ServerHandshake::new(HandshakeConfig::default());
     assert_eq!(
         feed(&mut hs, &[6, 0]),
-        Instruction::failed(ProtoError::UnknownVersion(6))
+        Instruction::failed(PeerError::UnknownVersion(6))
     );
     assert_eq!(hs.socks6_profile(), None);
     // Enabled: the same machine goes on as SOCKS 6, with the policy of its
@@ -103,7 +104,7 @@ fn first_byte_06_is_socks6_only_when_enabled() {
         feed(&mut hs, &stream[1..]),
         Instruction::Failed {
             reply: FAILURE.to_vec(),
-            error: ProtoError::NoAcceptableMethod
+            error: PeerError::NoAcceptableMethod.into()
         }
     );
 }
@@ -119,18 +120,18 @@ fn first_byte_cf_gets_the_version_mismatch_reply() {
         feed(&mut hs, &[0xCF, 0, 1]),
         Instruction::Failed {
             reply: vec![0x06, 0x00],
-            error: ProtoError::VersionMismatch
+            error: PeerError::VersionMismatch.into()
         }
     );
     // Sticky: nothing more comes out, and the cause stays.
     assert_eq!(
         feed(&mut hs, &[0xCF]),
-        Instruction::failed(ProtoError::VersionMismatch)
+        Instruction::failed(PeerError::VersionMismatch)
     );
     let mut hs = ServerHandshake::new(HandshakeConfig::default());
     assert_eq!(
         feed(&mut hs, &[0xCF]),
-        Instruction::failed(ProtoError::UnknownVersion(0xCF))
+        Instruction::failed(PeerError::UnknownVersion(0xCF))
     );
 }
 
@@ -237,7 +238,10 @@ fn initial_data_cap_is_configurable_and_checked_before_reading() {
     };
     let stream = request(Command::CONNECT, example(), vec![auth_method(101, &[])]);
     let o = drive_all_ways(cfg, &stream, &mut no_auth());
-    assert_eq!(fail(&o), (&[][..], &ProtoError::InitialDataTooLong(101)));
+    assert_eq!(
+        fail(&o),
+        (&[][..], &PeerError::InitialDataTooLong(101).into())
+    );
 }
 
 #[test]
@@ -247,7 +251,10 @@ fn declared_initial_data_over_8192_is_a_silent_close() {
     stream[n - 1] = 1; // NOPTS
     stream.extend_from_slice(&[0x02, 5, 0x20, 0x01, 0x02]); // 8193 bytes
     let o = drive_all_ways(config(false), &stream, &mut no_auth());
-    assert_eq!(fail(&o), (&[][..], &ProtoError::InitialDataTooLong(8193)));
+    assert_eq!(
+        fail(&o),
+        (&[][..], &PeerError::InitialDataTooLong(8193).into())
+    );
 }
 
 #[test]
@@ -258,7 +265,10 @@ fn conflicting_initial_data_lengths_are_refused() {
         vec![auth_method(3, &[]), auth_method(4, &[])],
     );
     let o = drive_all_ways(config(false), &stream, &mut no_auth());
-    assert!(matches!(fail(&o).1, ProtoError::BadOption(_)));
+    assert!(matches!(
+        fail(&o).1,
+        ProtoError::Peer(PeerError::BadOption(_))
+    ));
 }
 
 #[test]
@@ -346,7 +356,7 @@ fn zero_rtt_credentials_are_verified_even_when_not_required() {
     );
     let o = drive_all_ways(config(false), &stream, &mut alice());
     assert_eq!(o.verified.len(), 1);
-    assert_eq!(fail(&o), (&FAILURE[..], &ProtoError::AuthFailed));
+    assert_eq!(fail(&o), (&FAILURE[..], &PeerError::AuthFailed.into()));
 }
 
 #[test]
@@ -362,7 +372,7 @@ fn wrong_zero_rtt_password_fails_and_nothing_pipelined_comes_out() {
     // A second request pipelined behind: must never be handed over.
     stream.extend(request(Command::CONNECT, example(), vec![]));
     let o = drive_all_ways(config(true), &stream, &mut alice());
-    assert_eq!(fail(&o), (&FAILURE[..], &ProtoError::AuthFailed));
+    assert_eq!(fail(&o), (&FAILURE[..], &PeerError::AuthFailed.into()));
 }
 
 #[test]
@@ -421,7 +431,7 @@ fn slow_path_auth_failure_is_sticky() {
     assert_eq!(o.sent, [6, 0, 1, 2, 0]);
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [&[1u8, 1][..], &FAILURE[..]].concat());
-    assert_eq!(*error, ProtoError::AuthFailed);
+    assert_eq!(*error, PeerError::AuthFailed);
 }
 
 #[test]
@@ -435,7 +445,7 @@ fn slow_path_malformed_rfc1929_fails() {
     let o = drive_all_ways(config(true), &stream, &mut no_auth());
     let (bytes, error) = fail(&o);
     assert_eq!(bytes, [&[1u8, 1][..], &FAILURE[..]].concat());
-    assert_eq!(*error, ProtoError::BadAuthVersion(5));
+    assert_eq!(*error, PeerError::BadAuthVersion(5));
 }
 
 #[test]
@@ -446,7 +456,10 @@ fn auth_required_without_anything_acceptable() {
     ] {
         let stream = request(Command::CONNECT, example(), opts);
         let o = drive_all_ways(config(true), &stream, &mut no_auth());
-        assert_eq!(fail(&o), (&FAILURE[..], &ProtoError::NoAcceptableMethod));
+        assert_eq!(
+            fail(&o),
+            (&FAILURE[..], &PeerError::NoAcceptableMethod.into())
+        );
     }
 }
 
@@ -465,7 +478,7 @@ fn auth_not_required_skips_the_slow_path() {
 fn lenient_auth_accepts_empty_fields() {
     let stream = request(Command::CONNECT, example(), vec![userpass(b"", "")]);
     let strict = drive_all_ways(config(true), &stream, &mut no_auth());
-    assert_eq!(fail(&strict).1, &ProtoError::EmptyCredentials);
+    assert_eq!(fail(&strict).1, &PeerError::EmptyCredentials);
     let lenient = ServerConfig {
         lenient_auth: true,
         ..config(true)
@@ -495,7 +508,7 @@ fn auth_result_then_step_protocol() {
     assert!(matches!(
         early.step(),
         Instruction::Failed {
-            error: ProtoError::Finished,
+            error: ProtoError::Misuse(Misuse::Finished),
             ..
         }
     ));
@@ -521,7 +534,10 @@ fn auth_result_then_step_protocol() {
 fn version_mismatch_gets_06_00() {
     for second in [1u8, 2, 0x10, 0xFF] {
         let o = drive_all_ways(config(false), &[6, second, 1, 0, 80], &mut no_auth());
-        assert_eq!(fail(&o), (&[6u8, 0][..], &ProtoError::VersionMismatch));
+        assert_eq!(
+            fail(&o),
+            (&[6u8, 0][..], &PeerError::VersionMismatch.into())
+        );
     }
 }
 
@@ -547,7 +563,7 @@ fn option_length_zero_or_one_closes_silently() {
         let o = drive_all_ways(config(false), &stream, &mut no_auth());
         assert_eq!(
             fail(&o),
-            (&[][..], &ProtoError::BadOption("length below 2"))
+            (&[][..], &PeerError::BadOption("length below 2").into())
         );
     }
 }
@@ -561,7 +577,7 @@ fn ten_thousand_tiny_options_are_refused_without_buffering() {
         stream.extend_from_slice(&[0xC1, 2]);
     }
     let o = drive(config(false), &stream, None, &mut no_auth());
-    assert_eq!(fail(&o), (&[][..], &ProtoError::TooManyOptions(64)));
+    assert_eq!(fail(&o), (&[][..], &PeerError::TooManyOptions(64).into()));
     // With a count cap that allows 255, the bytes cap (here 300) still
     // bounds what is buffered: NeedMore never goes past it (checked by the
     // driver), and the request fails.
@@ -574,14 +590,17 @@ fn ten_thousand_tiny_options_are_refused_without_buffering() {
         ..config(false)
     };
     let o = drive(cfg, &stream, Some(&[7]), &mut no_auth());
-    assert_eq!(fail(&o), (&[][..], &ProtoError::OptionsTooLong(300)));
+    assert_eq!(fail(&o), (&[][..], &PeerError::OptionsTooLong(300).into()));
 }
 
 #[test]
 fn bad_address_types_close_silently() {
     let stream = [6, 0, 1, 0, 80, 0x05, 1, 2, 3, 4, 0];
     let o = drive_all_ways(config(false), &stream, &mut no_auth());
-    assert_eq!(fail(&o), (&[][..], &ProtoError::UnknownAddressType(5)));
+    assert_eq!(
+        fail(&o),
+        (&[][..], &PeerError::UnknownAddressType(5).into())
+    );
 }
 
 #[test]

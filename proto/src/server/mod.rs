@@ -33,14 +33,15 @@
 //!
 //! Errors are sticky and keep their cause: after `Failed`, every step fails
 //! again with the same error and nothing to send. After `Finished`, steps
-//! fail with [`ProtoError::Finished`].
+//! fail with [`Misuse::Finished`], and so does the machine after a step
+//! while a verdict is awaited or a verdict nobody asked for.
 //!
 //! What happens after a SOCKS 6 request is finished (authentication reply,
 //! tokens, operation reply) is the caller's: see [`crate::v6::server`].
 
 mod socks45;
 
-use crate::error::ProtoError;
+use crate::error::{Misuse, PeerError, ProtoError};
 use crate::input::{Input, Instruction};
 pub use crate::userpass::Verify;
 use crate::v6::server::Socks6Handshake;
@@ -95,7 +96,7 @@ pub struct ServerHandshake {
     /// [`ServerHandshake::version`] and the user name).
     phase: Phase,
     /// Set once the handshake is over: why every further step fails
-    /// ([`ProtoError::Finished`] after `Finished`).
+    /// ([`Misuse::Finished`] after `Finished`).
     stopped: Option<ProtoError>,
 }
 
@@ -192,7 +193,7 @@ impl ServerHandshake {
                 Instruction::Failed { reply, error }
             }
             Ok(done @ Instruction::Finished { .. }) => {
-                self.stopped = Some(ProtoError::Finished);
+                self.stopped = Some(Misuse::Finished.into());
                 done
             }
             Ok(other) => other,
@@ -211,7 +212,7 @@ impl ServerHandshake {
             _ => false,
         };
         if !expected {
-            self.stopped = Some(ProtoError::Finished);
+            self.stopped = Some(Misuse::Finished.into());
         }
     }
 
@@ -235,10 +236,10 @@ impl ServerHandshake {
             // implementation's, for now): the version mismatch reply, so
             // that the client learns why.
             (_, Some(v6::Route::Mismatch(profile)), _) => {
-                self.stopped = Some(ProtoError::VersionMismatch);
+                self.stopped = Some(PeerError::VersionMismatch.into());
                 return Instruction::Failed {
                     reply: profile.codec().version_mismatch_reply(),
-                    error: ProtoError::VersionMismatch,
+                    error: PeerError::VersionMismatch.into(),
                 };
             }
             (v4::VERSION, _, _) => {
@@ -255,8 +256,8 @@ impl ServerHandshake {
                 Phase::Http { scanned: 0 }
             }
             (b, _, _) => {
-                self.stopped = Some(ProtoError::UnknownVersion(b));
-                return Instruction::failed(ProtoError::UnknownVersion(b));
+                self.stopped = Some(PeerError::UnknownVersion(b).into());
+                return Instruction::failed(PeerError::UnknownVersion(b));
             }
         };
         self.step()
@@ -280,7 +281,7 @@ fn http_head(
     let from = scanned.saturating_sub(3);
     let head = input.bytes();
     if http::head_complete(head.get(from..).unwrap_or_default()) || input.room() == 0 {
-        return Err((http::response(), ProtoError::HttpRequest));
+        return Err((http::response(), PeerError::HttpRequest.into()));
     }
     *scanned = head.len();
     Ok(input.need_more(1))

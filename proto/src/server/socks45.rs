@@ -1,7 +1,7 @@
 //! The SOCKS4/4a and SOCKS5 states of the server machine (greeting, RFC 1929
 //! exchange, request), reading from the machine's [`Input`].
 
-use crate::error::ProtoError;
+use crate::error::{Misuse, PeerError, ProtoError};
 use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
 use crate::reply::ReplyCode;
@@ -86,7 +86,7 @@ impl Socks45 {
             State::V4 => self.v4_request(input),
             State::V5Greeting => self.greeting(config, input),
             State::V5Auth => self.parse_auth(config, input),
-            State::AwaitVerdict { .. } => Err((Vec::new(), ProtoError::Finished)),
+            State::AwaitVerdict { .. } => Err((Vec::new(), Misuse::Finished.into())),
             State::Verdict { accepted: true } => {
                 self.state = State::V5Request {
                     late_auth_ok: false,
@@ -94,7 +94,7 @@ impl Socks45 {
                 Ok(Instruction::Send(auth_reply(userpass::SUCCESS)))
             }
             State::Verdict { accepted: false } => {
-                Err((auth_reply(userpass::FAILURE), ProtoError::AuthFailed))
+                Err((auth_reply(userpass::FAILURE), PeerError::AuthFailed.into()))
             }
             State::V5Request { late_auth_ok } => {
                 if late_auth_ok && input.bytes().first() == Some(&userpass::VERSION) {
@@ -107,7 +107,10 @@ impl Socks45 {
 
     fn v4_request(&mut self, input: &mut Input) -> Stepped {
         match v4::Request::parse(input.bytes()) {
-            Err(e) => Err((v4::Reply::for_target(e.reply_code(), None).encode(), e)),
+            Err(e) => Err((
+                v4::Reply::for_target(e.reply_code(), None).encode(),
+                e.into(),
+            )),
             Ok(Parsed::Incomplete { needed }) => Ok(input.need_more(needed)),
             Ok(Parsed::Complete { value, consumed }) => {
                 input.consume(consumed);
@@ -134,8 +137,8 @@ impl Socks45 {
     fn greeting(&mut self, config: &HandshakeConfig, input: &mut Input) -> Stepped {
         let refuse = || MethodChoice(Method::NO_ACCEPTABLE).encode().to_vec();
         match v5::Greeting::parse(input.bytes()) {
-            Err(e @ ProtoError::NoMethods) => Err((refuse(), e)),
-            Err(e) => Err((Vec::new(), e)),
+            Err(e @ PeerError::NoMethods) => Err((refuse(), e.into())),
+            Err(e) => Err((Vec::new(), e.into())),
             Ok(Parsed::Incomplete { needed }) => Ok(input.need_more(needed)),
             Ok(Parsed::Complete { value, consumed }) => {
                 input.consume(consumed);
@@ -150,7 +153,7 @@ impl Socks45 {
                     };
                     Method::NONE
                 } else {
-                    return Err((refuse(), ProtoError::NoAcceptableMethod));
+                    return Err((refuse(), PeerError::NoAcceptableMethod.into()));
                 };
                 Ok(Instruction::Send(MethodChoice(method).encode().to_vec()))
             }
@@ -159,7 +162,7 @@ impl Socks45 {
 
     fn parse_auth(&mut self, config: &HandshakeConfig, input: &mut Input) -> Stepped {
         match userpass::Request::parse(input.bytes(), config.lenient_auth) {
-            Err(e) => Err((auth_reply(userpass::FAILURE), e)),
+            Err(e) => Err((auth_reply(userpass::FAILURE), e.into())),
             Ok(Parsed::Incomplete { needed }) => Ok(input.need_more(needed)),
             Ok(Parsed::Complete { value, consumed }) => {
                 input.consume(consumed);
@@ -177,7 +180,7 @@ impl Socks45 {
 
     fn v5_request(&mut self, input: &mut Input) -> Stepped {
         match v5::Request::parse(input.bytes()) {
-            Err(e) => Err((v5_failure(e.reply_code()), e)),
+            Err(e) => Err((v5_failure(e.reply_code()), e.into())),
             Ok(Parsed::Incomplete { needed }) => Ok(input.need_more(needed)),
             Ok(Parsed::Complete { value, consumed }) => {
                 input.consume(consumed);

@@ -21,7 +21,7 @@
 //!                                  a refusal: close unless it is success); CONNECT: data
 //!                                  passes, `rest` is the target's. `Final::UdpConfirmed`:
 //!                                  the proxy saw the first datagram; nothing more comes on TCP
-//! Failed { error, .. }             close ([`ProtoError::VersionMismatch`] when the proxy
+//! Failed { error, .. }             close ([`PeerError::VersionMismatch`] when the proxy
 //!                                  answered with a version mismatch reply and closed)
 //! ```
 //!
@@ -33,7 +33,7 @@
 use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
 use crate::v5::Method;
-use crate::{userpass, Command, Password, ProtoError, TargetAddr};
+use crate::{userpass, Command, EncodeError, Misuse, Password, PeerError, ProtoError, TargetAddr};
 
 use super::messages::{AssociationId, AuthOutcome, AuthReply, OperationReply, Request};
 use super::options::{AuthMethodOption, IdempotenceOption, Options, Socks6Option, StackValue};
@@ -137,22 +137,24 @@ pub struct Socks6Client {
 
 impl Socks6Client {
     /// Start a handshake in the default profile: returns the machine and
-    /// the first flight.
+    /// the first flight. Fails before any IO with a
+    /// [`ProtoError::Encode`] when the request cannot be written (a target,
+    /// credentials, options or initial data the wire cannot carry), or
+    /// with [`Misuse::InitialDataNotConnect`].
     pub fn new(req: ClientRequest) -> Result<(Self, Vec<u8>), ProtoError> {
         Socks6Client::with_profile(req, Profile::DEFAULT)
     }
 
+    /// [`Socks6Client::new`] in `profile`.
     pub fn with_profile(
         req: ClientRequest,
         profile: Profile,
     ) -> Result<(Self, Vec<u8>), ProtoError> {
         if !req.initial_data.is_empty() && req.command != Command::CONNECT {
-            return Err(ProtoError::Unexpected(
-                "initial data on a command other than CONNECT",
-            ));
+            return Err(Misuse::InitialDataNotConnect.into());
         }
         if req.initial_data.len() > MAX_INITIAL_DATA {
-            return Err(ProtoError::InitialDataTooLong(req.initial_data.len()));
+            return Err(EncodeError::InitialDataTooLong(req.initial_data.len()).into());
         }
         let credentials = req
             .username
@@ -277,7 +279,7 @@ impl Socks6Client {
             && self.input.is_closed()
             && codec.is_version_mismatch(self.input.bytes(), true)
         {
-            return Instruction::failed(ProtoError::VersionMismatch);
+            return Instruction::failed(PeerError::VersionMismatch);
         }
         self.input.need_more(needed)
     }
@@ -286,7 +288,7 @@ impl Socks6Client {
         let codec = self.profile.codec();
         match std::mem::replace(&mut self.state, State::Finished) {
             State::AuthReply => match codec.parse_auth_reply(self.input.bytes(), &self.limits) {
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
                 Ok(Parsed::Incomplete { needed }) => {
                     self.state = State::AuthReply;
                     Ok(self.need_more(needed, true))
@@ -304,7 +306,7 @@ impl Socks6Client {
                 Parsed::Complete { value, consumed } => {
                     self.input.consume(consumed);
                     if !value.success() {
-                        return Err(ProtoError::AuthFailed);
+                        return Err(PeerError::AuthFailed.into());
                     }
                     self.state = State::SecondAuthReply;
                     self.step_inner()
@@ -320,10 +322,11 @@ impl Socks6Client {
                         self.input.consume(consumed);
                         match value.outcome {
                             AuthOutcome::Success(m) => self.authenticated(m, value),
-                            AuthOutcome::Failure => Err(ProtoError::AuthFailed),
-                            AuthOutcome::Continue(_) => Err(ProtoError::Unexpected(
+                            AuthOutcome::Failure => Err(PeerError::AuthFailed.into()),
+                            AuthOutcome::Continue(_) => Err(PeerError::Unexpected(
                                 "a second authentication reply that asks for more",
-                            )),
+                            )
+                            .into()),
                         }
                     }
                 }
@@ -376,7 +379,7 @@ impl Socks6Client {
                     Ok(self.finished(Final::UdpConfirmed))
                 }
             },
-            State::Finished => Err(ProtoError::Finished),
+            State::Finished => Err(Misuse::Finished.into()),
             State::Failed(e) => Err(e),
         }
     }
@@ -388,7 +391,7 @@ impl Socks6Client {
             AuthOutcome::Success(m) => self.authenticated(m, value),
             AuthOutcome::Continue(Method::USERPASS) => {
                 let Some((u, p)) = &self.credentials else {
-                    return Err(ProtoError::UnexpectedMethod(Method::USERPASS.0));
+                    return Err(PeerError::UnexpectedMethod(Method::USERPASS.0).into());
                 };
                 let bytes = userpass::Request {
                     username: u.clone(),
@@ -398,9 +401,9 @@ impl Socks6Client {
                 self.state = State::UserPassReply;
                 Ok(Instruction::Send(bytes))
             }
-            AuthOutcome::Continue(m) => Err(ProtoError::UnexpectedMethod(m.0)),
-            AuthOutcome::Failure if self.zero_rtt => Err(ProtoError::AuthFailed),
-            AuthOutcome::Failure => Err(ProtoError::NoAcceptableMethod),
+            AuthOutcome::Continue(m) => Err(PeerError::UnexpectedMethod(m.0).into()),
+            AuthOutcome::Failure if self.zero_rtt => Err(PeerError::AuthFailed.into()),
+            AuthOutcome::Failure => Err(PeerError::NoAcceptableMethod.into()),
         }
     }
 
@@ -442,7 +445,7 @@ impl Socks6Client {
         let ok =
             method == Method::NONE || (method == Method::USERPASS && self.credentials.is_some());
         if !ok {
-            return Err(ProtoError::UnexpectedMethod(method.0));
+            return Err(PeerError::UnexpectedMethod(method.0).into());
         }
         self.state = State::OperationReply;
         Ok(Instruction::Event(Event::Authenticated(reply)))

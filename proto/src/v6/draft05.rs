@@ -25,7 +25,7 @@ use crate::parse::{need, Parsed};
 use crate::reply::V6Code;
 use crate::secret::Password;
 use crate::v5::Method;
-use crate::{Command, Host, ProtoError, TargetAddr};
+use crate::{Command, EncodeError, Host, PeerError, TargetAddr};
 
 use super::messages::{
     AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request,
@@ -126,7 +126,7 @@ pub struct Draft05;
 // ------------------------------------------------------------ addresses
 
 /// Parse `PORT(2) | ATYP | ADDR` from the start of `buf`.
-pub fn parse_port_addr(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
+pub fn parse_port_addr(buf: &[u8]) -> Result<Parsed<TargetAddr>, PeerError> {
     need!(buf, 3);
     let port = u16::from_be_bytes([buf[0], buf[1]]);
     Ok(Host::parse_atyp(&buf[2..], 0)?
@@ -135,7 +135,7 @@ pub fn parse_port_addr(buf: &[u8]) -> Result<Parsed<TargetAddr>, ProtoError> {
 }
 
 /// Append `PORT(2) | ATYP | ADDR` (nothing on error).
-pub fn encode_port_addr(t: &TargetAddr, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+pub fn encode_port_addr(t: &TargetAddr, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
     out.extend_from_slice(&t.port.to_be_bytes());
     t.host.encode_atyp(out).inspect_err(|_| out.truncate(start))
@@ -151,9 +151,9 @@ pub fn parse_options(
     buf: &[u8],
     nopts: usize,
     limits: &Socks6Limits,
-) -> Result<Parsed<Options>, ProtoError> {
+) -> Result<Parsed<Options>, PeerError> {
     if nopts > limits.max_options {
-        return Err(ProtoError::TooManyOptions(limits.max_options));
+        return Err(PeerError::TooManyOptions(limits.max_options));
     }
     let mut out = Vec::with_capacity(nopts);
     let mut off = 0usize;
@@ -161,10 +161,10 @@ pub fn parse_options(
         need!(buf, off + 2);
         let len = buf[off + 1] as usize;
         if len < 2 {
-            return Err(ProtoError::BadOption("length below 2"));
+            return Err(PeerError::BadOption("length below 2"));
         }
         if off + len > limits.max_options_bytes {
-            return Err(ProtoError::OptionsTooLong(limits.max_options_bytes));
+            return Err(PeerError::OptionsTooLong(limits.max_options_bytes));
         }
         need!(buf, off + len);
         out.push(decode_option(buf[off], &buf[off + 2..off + len])?);
@@ -183,16 +183,16 @@ pub fn parse_options_area(
     area: &[u8],
     nopts: usize,
     limits: &Socks6Limits,
-) -> Result<Options, ProtoError> {
+) -> Result<Options, PeerError> {
     if area.len() > limits.max_options_bytes {
-        return Err(ProtoError::OptionsTooLong(limits.max_options_bytes));
+        return Err(PeerError::OptionsTooLong(limits.max_options_bytes));
     }
     match parse_options(area, nopts, limits)? {
         Parsed::Complete { value, consumed } if consumed == area.len() => Ok(value),
-        Parsed::Complete { .. } => Err(ProtoError::BadOption(
+        Parsed::Complete { .. } => Err(PeerError::BadOption(
             "bytes left over after the last option",
         )),
-        Parsed::Incomplete { .. } => Err(ProtoError::BadOption(
+        Parsed::Incomplete { .. } => Err(PeerError::BadOption(
             "option length runs past the options area",
         )),
     }
@@ -203,18 +203,18 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 /// Decode one option's data (after KIND and LENGTH).
-pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, ProtoError> {
+pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, PeerError> {
     Ok(match kind {
         kind::STACK => decode_stack(data),
         kind::AUTH_METHOD => {
             if data.len() < 2 {
-                return Err(ProtoError::BadOption(
+                return Err(PeerError::BadOption(
                     "authentication method option without initial data length",
                 ));
             }
             let initial_data_len = u16::from_be_bytes([data[0], data[1]]);
             if initial_data_len as usize > MAX_INITIAL_DATA {
-                return Err(ProtoError::InitialDataTooLong(initial_data_len as usize));
+                return Err(PeerError::InitialDataTooLong(initial_data_len as usize));
             }
             Socks6Option::AuthMethod(AuthMethodOption {
                 initial_data_len,
@@ -223,7 +223,7 @@ pub fn decode_option(kind: u8, data: &[u8]) -> Result<Socks6Option, ProtoError> 
         }
         kind::AUTH_DATA => {
             let Some((&method, rest)) = data.split_first() else {
-                return Err(ProtoError::BadOption(
+                return Err(PeerError::BadOption(
                     "authentication data option without a method",
                 ));
             };
@@ -277,9 +277,9 @@ fn decode_stack(data: &[u8]) -> Socks6Option {
 
 /// An idempotence option's data: type and value, its length checked for
 /// the types -05 defines.
-fn decode_idempotence(data: &[u8]) -> Result<Socks6Option, ProtoError> {
+fn decode_idempotence(data: &[u8]) -> Result<Socks6Option, PeerError> {
     let Some((&ty, rest)) = data.split_first() else {
-        return Err(ProtoError::BadOption("idempotence option without a type"));
+        return Err(PeerError::BadOption("idempotence option without a type"));
     };
     let want = match ty {
         idem::TOKEN_REQUEST | idem::EXPENDITURE => Some(4),
@@ -289,7 +289,7 @@ fn decode_idempotence(data: &[u8]) -> Result<Socks6Option, ProtoError> {
     };
     if let Some(w) = want {
         if rest.len() != w {
-            return Err(ProtoError::BadOption(
+            return Err(PeerError::BadOption(
                 "idempotence option of the wrong length for its type",
             ));
         }
@@ -314,7 +314,7 @@ fn decode_idempotence(data: &[u8]) -> Result<Socks6Option, ProtoError> {
 /// Append one option (`KIND | LENGTH | DATA`). An option longer than 255
 /// bytes, a kind above `FF`, a vendor kind outside `C0`–`FF`, a leg above 3
 /// or a level above 63 cannot be encoded.
-pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0, 0]);
     let kind = match o {
@@ -322,11 +322,11 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoErr
             let (lvl, code) = s.level_code();
             if s.leg.0 > 3 {
                 out.truncate(start);
-                return Err(ProtoError::TooLong("stack option leg above 3"));
+                return Err(EncodeError::TooLong("stack option leg above 3"));
             }
             if lvl > 0x3F {
                 out.truncate(start);
-                return Err(ProtoError::TooLong("stack option level above 63"));
+                return Err(EncodeError::TooLong("stack option level above 63"));
             }
             out.push((s.leg.0 << 6) | lvl);
             out.push(code);
@@ -345,7 +345,7 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoErr
         Socks6Option::AuthMethod(a) => {
             if a.initial_data_len as usize > MAX_INITIAL_DATA {
                 out.truncate(start);
-                return Err(ProtoError::InitialDataTooLong(a.initial_data_len as usize));
+                return Err(EncodeError::InitialDataTooLong(a.initial_data_len as usize));
             }
             out.extend_from_slice(&a.initial_data_len.to_be_bytes());
             out.extend(a.methods.iter().map(|m| m.0));
@@ -385,11 +385,11 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoErr
         Socks6Option::Vendor { kind, data } => {
             let Ok(k) = u8::try_from(*kind) else {
                 out.truncate(start);
-                return Err(ProtoError::TooLong("option kind above 0xff"));
+                return Err(EncodeError::TooLong("option kind above 0xff"));
             };
             if k < kind::VENDOR_FIRST {
                 out.truncate(start);
-                return Err(ProtoError::BadOption("vendor kind outside C0-FF"));
+                return Err(EncodeError::BadOption("vendor kind outside C0-FF"));
             }
             out.extend_from_slice(data);
             k
@@ -397,7 +397,7 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoErr
         Socks6Option::Unknown { kind, data } => {
             let Ok(k) = u8::try_from(*kind) else {
                 out.truncate(start);
-                return Err(ProtoError::TooLong("option kind above 0xff"));
+                return Err(EncodeError::TooLong("option kind above 0xff"));
             };
             out.extend_from_slice(data);
             k
@@ -406,7 +406,7 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoErr
     let len = out.len() - start;
     let Ok(len8) = u8::try_from(len) else {
         out.truncate(start);
-        return Err(ProtoError::TooLong("option longer than 255 bytes"));
+        return Err(EncodeError::TooLong("option longer than 255 bytes"));
     };
     out[start] = kind;
     out[start + 1] = len8;
@@ -414,9 +414,9 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), ProtoErr
 }
 
 /// Append `NOPTS | OPTIONS`.
-pub fn encode_options(opts: &Options, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+pub fn encode_options(opts: &Options, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let Ok(n) = u8::try_from(opts.len()) else {
-        return Err(ProtoError::TooLong("more than 255 options"));
+        return Err(EncodeError::TooLong("more than 255 options"));
     };
     out.push(n);
     for o in opts {
@@ -431,14 +431,14 @@ pub fn encode_options(opts: &Options, out: &mut Vec<u8>) -> Result<(), ProtoErro
 pub fn userpass_auth_data(
     username: &[u8],
     password: &Password,
-) -> Result<AuthDataOption, ProtoError> {
+) -> Result<AuthDataOption, EncodeError> {
     let msg = crate::userpass::Request {
         username: username.to_vec(),
         password: password.clone(),
     }
     .encode()?;
     if msg.len() > MAX_USERPASS_AUTH_DATA {
-        return Err(ProtoError::TooLong(
+        return Err(EncodeError::TooLong(
             "username/password over 252 bytes for an authentication data option",
         ));
     }
@@ -450,20 +450,20 @@ pub fn userpass_auth_data(
 
 // ------------------------------------------------------------ messages
 
-fn check_version(buf: &[u8]) -> Result<Option<Parsed<()>>, ProtoError> {
+fn check_version(buf: &[u8]) -> Result<Option<Parsed<()>>, PeerError> {
     if buf.is_empty() {
         return Ok(Some(Parsed::Incomplete { needed: 2 }));
     }
     match buf[0] {
         VERSION => {}
-        REF_VERSION => return Err(ProtoError::VersionMismatch),
-        b => return Err(ProtoError::UnknownVersion(b)),
+        REF_VERSION => return Err(PeerError::VersionMismatch),
+        b => return Err(PeerError::UnknownVersion(b)),
     }
     if buf.len() < 2 {
         return Ok(Some(Parsed::Incomplete { needed: 1 }));
     }
     if buf[1] != MINOR {
-        return Err(ProtoError::VersionMismatch);
+        return Err(PeerError::VersionMismatch);
     }
     Ok(None)
 }
@@ -489,7 +489,7 @@ impl Codec for Draft05 {
         &self,
         username: &[u8],
         password: &Password,
-    ) -> Result<AuthDataOption, ProtoError> {
+    ) -> Result<AuthDataOption, EncodeError> {
         userpass_auth_data(username, password)
     }
 
@@ -497,7 +497,7 @@ impl Codec for Draft05 {
         &self,
         buf: &[u8],
         limits: &Socks6Limits,
-    ) -> Result<Parsed<Request>, ProtoError> {
+    ) -> Result<Parsed<Request>, PeerError> {
         if let Some(Parsed::Incomplete { needed }) = check_version(buf)? {
             return Ok(Parsed::Incomplete { needed });
         }
@@ -523,7 +523,7 @@ impl Codec for Draft05 {
         }
     }
 
-    fn encode_request(&self, req: &Request) -> Result<Vec<u8>, ProtoError> {
+    fn encode_request(&self, req: &Request) -> Result<Vec<u8>, EncodeError> {
         let mut out = vec![VERSION, MINOR, req.command.0];
         encode_port_addr(&req.target, &mut out)?;
         encode_options(&req.options, &mut out)?;
@@ -547,9 +547,9 @@ impl Codec for Draft05 {
         &self,
         buf: &[u8],
         limits: &Socks6Limits,
-    ) -> Result<Parsed<AuthReply>, ProtoError> {
+    ) -> Result<Parsed<AuthReply>, PeerError> {
         if !buf.is_empty() && buf[0] != VERSION && buf[0] != REF_VERSION {
-            return Err(ProtoError::BadReplyVersion(buf[0]));
+            return Err(PeerError::BadReplyVersion(buf[0]));
         }
         if let Some(Parsed::Incomplete { needed }) = check_version(buf)? {
             return Ok(Parsed::Incomplete { needed: needed + 3 });
@@ -559,7 +559,7 @@ impl Codec for Draft05 {
             (auth_type::SUCCESS, m) => AuthOutcome::Success(m),
             (auth_type::FURTHER_AUTH, Method::NO_ACCEPTABLE) => AuthOutcome::Failure,
             (auth_type::FURTHER_AUTH, m) => AuthOutcome::Continue(m),
-            (t, _) => return Err(ProtoError::BadAuthReplyType(t)),
+            (t, _) => return Err(PeerError::BadAuthReplyType(t)),
         };
         let nopts = buf[4] as usize;
         Ok(parse_options(&buf[5..], nopts, limits)?
@@ -567,7 +567,7 @@ impl Codec for Draft05 {
             .map_consumed(5))
     }
 
-    fn encode_auth_reply(&self, reply: &AuthReply) -> Result<Vec<u8>, ProtoError> {
+    fn encode_auth_reply(&self, reply: &AuthReply) -> Result<Vec<u8>, EncodeError> {
         let (ty, method) = match reply.outcome {
             AuthOutcome::Success(m) => (auth_type::SUCCESS, m),
             AuthOutcome::Continue(m) => (auth_type::FURTHER_AUTH, m),
@@ -582,7 +582,7 @@ impl Codec for Draft05 {
         &self,
         buf: &[u8],
         limits: &Socks6Limits,
-    ) -> Result<Parsed<OperationReply>, ProtoError> {
+    ) -> Result<Parsed<OperationReply>, PeerError> {
         need!(buf, 1);
         let rep = V6Code(buf[0]);
         let (bound, alen) = match parse_port_addr(&buf[1..])? {
@@ -602,14 +602,14 @@ impl Codec for Draft05 {
             .map_consumed(off + 1))
     }
 
-    fn encode_operation_reply(&self, reply: &OperationReply) -> Result<Vec<u8>, ProtoError> {
+    fn encode_operation_reply(&self, reply: &OperationReply) -> Result<Vec<u8>, EncodeError> {
         let mut out = vec![reply.rep.0];
         encode_port_addr(&reply.bound, &mut out)?;
         encode_options(&reply.options, &mut out)?;
         Ok(out)
     }
 
-    fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, ProtoError> {
+    fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, PeerError> {
         need!(buf, ASSOCIATION_ID_LEN);
         Ok(Parsed::Complete {
             value: AssociationId(be32(buf) as u64),
@@ -617,17 +617,17 @@ impl Codec for Draft05 {
         })
     }
 
-    fn encode_association_id(&self, id: AssociationId) -> Result<Vec<u8>, ProtoError> {
+    fn encode_association_id(&self, id: AssociationId) -> Result<Vec<u8>, EncodeError> {
         let Ok(id) = u32::try_from(id.0) else {
-            return Err(ProtoError::TooLong("association id above 2^32 - 1"));
+            return Err(EncodeError::TooLong("association id above 2^32 - 1"));
         };
         Ok(id.to_be_bytes().to_vec())
     }
 
-    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, ProtoError> {
+    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, PeerError> {
         need!(buf, 1);
         if buf[0] != 0 {
-            return Err(ProtoError::Unexpected(
+            return Err(PeerError::Unexpected(
                 "UDP association confirmation status is not 00",
             ));
         }
@@ -641,21 +641,18 @@ impl Codec for Draft05 {
         vec![0x00]
     }
 
-    fn parse_datagram_header(
-        &self,
-        datagram: &[u8],
-    ) -> Result<(DatagramHeader, usize), ProtoError> {
+    fn parse_datagram_header(&self, datagram: &[u8]) -> Result<(DatagramHeader, usize), PeerError> {
         if datagram.len() < 2 {
-            return Err(ProtoError::Truncated);
+            return Err(PeerError::Truncated);
         }
         if datagram[0] != VERSION {
-            return Err(ProtoError::UnknownVersion(datagram[0]));
+            return Err(PeerError::UnknownVersion(datagram[0]));
         }
         if datagram[1] != MINOR {
-            return Err(ProtoError::VersionMismatch);
+            return Err(PeerError::VersionMismatch);
         }
         if datagram.len() < 6 {
-            return Err(ProtoError::Truncated);
+            return Err(PeerError::Truncated);
         }
         let association = AssociationId(be32(&datagram[2..]) as u64);
         match parse_port_addr(&datagram[6..])? {
@@ -666,7 +663,7 @@ impl Codec for Draft05 {
                 },
                 6 + consumed,
             )),
-            Parsed::Incomplete { .. } => Err(ProtoError::Truncated),
+            Parsed::Incomplete { .. } => Err(PeerError::Truncated),
         }
     }
 
@@ -674,7 +671,7 @@ impl Codec for Draft05 {
         &self,
         header: &DatagramHeader,
         out: &mut Vec<u8>,
-    ) -> Result<(), ProtoError> {
+    ) -> Result<(), EncodeError> {
         let id = self.encode_association_id(header.association)?;
         let start = out.len();
         out.extend_from_slice(&[VERSION, MINOR]);
@@ -740,7 +737,7 @@ mod tests {
             let buf = [0x01, len, 0, 0, 0, 0];
             assert_eq!(
                 parse_options(&buf, 1, &limits()),
-                Err(ProtoError::BadOption("length below 2"))
+                Err(PeerError::BadOption("length below 2"))
             );
         }
     }
@@ -751,7 +748,7 @@ mod tests {
         let area = [0xC5, 9, 1, 2, 3, 4];
         assert!(matches!(
             parse_options_area(&area, 1, &limits()),
-            Err(ProtoError::BadOption(_))
+            Err(PeerError::BadOption(_))
         ));
         // Left-over bytes.
         let area = [0xC5, 2, 0xAA];

@@ -18,7 +18,7 @@
 //! behind a lock and call [`serve_tokens`] under it, so a token is spent at
 //! most once even when requests race.
 
-use crate::ProtoError;
+use crate::EncodeError;
 
 use super::options::{ExpenditureCode, IdempotenceOption, Options, Socks6Option};
 
@@ -76,9 +76,9 @@ pub struct TokenWindow {
 impl TokenWindow {
     /// A fresh window. `size` must be in `1..=MAX_WINDOW` (and so below
     /// 2^31).
-    pub fn new(base: u32, size: u32) -> Result<Self, ProtoError> {
+    pub fn new(base: u32, size: u32) -> Result<Self, EncodeError> {
         if !valid_window_size(size) || size > MAX_WINDOW {
-            return Err(ProtoError::BadTokenWindow(size));
+            return Err(EncodeError::BadTokenWindow(size));
         }
         Ok(TokenWindow {
             base,
@@ -263,9 +263,9 @@ pub struct TokenWallet {
 
 impl TokenWallet {
     /// A wallet that asks for windows of `window_size` tokens.
-    pub fn new(window_size: u32) -> Result<Self, ProtoError> {
+    pub fn new(window_size: u32) -> Result<Self, EncodeError> {
         if !valid_window_size(window_size) {
-            return Err(ProtoError::BadTokenWindow(window_size));
+            return Err(EncodeError::BadTokenWindow(window_size));
         }
         Ok(TokenWallet {
             want: window_size,

@@ -2,7 +2,7 @@
 
 use crate::reply::V6Code;
 use crate::v5::Method;
-use crate::{Command, Credentials, ProtoError, ReplyCode, TargetAddr};
+use crate::{Command, Credentials, EncodeError, ReplyCode, TargetAddr};
 
 use super::options::Options;
 use super::Profile;
@@ -137,7 +137,7 @@ pub struct Socks6Request {
 impl Socks6Request {
     /// The successful authentication reply (with, e.g., idempotence
     /// options from [`serve_tokens`](super::idempotence::serve_tokens)).
-    pub fn auth_reply(&self, options: Options) -> Result<Vec<u8>, ProtoError> {
+    pub fn auth_reply(&self, options: Options) -> Result<Vec<u8>, EncodeError> {
         self.profile.codec().encode_auth_reply(&AuthReply {
             outcome: AuthOutcome::Success(self.auth_method),
             options,
@@ -151,7 +151,7 @@ impl Socks6Request {
         code: ReplyCode,
         bound: Option<&TargetAddr>,
         options: Options,
-    ) -> Result<Vec<u8>, ProtoError> {
+    ) -> Result<Vec<u8>, EncodeError> {
         self.profile
             .codec()
             .encode_operation_reply(&OperationReply::new(
@@ -164,7 +164,7 @@ impl Socks6Request {
 
     /// The UDP association initialisation message (sent right after a
     /// successful UDP ASSOCIATE operation reply).
-    pub fn association_init(&self, id: AssociationId) -> Result<Vec<u8>, ProtoError> {
+    pub fn association_init(&self, id: AssociationId) -> Result<Vec<u8>, EncodeError> {
         self.profile.codec().encode_association_id(id)
     }
 

@@ -101,7 +101,7 @@ pub use options::{
 
 use crate::parse::Parsed;
 use crate::reply::V6Code;
-use crate::{Password, ProtoError, ReplyCode};
+use crate::{EncodeError, Password, PeerError, ReplyCode};
 
 /// The SOCKS 6 version byte (every revision's first byte; -05 follows it
 /// with a minor version byte).
@@ -433,17 +433,17 @@ pub trait Codec: std::fmt::Debug + Sync {
         &self,
         username: &[u8],
         password: &Password,
-    ) -> Result<AuthDataOption, ProtoError>;
+    ) -> Result<AuthDataOption, EncodeError>;
 
     /// Parse a request (not its initial data). A request whose version is
-    /// SOCKS 6 but not this revision is [`ProtoError::VersionMismatch`]; the
+    /// SOCKS 6 but not this revision is [`PeerError::VersionMismatch`]; the
     /// server then sends [`Codec::version_mismatch_reply`].
     fn parse_request(
         &self,
         buf: &[u8],
         limits: &Socks6Limits,
-    ) -> Result<Parsed<Request>, ProtoError>;
-    fn encode_request(&self, req: &Request) -> Result<Vec<u8>, ProtoError>;
+    ) -> Result<Parsed<Request>, PeerError>;
+    fn encode_request(&self, req: &Request) -> Result<Vec<u8>, EncodeError>;
 
     /// The reply to a request of another version.
     fn version_mismatch_reply(&self) -> Vec<u8>;
@@ -455,38 +455,37 @@ pub trait Codec: std::fmt::Debug + Sync {
         &self,
         buf: &[u8],
         limits: &Socks6Limits,
-    ) -> Result<Parsed<AuthReply>, ProtoError>;
-    fn encode_auth_reply(&self, reply: &AuthReply) -> Result<Vec<u8>, ProtoError>;
+    ) -> Result<Parsed<AuthReply>, PeerError>;
+    fn encode_auth_reply(&self, reply: &AuthReply) -> Result<Vec<u8>, EncodeError>;
 
     fn parse_operation_reply(
         &self,
         buf: &[u8],
         limits: &Socks6Limits,
-    ) -> Result<Parsed<OperationReply>, ProtoError>;
-    fn encode_operation_reply(&self, reply: &OperationReply) -> Result<Vec<u8>, ProtoError>;
+    ) -> Result<Parsed<OperationReply>, PeerError>;
+    fn encode_operation_reply(&self, reply: &OperationReply) -> Result<Vec<u8>, EncodeError>;
 
     /// UDP association initialisation (sent on TCP after a successful UDP
     /// ASSOCIATE operation reply).
-    fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, ProtoError>;
-    fn encode_association_id(&self, id: AssociationId) -> Result<Vec<u8>, ProtoError>;
+    fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, PeerError>;
+    fn encode_association_id(&self, id: AssociationId) -> Result<Vec<u8>, EncodeError>;
 
     /// UDP association confirmation (on TCP, once the first datagram came).
-    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, ProtoError>;
+    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, PeerError>;
     fn encode_confirmation(&self) -> Vec<u8>;
 
     /// Parse the header of a whole datagram; returns it and the payload's
     /// offset.
-    fn parse_datagram_header(&self, datagram: &[u8])
-        -> Result<(DatagramHeader, usize), ProtoError>;
+    fn parse_datagram_header(&self, datagram: &[u8]) -> Result<(DatagramHeader, usize), PeerError>;
     /// Append a datagram header.
     fn encode_datagram_header(
         &self,
         header: &DatagramHeader,
         out: &mut Vec<u8>,
-    ) -> Result<(), ProtoError>;
+    ) -> Result<(), EncodeError>;
 
     /// A whole datagram: header then payload.
-    fn datagram(&self, header: &DatagramHeader, payload: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    fn datagram(&self, header: &DatagramHeader, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(64 + payload.len());
         self.encode_datagram_header(header, &mut out)?;
         out.extend_from_slice(payload);

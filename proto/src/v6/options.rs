@@ -261,12 +261,12 @@ impl Options {
     /// The declared initial data length. Several authentication method
     /// options must agree on it (a disagreement is ambiguous framing and
     /// therefore an error); none means 0.
-    pub fn initial_data_len(&self) -> Result<usize, crate::ProtoError> {
+    pub fn initial_data_len(&self) -> Result<usize, crate::PeerError> {
         let mut len: Option<u16> = None;
         for o in self.auth_method_options() {
             match len {
                 Some(l) if l != o.initial_data_len => {
-                    return Err(crate::ProtoError::BadOption(
+                    return Err(crate::PeerError::BadOption(
                         "authentication method options disagree on the initial data length",
                     ))
                 }

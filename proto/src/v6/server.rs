@@ -71,7 +71,7 @@ use crate::input::{Input, Instruction};
 use crate::parse::Parsed;
 use crate::userpass::Verify;
 use crate::v5::Method;
-use crate::{userpass, Command, Credentials, Password, ProtoError};
+use crate::{userpass, Command, Credentials, Misuse, Password, PeerError, ProtoError};
 
 use super::messages::{AuthOutcome, AuthReply, Request, Socks6Request};
 use super::options::Options;
@@ -232,7 +232,7 @@ impl Socks6Handshake {
                     Err(e) => {
                         let mut bytes = userpass_reply(userpass::FAILURE);
                         bytes.extend_from_slice(&self.failure_reply());
-                        Err((bytes, e))
+                        Err((bytes, e.into()))
                     }
                     Ok(Parsed::Incomplete { needed }) => {
                         self.state = State::SlowAuth(pending);
@@ -261,8 +261,10 @@ impl Socks6Handshake {
                 credentials,
                 prefix: None,
             } => Ok(self.done(pending, credentials, Method::USERPASS, input)),
-            State::Rejected(bytes) => Err((bytes, ProtoError::AuthFailed)),
-            State::AwaitVerdict { .. } | State::Finished => Err((Vec::new(), ProtoError::Finished)),
+            State::Rejected(bytes) => Err((bytes, PeerError::AuthFailed.into())),
+            State::AwaitVerdict { .. } | State::Finished => {
+                Err((Vec::new(), Misuse::Finished.into()))
+            }
         }
     }
 
@@ -270,10 +272,11 @@ impl Socks6Handshake {
     fn request(&mut self, input: &mut Input) -> Stepped {
         let codec = self.profile.codec();
         match codec.parse_request(input.bytes(), &self.config.limits) {
-            Err(ProtoError::VersionMismatch) => {
-                Err((codec.version_mismatch_reply(), ProtoError::VersionMismatch))
-            }
-            Err(e) => Err((Vec::new(), e)),
+            Err(PeerError::VersionMismatch) => Err((
+                codec.version_mismatch_reply(),
+                PeerError::VersionMismatch.into(),
+            )),
+            Err(e) => Err((Vec::new(), e.into())),
             Ok(Parsed::Incomplete { needed }) => {
                 self.state = State::Request;
                 Ok(input.need_more(needed))
@@ -283,12 +286,12 @@ impl Socks6Handshake {
                     value
                         .options
                         .initial_data_len()
-                        .map_err(|e| (Vec::new(), e))?
+                        .map_err(|e| (Vec::new(), e.into()))?
                 } else {
                     0
                 };
                 if want > self.config.limits.initial_data_cap() {
-                    return Err((Vec::new(), ProtoError::InitialDataTooLong(want)));
+                    return Err((Vec::new(), PeerError::InitialDataTooLong(want).into()));
                 }
                 self.state = State::InitialData {
                     request: value,
@@ -313,9 +316,9 @@ impl Socks6Handshake {
                 }
                 Ok(_) => Err((
                     self.failure_reply(),
-                    ProtoError::BadOption("authentication data is not one RFC 1929 request"),
+                    PeerError::BadOption("authentication data is not one RFC 1929 request").into(),
                 )),
-                Err(e) => Err((self.failure_reply(), e)),
+                Err(e) => Err((self.failure_reply(), e.into())),
             };
         }
         if !self.config.require_auth {
@@ -327,11 +330,11 @@ impl Socks6Handshake {
                     outcome: AuthOutcome::Continue(Method::USERPASS),
                     options: Options::new(),
                 })
-                .map_err(|e| (Vec::new(), e))?;
+                .map_err(|e| (Vec::new(), e.into()))?;
             self.state = State::SlowAuth(pending);
             return Ok(Instruction::Send(bytes));
         }
-        Err((self.failure_reply(), ProtoError::NoAcceptableMethod))
+        Err((self.failure_reply(), PeerError::NoAcceptableMethod.into()))
     }
 
     fn verify(

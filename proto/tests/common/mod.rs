@@ -8,7 +8,8 @@ use sixsocks_proto::server::{Accepted, HandshakeConfig, ServerHandshake};
 use sixsocks_proto::testing::{self, AtEnd, Delivery};
 pub use sixsocks_proto::testing::{chunk, PATTERNS};
 use sixsocks_proto::{
-    http, v5, Instruction, Parsed, Password, ProtoError, ReplyCode, Request, TargetAddr, Version,
+    http, v5, Instruction, Parsed, Password, PeerError, ProtoError, ReplyCode, Request, TargetAddr,
+    Version,
 };
 
 /// Every strict prefix of the valid encoding `msg` must parse as
@@ -19,7 +20,7 @@ use sixsocks_proto::{
 pub fn check_prefixes<T, F>(msg: &[u8], parse: F) -> T
 where
     T: std::fmt::Debug + PartialEq,
-    F: Fn(&[u8]) -> Result<Parsed<T>, ProtoError>,
+    F: Fn(&[u8]) -> Result<Parsed<T>, PeerError>,
 {
     for k in 0..msg.len() {
         match parse(&msg[..k]) {
@@ -64,7 +65,7 @@ where
 pub fn parse_stream<T, F>(stream: &[u8], pattern: Option<&[usize]>, parse: F) -> Vec<T>
 where
     T: std::fmt::Debug,
-    F: Fn(&[u8]) -> Result<Parsed<T>, ProtoError>,
+    F: Fn(&[u8]) -> Result<Parsed<T>, PeerError>,
 {
     let chunks = pattern.map(|p| chunk(stream, p));
     let mut next_chunk = 0;
@@ -166,7 +167,7 @@ pub fn drive_server(
     let mut sent = trace.sent_bytes();
     let end = match trace.end {
         testing::End::Failed { reply, error } if rejected => {
-            assert_eq!(error, ProtoError::AuthFailed, "a refused password");
+            assert_eq!(error, PeerError::AuthFailed, "a refused password");
             assert_eq!(reply, [1, 1], "the RFC 1929 failure");
             sent.extend_from_slice(&reply);
             End::AuthRejected
@@ -350,7 +351,7 @@ pub fn round_trip(
                     }
                     Instruction::Failed { reply, error } => {
                         s2c_wire.extend(reply);
-                        if error != ProtoError::AuthFailed || !rt.auth_rejected {
+                        if error != PeerError::AuthFailed || !rt.auth_rejected {
                             rt.server_error = Some(error);
                         }
                         server_open = false;

@@ -3,7 +3,7 @@
 //! implement, and the success and failure replies written with it.
 
 use sixsocks_proto::v6::{Options, Socks6Request};
-use sixsocks_proto::{Command, Credentials, ProtoError, ReplyCode, Request, TargetAddr};
+use sixsocks_proto::{Command, Credentials, EncodeError, ReplyCode, Request, TargetAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -27,7 +27,7 @@ pub(crate) trait Replier: Sync {
         bound: Option<&TargetAddr>,
         options: Options,
         extended: bool,
-    ) -> Result<Vec<u8>, ProtoError>;
+    ) -> Result<Vec<u8>, EncodeError>;
     /// The SOCKS 6 request, for what only it carries (initial data, stack
     /// options, the listen backlog, association ids).
     fn socks6(&self) -> Option<&Socks6Request>;
@@ -52,7 +52,7 @@ impl Replier for Request {
         bound: Option<&TargetAddr>,
         _options: Options,
         extended: bool,
-    ) -> Result<Vec<u8>, ProtoError> {
+    ) -> Result<Vec<u8>, EncodeError> {
         Ok(Request::reply(self, code, bound, extended))
     }
     fn socks6(&self) -> Option<&Socks6Request> {
@@ -79,7 +79,7 @@ impl Replier for Socks6Request {
         bound: Option<&TargetAddr>,
         options: Options,
         _extended: bool,
-    ) -> Result<Vec<u8>, ProtoError> {
+    ) -> Result<Vec<u8>, EncodeError> {
         self.operation_reply(code, bound, options)
     }
     fn socks6(&self) -> Option<&Socks6Request> {
