@@ -15,7 +15,14 @@ use sixsocks_server::config::LogFormat;
 
 /// sixsocks: a SOCKS4, SOCKS4a, SOCKS5 (with Tor's extensions) and SOCKS 6 proxy and client.
 #[derive(Parser, Debug)]
-#[command(name = "sixsocks", version, about, long_about = None)]
+// `--version`: the version, the git commit and the optional features
+// built in (see build.rs).
+#[command(
+    name = "sixsocks",
+    version = env!("SIXSOCKS_LONG_VERSION"),
+    about,
+    long_about = None
+)]
 struct Cli {
     /// More logging: -v for debug, -vv for trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
