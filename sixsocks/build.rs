@@ -4,7 +4,9 @@
 //! the optional cargo features built in. The commit comes from
 //! `SIXSOCKS_GIT_COMMIT` if set (for builds from a tarball that know it),
 //! else from `git rev-parse` when this crate sits in the work tree of its
-//! own repository, else `unknown`: this script never fails the build.
+//! own repository, else from the `.cargo_vcs_info.json` that `cargo
+//! package` writes into a published crate (so `cargo install sixsocks`
+//! knows it too), else `unknown`: this script never fails the build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,14 +38,14 @@ fn commit(manifest_dir: &Path) -> (Option<String>, Vec<PathBuf>) {
     // must not report that tree's commit.
     let workspace = manifest_dir.parent().unwrap_or(manifest_dir);
     let Some(top) = git(manifest_dir, &["rev-parse", "--show-toplevel"]) else {
-        return (None, Vec::new());
+        return (packaged_commit(manifest_dir), Vec::new());
     };
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if !same(Path::new(&top), workspace) {
-        return (None, Vec::new());
+        return (packaged_commit(manifest_dir), Vec::new());
     }
     let hash = git(manifest_dir, &["rev-parse", "--short=12", "HEAD"]);
     // Rebuild when HEAD moves: HEAD itself, the branch it points to, and
@@ -68,6 +70,22 @@ fn commit(manifest_dir: &Path) -> (Option<String>, Vec<PathBuf>) {
         }
     }
     (hash, watch)
+}
+
+/// The commit `cargo package` recorded: `"sha1": "<40 hex digits>"` in
+/// `.cargo_vcs_info.json` (read by hand: a build script without
+/// dependencies).
+fn packaged_commit(manifest_dir: &Path) -> Option<String> {
+    let info = manifest_dir.join(".cargo_vcs_info.json");
+    println!("cargo:rerun-if-changed={}", info.display());
+    let text = std::fs::read_to_string(info).ok()?;
+    let rest = text.split("\"sha1\"").nth(1)?;
+    let sha: String = rest
+        .trim_start_matches([' ', ':', '"'])
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    (sha.len() == 40).then(|| sha[..12].to_string())
 }
 
 fn main() {
