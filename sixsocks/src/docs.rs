@@ -46,6 +46,15 @@ pub fn completions(mut cmd: Command, shell: Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut cmd, name, out);
 }
 
+/// The DESCRIPTION of sixsocks(1) (`--help` stays short).
+const DESCRIPTION: &str = "sixsocks is a SOCKS proxy server and client. One port speaks \
+SOCKS4, SOCKS4a and SOCKS5 (CONNECT, BIND, UDP ASSOCIATE, username/password \
+authentication), Tor's extensions (RESOLVE, RESOLVE_PTR, extended error codes, \
+stream isolation by credentials) and SOCKS 6. With no subcommand it runs `serve`: \
+with no configuration file, on 127.0.0.1:1080 without authentication.\n\n\
+The client commands `connect` and `resolve` go through any SOCKS proxy; `check` \
+explains a configuration file (see sixsocks.toml(5)); `passwd` manages a users file.";
+
 /// Write one page per visible command into `dir`; returns the files written.
 pub fn manpages(cmd: Command, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
@@ -53,6 +62,7 @@ pub fn manpages(cmd: Command, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     // belongs to the binary, not to its documentation.
     let mut cmd = cmd
         .version(env!("CARGO_PKG_VERSION"))
+        .long_about(DESCRIPTION)
         .disable_help_subcommand(true);
     cmd.build();
     let mut pages = Vec::new();
