@@ -1,21 +1,29 @@
 //! The `sixsocks` command: a SOCKS4/4a/5/6 proxy server (`serve`) and its
-//! tools (`check`, `passwd`, `connect`, `resolve`).
+//! tools (`check`, `passwd`, `connect`, `resolve`, `completions`).
 
 #![forbid(unsafe_code)]
 
 mod check;
 mod connect;
+mod docs;
 mod logging;
 mod passwd;
 mod privileges;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use sixsocks_server::config::LogFormat;
 
 /// sixsocks: a SOCKS4, SOCKS4a, SOCKS5 (with Tor's extensions) and SOCKS 6 proxy and client.
 #[derive(Parser, Debug)]
-#[command(name = "sixsocks", version, about, long_about = None)]
+// `--version`: the version, the git commit and the optional features
+// built in (see build.rs).
+#[command(
+    name = "sixsocks",
+    version = env!("SIXSOCKS_LONG_VERSION"),
+    about,
+    long_about = None
+)]
 struct Cli {
     /// More logging: -v for debug, -vv for trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -37,6 +45,11 @@ enum Cmd {
     Connect(connect::ConnectArgs),
     /// Resolve a name (or, with -x, an address) through a proxy (Tor's RESOLVE / RESOLVE_PTR).
     Resolve(connect::ResolveArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions(docs::CompletionsArgs),
+    /// Write the manual pages (sixsocks.1, sixsocks-COMMAND.1) into DIR.
+    #[command(hide = true)]
+    Manpages(docs::ManpagesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +75,15 @@ fn main() -> std::process::ExitCode {
             text_logs();
             connect::run_resolve(args)
         }
+        Some(Cmd::Completions(args)) => {
+            docs::completions(Cli::command(), args.shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Some(Cmd::Manpages(args)) => docs::manpages(Cli::command(), &args.dir)
+            .map(|_| ())
+            .map_err(|e| {
+                format!("cannot write manual pages to {}: {e}", args.dir.display()).into()
+            }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,8 +13,9 @@ use sixsocks_server::{Config, Server};
 /// (dashes become underscores); the command line wins over the file.
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (see sixsocks.example.toml). Without it, the
-    /// embedded defaults apply: 127.0.0.1:1080, no authentication.
+    /// TOML configuration file (see sixsocks.toml(5) and
+    /// sixsocks.example.toml). Without it, the embedded defaults apply:
+    /// 127.0.0.1:1080, no authentication.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
