@@ -12,9 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use sixsocks_proto::client::{ClientHandshake, ClientReply, ClientRequest};
 use sixsocks_proto::testing::{drive_chunks, AtEnd, End, Trace};
 use sixsocks_proto::v5::Greeting;
-use sixsocks_proto::{
-    Command, NoEvent, Password, ReplyCode, TargetAddr, V4Code, V5Code, Version,
-};
+use sixsocks_proto::{Command, NoEvent, Password, ReplyCode, TargetAddr, V4Code, V5Code, Version};
 
 #[derive(Debug, Arbitrary)]
 enum Host {
