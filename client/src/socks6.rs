@@ -92,7 +92,7 @@ use crate::proxy::Proxy;
 pub use crate::socks6_info::{ClientTfo, Socks6Info};
 use crate::stream::SocksStream;
 use crate::target::IntoTargetAddr;
-use crate::to_proxy::{check_credentials, connect_to_proxy, deadline, proxy_addrs, read_into};
+use crate::to_proxy::{check_credentials, connect_to_proxy, deadline, first_reachable, read_into};
 use sixsocks_sys as sys;
 
 /// What a SOCKS 6 request asks for besides its command and target: stack
@@ -580,26 +580,11 @@ fn is_connect_error(e: &io::Error) -> bool {
 /// Open a connection to the proxy with `TCP_FASTOPEN_CONNECT`; the second
 /// value says whether the kernel took the option.
 async fn connect_tfo(proxy: &Proxy) -> Result<(TcpStream, bool), ClientError> {
-    let fail = |source: io::Error| ClientError::ProxyConnect {
-        proxy: proxy.addr_string(),
-        source,
-    };
-    deadline(proxy, Stage::ProxyConnect, async {
-        let addrs = proxy_addrs(proxy).await?;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
-        for addr in addrs {
-            let attempt = async {
-                let (socket, on) = tfo_socket(addr)?;
-                let s = socket.connect(addr).await?;
-                s.set_nodelay(true)?;
-                Ok::<_, io::Error>((s, on))
-            };
-            match attempt.await {
-                Ok(done) => return Ok(done),
-                Err(e) => last = e,
-            }
-        }
-        Err(fail(last))
+    first_reachable(proxy, |addr| async move {
+        let (socket, on) = tfo_socket(addr)?;
+        let s = socket.connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok((s, on))
     })
     .await
 }

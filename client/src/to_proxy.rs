@@ -31,23 +31,38 @@ pub(crate) async fn deadline<T>(
 /// each address in turn), with `TCP_NODELAY` set. Bounded by the proxy's
 /// timeout.
 pub async fn connect_to_proxy(proxy: &Proxy) -> Result<TcpStream, ClientError> {
-    let fail = |source: io::Error| ClientError::ProxyConnect {
-        proxy: proxy.addr_string(),
-        source,
-    };
+    first_reachable(proxy, |addr| async move {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })
+    .await
+}
+
+/// Run `attempt` on each of the proxy's addresses in turn until one
+/// succeeds, under the proxy's connect deadline; the last error if none
+/// does.
+pub(crate) async fn first_reachable<T, F, Fut>(
+    proxy: &Proxy,
+    mut attempt: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
     deadline(proxy, Stage::ProxyConnect, async {
         let addrs = proxy_addrs(proxy).await?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
         for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    s.set_nodelay(true).map_err(fail)?;
-                    return Ok(s);
-                }
+            match attempt(addr).await {
+                Ok(done) => return Ok(done),
                 Err(e) => last = e,
             }
         }
-        Err(fail(last))
+        Err(ClientError::ProxyConnect {
+            proxy: proxy.addr_string(),
+            source: last,
+        })
     })
     .await
 }
