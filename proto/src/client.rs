@@ -120,17 +120,8 @@ impl ClientHandshake {
 
     /// Advance. See the module documentation.
     pub fn step(&mut self) -> Step {
-        match self.step_inner() {
-            Ok(Instruction::Failed { reply, error }) => {
-                self.state = State::Failed(error.clone());
-                Instruction::Failed { reply, error }
-            }
-            Ok(s) => s,
-            Err(e) => {
-                self.state = State::Failed(e.clone());
-                Instruction::failed(e)
-            }
-        }
+        let stepped = self.step_inner();
+        crate::input::sticky(stepped, |e| self.state = State::Failed(e))
     }
 
     fn step_inner(&mut self) -> Result<Step, ProtoError> {

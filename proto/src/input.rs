@@ -147,6 +147,26 @@ impl Input {
     }
 }
 
+/// A client machine's step made sticky: a failure, returned as `Failed` or
+/// raised as an error, is handed to `stop` (which records it in the
+/// machine's state) and comes out as `Failed`.
+pub(crate) fn sticky<T, E>(
+    stepped: Result<Instruction<T, E>, ProtoError>,
+    stop: impl FnOnce(ProtoError),
+) -> Instruction<T, E> {
+    match stepped {
+        Ok(Instruction::Failed { reply, error }) => {
+            stop(error.clone());
+            Instruction::Failed { reply, error }
+        }
+        Ok(step) => step,
+        Err(error) => {
+            stop(error.clone());
+            Instruction::failed(error)
+        }
+    }
+}
+
 /// A machine with no events of its own (`Instruction::Event` never happens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoEvent {}

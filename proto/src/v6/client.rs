@@ -258,17 +258,8 @@ impl Socks6Client {
 
     /// Advance. See the module documentation.
     pub fn step(&mut self) -> Step {
-        match self.step_inner() {
-            Ok(Instruction::Failed { reply, error }) => {
-                self.state = State::Failed(error.clone());
-                Instruction::Failed { reply, error }
-            }
-            Ok(step) => step,
-            Err(error) => {
-                self.state = State::Failed(error.clone());
-                Instruction::failed(error)
-            }
-        }
+        let stepped = self.step_inner();
+        crate::input::sticky(stepped, |e| self.state = State::Failed(e))
     }
 
     /// What to answer when the parser wants `needed` more bytes: at EOF
