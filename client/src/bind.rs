@@ -37,7 +37,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use sixsocks_proto::v6::client::{Final, Socks6Client};
-use sixsocks_proto::v6::{Leg, Profile, StackRequests};
+use sixsocks_proto::v6::{Leg, StackRequests};
 
 use crate::connect::{connect_to_proxy, handshake, prepare_target};
 use crate::error::ClientError;
@@ -228,7 +228,7 @@ async fn bind_v6(
         .to_options(Leg::PROXY_REMOTE),
         None => Vec::new(),
     };
-    crate::socks6::open(proxy, Command::BIND, target, extra, Profile::DEFAULT).await
+    crate::socks6::open(proxy, Command::BIND, target, extra, proxy.socks6_profile).await
 }
 
 impl Opened {

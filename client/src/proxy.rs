@@ -5,20 +5,27 @@
 //! socks4a://host[:port]    SOCKS4a: names go to the proxy
 //! socks5://host[:port]     SOCKS5: the client resolves names itself, sends the address
 //! socks5h://host[:port]    SOCKS5: names go to the proxy ("h" for "hostname")
-//! socks6://host[:port]     SOCKS 6 (draft -05): names go to the proxy
+//! socks6://host[:port]     SOCKS 6: names go to the proxy; draft -11 unless
+//!                          `?profile=draft-05`, `draft-11` or `ref-207` says otherwise
 //! ```
 //!
 //! An optional `user[:password]@` comes before the host, percent-encoded
 //! (`%40` for `@`, `%3A` for `:`, `%25` for `%`). An IPv6 proxy address goes
 //! in brackets: `socks5://[::1]:1080`. Without a port, 1080 is used. A
-//! trailing `/` is accepted; any other path, query or fragment is an error.
+//! trailing `/` is accepted; any other path, query or fragment is an error,
+//! but for SOCKS 6's `?profile=`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sixsocks_proto::v6::Profile;
 use sixsocks_proto::{Host, Password, Version};
+
+/// The SOCKS 6 profile a `socks6://` URL speaks unless it says otherwise:
+/// draft -11, the latest revision (the reference dialect is `ref-207`).
+pub const DEFAULT_SOCKS6_PROFILE: Profile = Profile::Draft11;
 
 /// The port used when a proxy URL names none.
 pub const DEFAULT_PORT: u16 = 1080;
@@ -138,6 +145,8 @@ pub enum UrlError {
     NulInUserId,
     #[error("unexpected path, query or fragment {0:?} in proxy URL")]
     UnexpectedPath(String),
+    #[error("unknown SOCKS 6 profile {0:?} (expected draft-05, draft-11 or ref-207)")]
+    UnknownProfile(String),
 }
 
 /// A SOCKS proxy to connect through, with credentials and timeouts.
@@ -158,6 +167,9 @@ pub struct Proxy {
     /// Deadline of each stage: connecting to the proxy (including resolving
     /// its name), resolving a target name locally, and the whole handshake.
     pub timeout: Duration,
+    /// SOCKS 6 only: the wire profile ([`DEFAULT_SOCKS6_PROFILE`] unless the
+    /// URL's `?profile=` chose another).
+    pub socks6_profile: Profile,
 }
 
 impl Proxy {
@@ -170,7 +182,14 @@ impl Proxy {
             username: None,
             password: None,
             timeout: DEFAULT_TIMEOUT,
+            socks6_profile: DEFAULT_SOCKS6_PROFILE,
         }
+    }
+
+    /// Set the SOCKS 6 wire profile.
+    pub fn with_socks6_profile(mut self, profile: Profile) -> Self {
+        self.socks6_profile = profile;
+        self
     }
 
     /// Parse a proxy URL (see the module documentation).
@@ -221,7 +240,11 @@ impl fmt::Display for Proxy {
             }
             f.write_str("@")?;
         }
-        write!(f, "{}:{}", self.host, self.port)
+        write!(f, "{}:{}", self.host, self.port)?;
+        if self.scheme.is_socks6() && self.socks6_profile != DEFAULT_SOCKS6_PROFILE {
+            write!(f, "?profile={}", self.socks6_profile.setting_name())?;
+        }
+        Ok(())
     }
 }
 
@@ -232,6 +255,18 @@ fn parse_url(url: &str) -> Result<Proxy, UrlError> {
     // The authority ends at the first '/', '?' or '#'; only a lone '/' may follow.
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    let mut socks6_profile = DEFAULT_SOCKS6_PROFILE;
+    let tail = match tail.split_once('?') {
+        Some((path, query)) if scheme.is_socks6() && (path.is_empty() || path == "/") => {
+            let Some(name) = query.strip_prefix("profile=") else {
+                return Err(UrlError::UnexpectedPath(tail.to_string()));
+            };
+            socks6_profile = Profile::from_setting_name(name)
+                .ok_or_else(|| UrlError::UnknownProfile(name.to_string()))?;
+            path
+        }
+        _ => tail,
+    };
     if !tail.is_empty() && tail != "/" {
         return Err(UrlError::UnexpectedPath(tail.to_string()));
     }
@@ -278,6 +313,7 @@ fn parse_url(url: &str) -> Result<Proxy, UrlError> {
         username,
         password,
         timeout: DEFAULT_TIMEOUT,
+        socks6_profile,
     })
 }
 

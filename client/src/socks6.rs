@@ -81,7 +81,7 @@ use sixsocks_proto::v6::idempotence::{PreparedTokens, TokenWallet};
 pub use sixsocks_proto::v6::Profile;
 use sixsocks_proto::v6::{
     AssociationId, AuthOutcome, AuthReply, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
-    OperationReply, Options, Socks6Limits, Socks6Option, StackRequests,
+    OperationReply, Options, SessionOption, Socks6Limits, Socks6Option, StackRequests,
 };
 use sixsocks_proto::{Command, Instruction, PeerError, ProtoError, TargetAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -103,7 +103,8 @@ use sixsocks_sys as sys;
 /// [`with_profile`](Self::with_profile) for the wire profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Socks6Options {
-    profile: Profile,
+    /// `None`: the proxy's ([`Proxy::socks6_profile`], from its URL).
+    profile: Option<Profile>,
     tos: Option<u8>,
     remote_tfo: Option<u16>,
     mptcp: bool,
@@ -117,7 +118,7 @@ pub struct Socks6Options {
 impl Default for Socks6Options {
     fn default() -> Self {
         Socks6Options {
-            profile: Profile::DEFAULT,
+            profile: None,
             tos: None,
             remote_tfo: None,
             mptcp: false,
@@ -132,20 +133,27 @@ impl Default for Socks6Options {
 
 impl Socks6Options {
     /// No stack options, credentials sent 0-RTT, no TCP Fast Open, the
-    /// default profile ([`Profile::DEFAULT`], draft -05).
+    /// proxy's profile ([`Proxy::socks6_profile`]: draft -11 unless its URL
+    /// says `?profile=`).
     pub fn new() -> Self {
         Socks6Options::default()
     }
 
-    /// Speak this SOCKS 6 wire profile (revision or dialect) to the proxy.
+    /// Speak this SOCKS 6 wire profile (revision or dialect) to the proxy,
+    /// whatever its URL says.
     pub fn with_profile(mut self, profile: Profile) -> Self {
-        self.profile = profile;
+        self.profile = Some(profile);
         self
     }
 
-    /// The wire profile requests with these options speak.
-    pub fn profile(&self) -> Profile {
+    /// The wire profile set with [`with_profile`](Self::with_profile).
+    pub fn profile(&self) -> Option<Profile> {
         self.profile
+    }
+
+    /// The wire profile requests to `proxy` with these options speak.
+    pub fn profile_for(&self, proxy: &Proxy) -> Profile {
+        self.profile.unwrap_or(proxy.socks6_profile)
     }
 
     /// Ask the proxy to set this IP TOS (IPv6 traffic class) on its
@@ -211,9 +219,9 @@ impl Socks6Options {
         let wanted = StackRequests {
             tos: self.tos,
             tfo: self.remote_tfo,
-            mptcp: self.mptcp,
+            mptcp: self.mptcp.then_some(true),
             mptcp_scheduler: self.mptcp_scheduler,
-            listen_backlog: None,
+            ..StackRequests::default()
         };
         let mut out = wanted.to_options(Leg::PROXY_REMOTE);
         out.extend(self.extra.iter().cloned());
@@ -232,6 +240,25 @@ pub struct Socks6Session {
     proxy: Proxy,
     options: Socks6Options,
     wallet: Option<Wallet>,
+    /// In profiles with sessions (-11, the reference dialect): the proxy's
+    /// session, once it gave one. `None` here: sessions off.
+    session: Option<SessionSlot>,
+}
+
+/// The id of the proxy-side session a [`Socks6Session`] belongs to, once
+/// the proxy granted one.
+#[derive(Debug, Default)]
+struct SessionSlot {
+    id: Mutex<Option<Vec<u8>>>,
+}
+
+impl SessionSlot {
+    fn get(&self) -> Option<Vec<u8>> {
+        self.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn set(&self, id: Option<Vec<u8>>) {
+        *self.id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    }
 }
 
 impl Socks6Session {
@@ -242,7 +269,24 @@ impl Socks6Session {
             proxy,
             options: Socks6Options::default(),
             wallet: None,
+            session: None,
         }
+    }
+
+    /// In profiles with sessions (-11 and the reference dialect), ask the
+    /// proxy for a session with the first request and name it in every
+    /// later one: those need no authentication, and tokens live in it. When
+    /// the proxy forgets it (it expired, or the proxy restarted), the
+    /// request that learns so is retried once in a new session. Tokens
+    /// ([`with_tokens`](Self::with_tokens)) turn sessions on by themselves.
+    pub fn with_sessions(mut self) -> Self {
+        self.session.get_or_insert_with(SessionSlot::default);
+        self
+    }
+
+    /// The proxy's id of this client's session, once it gave one.
+    pub fn session_id(&self) -> Option<Vec<u8>> {
+        self.session.as_ref().and_then(SessionSlot::get)
     }
 
     /// The options of every request.
@@ -259,7 +303,8 @@ impl Socks6Session {
             window_size,
             inner: Mutex::new(wallet),
         });
-        Ok(self)
+        // -11 keeps token windows in sessions.
+        Ok(self.with_sessions())
     }
 
     pub fn proxy(&self) -> &Proxy {
@@ -302,9 +347,47 @@ impl Socks6Session {
         Ok(info)
     }
 
-    /// One request, retried once when its token could not be spent because
-    /// the proxy lost or replaced our window (the request was then not
-    /// carried out, so trying again is safe).
+    /// End the proxy-side session (a NOOP with a session teardown); later
+    /// requests start a new one. Nothing to do without one.
+    pub async fn end_session(&self) -> Result<(), ClientError> {
+        let Some(id) = self.session_id() else {
+            return Ok(());
+        };
+        if let Some(slot) = &self.session {
+            slot.set(None);
+        }
+        if let Some(w) = &self.wallet {
+            w.reset();
+        }
+        let options = self
+            .options
+            .clone()
+            .option(SessionOption::Id(id))
+            .option(SessionOption::Teardown);
+        exchange(
+            &self.proxy,
+            Command::NOOP,
+            TargetAddr::unspecified(),
+            &[],
+            &options,
+            Keep::default(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn keep(&self) -> Keep<'_> {
+        Keep {
+            wallet: self.wallet.as_ref(),
+            session: self.session.as_ref(),
+        }
+    }
+
+    /// One request, retried once when it was refused before being carried
+    /// out, for a reason the retry mends: its token could not be spent
+    /// because the proxy lost or replaced our window (-05), or its session
+    /// or token was refused (-11: the proxy expired the session or
+    /// restarted; the retry starts a new session).
     async fn retrying(
         &self,
         command: Command,
@@ -317,26 +400,40 @@ impl Socks6Session {
             target.clone(),
             data,
             &self.options,
-            self.wallet.as_ref(),
+            self.keep(),
         )
         .await;
-        match first {
+        let again = match &first {
             Err(ClientError::Socks6Refused {
                 token: Some(ExpenditureCode::NO_WINDOW | ExpenditureCode::OUT_OF_WINDOW),
                 ..
-            }) if self.wallet.is_some() => {
-                exchange(
-                    &self.proxy,
-                    command,
-                    target.clone(),
-                    data,
-                    &self.options,
-                    self.wallet.as_ref(),
-                )
-                .await
+            }) => self.wallet.is_some(),
+            Err(ClientError::Protocol(ProtoError::Peer(
+                PeerError::SessionInvalid | PeerError::TokenRejected,
+            ))) => {
+                // The session (and the window in it) is gone: start over.
+                if let Some(slot) = &self.session {
+                    slot.set(None);
+                }
+                if let Some(w) = &self.wallet {
+                    w.reset();
+                }
+                true
             }
-            other => other,
+            _ => false,
+        };
+        if !again {
+            return first;
         }
+        exchange(
+            &self.proxy,
+            command,
+            target.clone(),
+            data,
+            &self.options,
+            self.keep(),
+        )
+        .await
     }
 }
 
@@ -349,7 +446,7 @@ pub async fn socks6_noop(proxy: &Proxy) -> Result<Socks6Info, ClientError> {
         TargetAddr::unspecified(),
         &[],
         &Socks6Options::default(),
-        None,
+        Keep::default(),
     )
     .await?;
     Ok(info)
@@ -365,8 +462,15 @@ pub async fn socks6_connect<T: IntoTargetAddr>(
     options: &Socks6Options,
 ) -> Result<SocksStream, ClientError> {
     let target = target.into_target_addr()?;
-    let (stream, leftover, info) =
-        exchange(proxy, Command::CONNECT, target, data, options, None).await?;
+    let (stream, leftover, info) = exchange(
+        proxy,
+        Command::CONNECT,
+        target,
+        data,
+        options,
+        Keep::default(),
+    )
+    .await?;
     Ok(SocksStream::new(stream, leftover, info.bound.clone()).with_socks6(info))
 }
 
@@ -380,11 +484,11 @@ pub async fn socks6_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     data: &[u8],
     options: &Socks6Options,
 ) -> Result<SocksStream<S>, ClientError> {
-    let start = Start::new(proxy, command, target, data, options, None)?;
+    let start = Start::new(proxy, command, target, data, options, Keep::default())?;
     let (leftover, info) = deadline(
         proxy,
         Stage::Handshake,
-        drive(&mut stream, start, None, ClientTfo::NotRequested),
+        drive(&mut stream, start, Keep::default(), ClientTfo::NotRequested),
     )
     .await?;
     Ok(SocksStream::new(stream, leftover, info.bound.clone()).with_socks6(info))
@@ -401,6 +505,14 @@ struct Wallet {
 impl Wallet {
     fn lock(&self) -> MutexGuard<'_, TokenWallet> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget the window (its session is gone); the next request asks for
+    /// a new one.
+    fn reset(&self) {
+        if let Ok(fresh) = TokenWallet::new(self.window_size) {
+            *self.lock() = fresh;
+        }
     }
 
     fn prepare(&self) -> PreparedTokens {
@@ -434,6 +546,13 @@ impl Wallet {
     }
 }
 
+/// What a [`Socks6Session`] keeps between requests, lent to one request.
+#[derive(Clone, Copy, Debug, Default)]
+struct Keep<'a> {
+    wallet: Option<&'a Wallet>,
+    session: Option<&'a SessionSlot>,
+}
+
 // ------------------------------------------------------------------ the exchange
 
 /// Everything the first flight needs, built before any IO.
@@ -454,14 +573,14 @@ impl Start {
         target: TargetAddr,
         data: &[u8],
         options: &Socks6Options,
-        wallet: Option<&Wallet>,
+        keep: Keep<'_>,
     ) -> Result<Start, ClientError> {
         if command != Command::CONNECT && command != Command::NOOP {
             return Err(ClientError::Unsupported(format!(
                 "{command} over SOCKS 6 is not supported by this client"
             )));
         }
-        Start::build(proxy, command, target, data, options, wallet)
+        Start::build(proxy, command, target, data, options, keep)
     }
 
     /// [`Start::new`] for any command (BIND and UDP ASSOCIATE too).
@@ -471,7 +590,7 @@ impl Start {
         target: TargetAddr,
         data: &[u8],
         options: &Socks6Options,
-        wallet: Option<&Wallet>,
+        keep: Keep<'_>,
     ) -> Result<Start, ClientError> {
         if command != Command::CONNECT && !data.is_empty() {
             return Err(ClientError::Unsupported(
@@ -479,19 +598,38 @@ impl Start {
             ));
         }
         check_credentials(proxy)?;
-        let profile = options.profile;
-        let split = data.len().min(profile.codec().layout().max_initial_data);
+        let profile = options.profile_for(proxy);
+        // The floor of every profile (-11 allows 2^14, but a proxy may
+        // cap it at -05's 2^13, as sixsocks does by default).
+        let split = data.len().min(sixsocks_proto::v6::MAX_INITIAL_DATA);
         let mut extra = options.request_options();
-        let prepared = wallet.map(Wallet::prepare);
+        if profile.has_sessions() {
+            if let Some(slot) = keep.session {
+                extra.push(match slot.get() {
+                    Some(id) => SessionOption::Id(id).into(),
+                    None => SessionOption::Request.into(),
+                });
+            }
+        }
+        let prepared = keep.wallet.map(Wallet::prepare);
         let token = prepared.as_ref().and_then(|p| p.token);
         if let Some(p) = prepared {
             extra.extend(p.options);
         }
+        // A request in a known session needs no credentials (the proxy
+        // ignores them there); a new session authenticates with them.
+        let in_session =
+            profile.has_sessions() && keep.session.is_some_and(|slot| slot.get().is_some());
+        let (username, password) = if in_session {
+            (None, None)
+        } else {
+            (proxy.username.clone(), proxy.password.clone())
+        };
         let req = ClientRequest {
             command,
             target: target.clone(),
-            username: proxy.username.clone(),
-            password: proxy.password.clone(),
+            username,
+            password,
             zero_rtt_auth: options.zero_rtt_auth,
             initial_data: data[..split].to_vec(),
             options: extra,
@@ -521,9 +659,9 @@ async fn exchange(
     target: TargetAddr,
     data: &[u8],
     options: &Socks6Options,
-    wallet: Option<&Wallet>,
+    keep: Keep<'_>,
 ) -> Result<(TcpStream, Vec<u8>, Socks6Info), ClientError> {
-    let start = Start::new(proxy, command, target, data, options, wallet)?;
+    let start = Start::new(proxy, command, target, data, options, keep)?;
     let allowed = start.machine.tfo_allowed(options.replay_tolerant);
     let (mut stream, tfo) = match (options.client_tfo, allowed) {
         (false, _) => (connect_to_proxy(proxy).await?, ClientTfo::NotRequested),
@@ -542,7 +680,7 @@ async fn exchange(
     let result = deadline(
         proxy,
         Stage::Handshake,
-        drive(&mut stream, start, wallet, tfo),
+        drive(&mut stream, start, keep, tfo),
     )
     .await;
     let (leftover, mut info) = match result {
@@ -604,7 +742,7 @@ fn tfo_socket(addr: SocketAddr) -> io::Result<(TcpSocket, bool)> {
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     start: Start,
-    wallet: Option<&Wallet>,
+    keep: Keep<'_>,
     client_tfo: ClientTfo,
 ) -> Result<(Vec<u8>, Socks6Info), ClientError> {
     let Start {
@@ -638,7 +776,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Instruction::Event(Event::Authenticated(reply)) => {
-                if let Some(w) = wallet {
+                if let (Some(slot), Some(id)) = (keep.session, reply.options.session_id()) {
+                    slot.set(Some(id.to_vec()));
+                }
+                if let Some(w) = keep.wallet {
                     w.learn(&reply.options);
                 }
                 auth = Some(reply);
@@ -778,7 +919,7 @@ pub(crate) async fn open(
     for o in extra {
         options = options.option(o);
     }
-    let start = Start::build(proxy, command, target, &[], &options, None)?;
+    let start = Start::build(proxy, command, target, &[], &options, Keep::default())?;
     let mut stream = connect_to_proxy(proxy).await?;
     let (machine, reply, at) =
         deadline(proxy, Stage::Handshake, drive_open(&mut stream, start)).await?;
@@ -948,7 +1089,7 @@ mod tests {
             TargetAddr::domain("example.com", 80),
             &data,
             &Socks6Options::new(),
-            None,
+            Keep::default(),
         )
         .unwrap();
         assert_eq!(s.initial, MAX_INITIAL_DATA);
@@ -964,7 +1105,7 @@ mod tests {
             TargetAddr::unspecified(),
             &[],
             &Socks6Options::new(),
-            None
+            Keep::default()
         )
         .is_err());
     }
@@ -976,7 +1117,11 @@ mod tests {
             sixsocks_proto::Host::Ip([127, 0, 0, 1].into()),
             1080,
         );
-        assert_eq!(Socks6Options::new().profile(), Profile::DEFAULT);
+        assert_eq!(Socks6Options::new().profile(), None);
+        assert_eq!(
+            Socks6Options::new().profile_for(&proxy),
+            crate::proxy::DEFAULT_SOCKS6_PROFILE
+        );
         let options = Socks6Options::new().with_profile(Profile::Draft05);
         let start = Start::new(
             &proxy,
@@ -984,7 +1129,7 @@ mod tests {
             TargetAddr::unspecified(),
             &[],
             &options,
-            None,
+            Keep::default(),
         )
         .unwrap();
         assert_eq!(start.machine.profile(), Profile::Draft05);

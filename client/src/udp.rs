@@ -33,7 +33,7 @@
 //! every datagram carries the profile's datagram header (-05: `06 00 ID(4)
 //! PORT ATYP ADDR`), written and read by the association's profile's codec
 //! ([`SocksDatagram::profile`]; [`SocksDatagram::associate_socks6`] chooses
-//! it, `associate` speaks [`Profile::DEFAULT`]). `associate` sends
+//! it, `associate` speaks the proxy's, [`Proxy::socks6_profile`]). `associate` sends
 //! the empty datagram to `0.0.0.0:0` that asks for the association
 //! confirmation, again every 500 ms (five times at most, within the proxy's
 //! timeout), until the proxy's `00` arrives on TCP. On receipt datagrams
@@ -129,7 +129,7 @@ impl SocksDatagram {
         local_bind: Option<SocketAddr>,
     ) -> Result<SocksDatagram, ClientError> {
         if proxy.scheme.is_socks6() {
-            return associate_v6(proxy, local_bind, Profile::DEFAULT).await;
+            return associate_v6(proxy, local_bind, proxy.socks6_profile).await;
         }
         if !proxy.scheme.is_v5() {
             return Err(ClientError::Unsupported(format!(
@@ -523,11 +523,11 @@ async fn associate_v6(
 /// A SOCKS 6 datagram from the relay: its source and payload, or `None`
 /// when its header does not parse or names another association.
 fn strip_v6(assoc: V6Association, dgram: &[u8]) -> Option<(TargetAddr, &[u8])> {
-    let (header, offset) = assoc.codec().parse_datagram_header(dgram).ok()?;
+    let (header, payload) = assoc.codec().parse_datagram(dgram).ok()?;
     if header.association != assoc.id {
         return None;
     }
-    Some((header.target, dgram.get(offset..)?))
+    Some((header.target, dgram.get(payload)?))
 }
 
 fn aborted() -> io::Error {

@@ -35,9 +35,12 @@ use inproc::{bounded, Users, DEADLINE};
 
 // ------------------------------------------------------------------ helpers
 
+/// A `socks6://` proxy speaking draft -05 (`?profile=draft-05`): these
+/// tests are -05's (tokens per user, its mismatch reply); `socks6_11.rs`
+/// has -11's and the reference dialect's.
 fn proxy(addr: SocketAddr, creds: Option<(&str, &str)>) -> Proxy {
     let auth = creds.map_or(String::new(), |(u, p)| format!("{u}:{p}@"));
-    format!("socks6://{auth}{addr}")
+    format!("socks6://{auth}{addr}?profile=draft-05")
         .parse::<Proxy>()
         .expect("proxy URL")
         .with_timeout(DEADLINE)
@@ -338,7 +341,11 @@ async fn stack_options_are_requested_and_the_applied_ones_reported() {
     let applied = info.applied();
     eprintln!("asked TOS 0x28 + MPTCP (round-robin); the proxy applied {applied:?}");
     assert_eq!(applied.tos, Some(0x28), "IP_TOS on the proxy–remote leg");
-    assert_eq!(applied.mptcp, mptcp_here, "MPTCP iff this kernel has it");
+    assert_eq!(
+        applied.mptcp == Some(true),
+        mptcp_here,
+        "MPTCP iff this kernel has it"
+    );
     if mptcp_here {
         assert_eq!(
             applied.mptcp_scheduler,
@@ -742,7 +749,7 @@ async fn zero_rtt_connect_is_one_write_with_credentials_and_initial_data() {
     let mut script = replies(Method::USERPASS);
     script.extend_from_slice(b"target says hi");
     rec.replies.lock().unwrap().extend(script);
-    let p = Proxy::parse("socks6://alice:s3cret@127.0.0.1:1080").unwrap();
+    let p = Proxy::parse("socks6://alice:s3cret@127.0.0.1:1080?profile=draft-05").unwrap();
     let data = b"GET / HTTP/1.0\r\n\r\n";
     let mut s = bounded(socks6_handshake(
         rec.clone(),
@@ -822,9 +829,9 @@ async fn noop_and_data_less_connect_are_one_write_too() {
         };
         rec.replies.lock().unwrap().extend(replies(method));
         let url = if creds {
-            "socks6://u:p@127.0.0.1:1080"
+            "socks6://u:p@127.0.0.1:1080?profile=draft-05"
         } else {
-            "socks6://127.0.0.1:1080"
+            "socks6://127.0.0.1:1080?profile=draft-05"
         };
         let p = Proxy::parse(url).unwrap();
         bounded(socks6_handshake(
@@ -869,13 +876,21 @@ async fn the_profile_is_chosen_and_reported() {
     // The default profile, and the one asked for, each come back in the
     // stream's Socks6Info, a NOOP's and a session's.
     for (options, want) in [
-        (Socks6Options::new(), Profile::DEFAULT),
+        (Socks6Options::new(), Profile::Draft05),
+        (
+            Socks6Options::new().with_profile(Profile::Draft11),
+            Profile::Draft11,
+        ),
         (
             Socks6Options::new().with_profile(Profile::Draft05),
             Profile::Draft05,
         ),
+        (
+            Socks6Options::new().with_profile(Profile::Ref207),
+            Profile::Ref207,
+        ),
     ] {
-        assert_eq!(options.profile(), want);
+        assert_eq!(options.profile_for(&p), want);
         let mut s = bounded(socks6_connect(&p, target.addr, b"hi", &options))
             .await
             .unwrap();

@@ -339,11 +339,25 @@ async fn start_server(users: Option<&Users>, f: impl FnOnce(&mut Config)) -> Soc
 async fn socks6_udp_profile_travels_with_the_association() {
     let server = start_server(None, |_| {}).await;
     let echo = udp_echo(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
-    // socks6://: the default profile.
+    // socks6://: the URL's profile (-11 by default), datagrams in -11's
+    // message framing.
     let udp = bounded(SocksDatagram::associate(&proxy(server, None), None))
         .await
         .unwrap();
-    assert_eq!(udp.profile(), Some(Profile::DEFAULT));
+    assert_eq!(udp.profile(), Some(Profile::Draft11));
+    bounded(udp.send_to(b"in -11", echo)).await.unwrap();
+    assert_eq!(recv(&udp).await.0, b"in -11");
+    // The reference dialect's (pre -09) framing.
+    let udp = bounded(SocksDatagram::associate_socks6(
+        &proxy(server, None),
+        None,
+        Profile::Ref207,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(udp.profile(), Some(Profile::Ref207));
+    bounded(udp.send_to(b"in ref-207", echo)).await.unwrap();
+    assert_eq!(recv(&udp).await.0, b"in ref-207");
     // Chosen, whatever the URL's scheme (the server speaks both on one port).
     let p: Proxy = format!("socks5h://{server}").parse().unwrap();
     let p = p.with_timeout(DEADLINE);

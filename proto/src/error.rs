@@ -67,6 +67,10 @@ pub enum PeerError {
     VersionMismatch,
     #[error("malformed SOCKS 6 option: {0}")]
     BadOption(&'static str),
+    /// -11 framing: a length that is not a multiple of 4, padding that is
+    /// not zero, a field that runs past its message.
+    #[error("malformed SOCKS 6 framing: {0}")]
+    BadFraming(&'static str),
     #[error("more than {0} SOCKS 6 options")]
     TooManyOptions(usize),
     #[error("SOCKS 6 options exceed the {0}-byte cap")]
@@ -78,6 +82,14 @@ pub enum PeerError {
     BadAuthReplyType(u8),
     #[error("unexpected SOCKS 6 message: {0}")]
     Unexpected(&'static str),
+    /// SOCKS 6 (-11): the proxy does not know the session the request
+    /// named (it expired, or the proxy restarted); nothing was carried out.
+    #[error("the proxy does not know the SOCKS 6 session (it expired or the proxy restarted)")]
+    SessionInvalid,
+    /// SOCKS 6 (-11): the proxy refused the idempotence token the request
+    /// spent, and failed its authentication; nothing was carried out.
+    #[error("the proxy refused the SOCKS 6 idempotence token")]
+    TokenRejected,
     #[error("connection closed in the middle of a message")]
     UnexpectedEof,
 }
@@ -128,6 +140,10 @@ pub enum EncodeError {
     /// `C0`–`FF`).
     #[error("malformed SOCKS 6 option: {0}")]
     BadOption(&'static str),
+    /// -11 framing: a length that is not a multiple of 4, padding that is
+    /// not zero, a field that runs past its message.
+    #[error("malformed SOCKS 6 framing: {0}")]
+    BadFraming(&'static str),
     /// A token window size outside `1..2^31` (or above the window cap).
     #[error("token window size {0} is not in 1..2^31")]
     BadTokenWindow(u32),

@@ -559,9 +559,9 @@ fn udp_association_messages() {
         check_prefixes(&[0xDE, 0xAD, 0xBE, 0xEF], |b| C.parse_association_id(b)),
         AssociationId(0xDEADBEEF)
     );
-    assert_eq!(C.encode_confirmation(), [0]);
-    check_prefixes(&[0], |b| C.parse_confirmation(b));
-    assert!(C.parse_confirmation(&[1]).is_err());
+    assert_eq!(C.encode_confirmation(AssociationId(1)).unwrap(), [0]);
+    check_prefixes(&[0], |b| C.parse_confirmation(b, AssociationId(1)));
+    assert!(C.parse_confirmation(&[1], AssociationId(1)).is_err());
 }
 
 #[test]
@@ -575,19 +575,26 @@ fn datagram_header_golden_bytes_and_errors() {
     want.extend_from_slice(b"dns.example");
     want.extend_from_slice(b"payload");
     assert_eq!(d, want);
-    let (back, off) = C.parse_datagram_header(&d).unwrap();
+    let (back, off) = C.parse_datagram(&d).map(|(h, r)| (h, r.start)).unwrap();
     assert_eq!(back, h);
     assert_eq!(&d[off..], b"payload");
     // Every truncation of the header is an error, never a panic.
     for k in 0..off {
-        assert!(C.parse_datagram_header(&d[..k]).is_err(), "prefix {k}");
+        assert!(
+            C.parse_datagram(&d[..k])
+                .map(|(h, r)| (h, r.start))
+                .is_err(),
+            "prefix {k}"
+        );
     }
     assert_eq!(
-        C.parse_datagram_header(&[6, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+        C.parse_datagram(&[6, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+            .map(|(h, r)| (h, r.start)),
         Err(PeerError::VersionMismatch)
     );
     assert_eq!(
-        C.parse_datagram_header(&[5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+        C.parse_datagram(&[5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+            .map(|(h, r)| (h, r.start)),
         Err(PeerError::UnknownVersion(5))
     );
     // The confirmation request: an empty datagram to 0.0.0.0:0 or [::]:0.

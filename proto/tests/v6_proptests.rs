@@ -212,11 +212,11 @@ proptest! {
     fn datagram_round_trips(id in any::<u32>(), t in target(), payload in bytes(64)) {
         let h = DatagramHeader { association: AssociationId(id as u64), target: t };
         let d = C.datagram(&h, &payload).unwrap();
-        let (back, off) = C.parse_datagram_header(&d).unwrap();
+        let (back, off) = C.parse_datagram(&d).map(|(h, r)| (h, r.start)).unwrap();
         prop_assert_eq!(back, h);
         prop_assert_eq!(&d[off..], &payload[..]);
         for k in 0..off {
-            prop_assert!(C.parse_datagram_header(&d[..k]).is_err());
+            prop_assert!(C.parse_datagram(&d[..k]).map(|(h, r)| (h, r.start)).is_err());
         }
     }
 
@@ -249,7 +249,7 @@ proptest! {
             Ok(Parsed::Incomplete { needed }) => prop_assert!(needed >= 1),
             Err(_) => {}
         }
-        if let Ok((h, off)) = C.parse_datagram_header(&input) {
+        if let Ok((h, off)) = C.parse_datagram(&input).map(|(h, r)| (h, r.start)) {
             let mut out = Vec::new();
             C.encode_datagram_header(&h, &mut out).unwrap();
             prop_assert_eq!(&out[..], &input[..off]);

@@ -109,24 +109,15 @@ fn first_byte_06_is_socks6_only_when_enabled() {
     );
 }
 
-/// `CF` (the SOCKS 6 reference dialect, not spoken yet) gets the -05
-/// version mismatch reply `06 00`, as -05 asks for any request whose
-/// version is not 6.0 (it was closed silently); without SOCKS 6 it stays
-/// an unknown version.
+/// `CF` is the SOCKS 6 reference dialect (`ref-207`) whatever the
+/// listener's setting; without SOCKS 6 it stays an unknown version.
 #[test]
-fn first_byte_cf_gets_the_version_mismatch_reply() {
+fn first_byte_cf_is_the_reference_dialect() {
     let mut hs = server(&config(false));
+    assert!(matches!(feed(&mut hs, &[0xCF]), Instruction::NeedMore(_)));
     assert_eq!(
-        feed(&mut hs, &[0xCF, 0, 1]),
-        Instruction::Failed {
-            reply: vec![0x06, 0x00],
-            error: PeerError::VersionMismatch.into()
-        }
-    );
-    // Sticky: nothing more comes out, and the cause stays.
-    assert_eq!(
-        feed(&mut hs, &[0xCF]),
-        Instruction::failed(PeerError::VersionMismatch)
+        hs.socks6_profile(),
+        Some(sixsocks_proto::v6::Profile::Ref207)
     );
     let mut hs = ServerHandshake::new(HandshakeConfig::default());
     assert_eq!(

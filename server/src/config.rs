@@ -13,6 +13,47 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::relay::RelayMode;
+
+/// How a listener reads a SOCKS 6 request that begins with `06`
+/// (`socks6_profile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Socks6Profile {
+    /// Draft -05 or -11, told apart by the header
+    /// (`sixsocks_proto::v6::sniff_version_6`).
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "draft-05")]
+    Draft05,
+    #[serde(rename = "draft-11")]
+    Draft11,
+}
+
+impl Socks6Profile {
+    /// The protocol machine's setting.
+    pub fn setting(self) -> sixsocks_proto::v6::ProfileSetting {
+        use sixsocks_proto::v6::{Profile, ProfileSetting};
+        match self {
+            Socks6Profile::Auto => ProfileSetting::Auto,
+            Socks6Profile::Draft05 => ProfileSetting::Only(Profile::Draft05),
+            Socks6Profile::Draft11 => ProfileSetting::Only(Profile::Draft11),
+        }
+    }
+}
+
+impl std::str::FromStr for Socks6Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Socks6Profile::Auto),
+            "draft-05" => Ok(Socks6Profile::Draft05),
+            "draft-11" => Ok(Socks6Profile::Draft11),
+            other => Err(format!(
+                "unknown SOCKS 6 profile {other:?} (auto, draft-05 or draft-11)"
+            )),
+        }
+    }
+}
 pub use crate::upstream::UpstreamConfig;
 
 /// The whole server configuration.
@@ -110,6 +151,22 @@ pub struct Config {
     /// Largest SOCKS 6 idempotence token window granted; 0 grants none
     /// (token requests are then ignored, as the draft allows).
     pub socks6_max_token_window: u32,
+    /// How a SOCKS 6 request that begins with `06` is read: `auto` (draft
+    /// -05 or -11 by its header), `draft-05` or `draft-11`. A first byte
+    /// `CF` is always the reference dialect. Default `auto`.
+    pub socks6_profile: Socks6Profile,
+    /// `socks6_profile` for single listeners: `[socks6_profile_for]` with
+    /// `"ADDR:PORT" = "draft-11"`; each address must be in `listen`. No
+    /// command-line twin: it is a table.
+    pub socks6_profile_for: BTreeMap<String, Socks6Profile>,
+    /// SOCKS 6 sessions (-11 and the reference dialect) live this many
+    /// seconds without a request, then end. Default 600.
+    pub socks6_session_idle_timeout: u64,
+    /// Most SOCKS 6 sessions alive; beyond it session requests are ignored
+    /// (as the draft allows). 0: no sessions. Default 16384.
+    pub socks6_max_sessions: usize,
+    /// Most SOCKS 6 sessions one client address may hold. Default 64.
+    pub socks6_max_sessions_per_address: usize,
     /// Access rules, in order; first match wins (see [`crate::rules`]).
     /// TOML: `[[rule]]` tables. With rules, what no rule matches is blocked.
     pub rule: Vec<crate::rules::Rule>,
@@ -199,6 +256,11 @@ impl Default for Config {
             udp_lookup_queue_bytes_total: 16 * 1024 * 1024,
             allow_open_proxy: false,
             socks6_max_token_window: 1024,
+            socks6_profile: Socks6Profile::Auto,
+            socks6_profile_for: BTreeMap::new(),
+            socks6_session_idle_timeout: 600,
+            socks6_max_sessions: 16_384,
+            socks6_max_sessions_per_address: 64,
             rule: Vec::new(),
             users: Default::default(),
             metrics: None,
@@ -225,6 +287,20 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The SOCKS 6 profile setting of the listener on `listener`.
+    pub fn socks6_setting_for(&self, listener: SocketAddr) -> sixsocks_proto::v6::ProfileSetting {
+        self.socks6_profile_for
+            .iter()
+            .find(|(a, _)| a.parse::<SocketAddr>().ok() == Some(listener))
+            .map_or(self.socks6_profile, |(_, p)| *p)
+            .setting()
+    }
+
+    /// How long a SOCKS 6 session lives without a request.
+    pub fn socks6_session_idle(&self) -> Duration {
+        Duration::from_secs(self.socks6_session_idle_timeout)
+    }
+
     /// Parse a TOML document (no validation).
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
@@ -263,6 +339,24 @@ impl Config {
         rules
             .validate(|name| self.upstream_exists(name))
             .map_err(ConfigError::Invalid)?;
+        for addr in self.socks6_profile_for.keys() {
+            match addr.parse::<SocketAddr>() {
+                Ok(a) if self.listen.contains(&a) => {}
+                Ok(_) => {
+                    return bad(&format!(
+                        "`socks6_profile_for` names {addr}, which is not in `listen`"
+                    ))
+                }
+                Err(_) => {
+                    return bad(&format!(
+                        "`socks6_profile_for`: {addr:?} is not an ADDR:PORT"
+                    ))
+                }
+            }
+        }
+        if self.socks6_session_idle_timeout == 0 {
+            return bad("`socks6_session_idle_timeout` must be at least 1 second");
+        }
         if self.socks6_max_token_window >= 1 << 31 {
             return bad("`socks6_max_token_window` must be below 2^31");
         }

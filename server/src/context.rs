@@ -43,6 +43,8 @@ pub struct Shared {
     pub udp_limits: Arc<crate::udp_relay::limits::AssociationLimits>,
     /// SOCKS 6 idempotence token windows (survive reloads).
     pub tokens: Arc<crate::socks6::tokens::TokenStore>,
+    /// SOCKS 6 sessions (-11 and the reference dialect; survive reloads).
+    pub sessions: Arc<crate::socks6::sessions::SessionStore>,
     /// SOCKS 6 BIND listeners with a backlog (survive reloads).
     pub backlogs: Arc<crate::socks6::backlog::Backlogs>,
     /// Addresses of live BIND listeners: own sockets too (survive reloads).
@@ -96,6 +98,14 @@ impl Shared {
                     ))
                 },
                 |p| p.tokens.clone(),
+            ),
+            sessions: prev.map_or_else(
+                || {
+                    Arc::new(crate::socks6::sessions::SessionStore::new(
+                        config.socks6_max_token_window,
+                    ))
+                },
+                |p| p.sessions.clone(),
             ),
             backlogs: prev.map_or_else(Arc::default, |p| p.backlogs.clone()),
             bound: prev.map_or_else(Arc::default, |p| p.bound.clone()),
@@ -264,6 +274,12 @@ pub(crate) enum Outcome {
     TokenRefused(Option<ExpenditureCode>),
     /// SOCKS 6: the authentication reply could not be encoded.
     AuthReplyUnencodable,
+    /// SOCKS 6 (-11): the request named a session that does not exist (or
+    /// expired); answered "session invalid".
+    SessionInvalid,
+    /// SOCKS 6: DNS provided by SOCKS, this many queries answered (and
+    /// this many of them refused by the rules).
+    DnsService { queries: usize, refused: usize },
     /// SOCKS 6: the client left before the authentication reply.
     GoneBeforeAuthReply,
     /// SOCKS4/5 CONNECT: the client left before or after the success reply.
@@ -355,6 +371,10 @@ impl fmt::Display for Outcome {
             Outcome::Failed(e) => write!(f, "{e}"),
             Outcome::TokenRefused(spend) => write!(f, "idempotence token refused ({spend:?})"),
             Outcome::AuthReplyUnencodable => f.write_str("cannot encode the authentication reply"),
+            Outcome::SessionInvalid => f.write_str("unknown or expired socks6 session"),
+            Outcome::DnsService { queries, refused } => {
+                write!(f, "dns service: {queries} queries, {refused} refused")
+            }
             Outcome::GoneBeforeAuthReply => {
                 f.write_str("client gone before the authentication reply")
             }
@@ -454,6 +474,17 @@ mod tests {
             (
                 Outcome::AuthReplyUnencodable,
                 "cannot encode the authentication reply".into(),
+            ),
+            (
+                Outcome::SessionInvalid,
+                "unknown or expired socks6 session".into(),
+            ),
+            (
+                Outcome::DnsService {
+                    queries: 3,
+                    refused: 1,
+                },
+                "dns service: 3 queries, 1 refused".into(),
             ),
             (
                 Outcome::GoneBeforeAuthReply,

@@ -209,7 +209,7 @@ mod tests {
             assert_eq!(code.to_v5(true), raw);
             assert_eq!(code.to_v5(false), 0x04);
             assert_eq!(code.to_v4(), 0x5B);
-            for p in sixsocks_proto::v6::Profile::all() {
+            for p in sixsocks_proto::v6::Profile::ALL {
                 assert_eq!(p.codec().reply_codes().encode(code), 0x04, "{p}");
             }
         }

@@ -53,6 +53,10 @@ pub async fn happy_eyeballs(
 pub struct SocketOptions {
     /// IP TOS (IPv4) or traffic class (IPv6).
     pub tos: Option<u8>,
+    /// IP TTL (IPv4) or unicast hop limit (IPv6).
+    pub ttl: Option<u8>,
+    /// No fragmentation: DF on IPv4, no local fragmentation on IPv6.
+    pub no_fragment: bool,
     /// Open the connection as Multipath TCP.
     pub mptcp: bool,
     /// Source address (egress selection by rule or user). Addresses of the
@@ -176,6 +180,18 @@ pub fn outbound_socket(
         if r.is_ok() {
             applied.tos = Some(tos);
         }
+    }
+    if let Some(ttl) = opts.ttl {
+        let r = match sa {
+            SocketAddr::V4(_) => socket.set_ttl(u32::from(ttl)),
+            SocketAddr::V6(_) => socket.set_unicast_hops_v6(u32::from(ttl)),
+        };
+        if r.is_ok() {
+            applied.ttl = Some(ttl);
+        }
+    }
+    if opts.no_fragment && sixsocks_sys::set_dont_fragment(&socket, sa.is_ipv6()).is_ok() {
+        applied.no_fragment = true;
     }
     if let Some(mark) = opts.mark {
         socket.set_mark(mark)?;

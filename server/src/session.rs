@@ -72,7 +72,9 @@ async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) {
     // Boxed: the machine lives only while the handshake runs, and its
     // state would otherwise size every session's future.
     let mut hs = Box::new(
-        ServerHandshake::new(shared.handshake.clone()).with_socks6(shared.socks6_limits.clone()),
+        ServerHandshake::new(shared.handshake.clone())
+            .with_socks6(shared.socks6_limits.clone())
+            .with_socks6_setting(shared.config.socks6_setting_for(rec.listener)),
     );
     let deadline = shared.config.handshake_timeout();
     let tried = &mut rec.tried_user;

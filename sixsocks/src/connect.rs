@@ -9,9 +9,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
     /// The proxy: socks4://, socks4a://, socks5:// (names resolved here),
-    /// socks5h:// (names resolved by the proxy), socks6:// (SOCKS 6 draft
-    /// -05: request, credentials and the first bytes of stdin in one
-    /// flight), with optional user:pass@.
+    /// socks5h:// (names resolved by the proxy), socks6:// (SOCKS 6:
+    /// request, credentials and the first bytes of stdin in one flight;
+    /// draft -11 unless ?profile=draft-05 or ?profile=ref-207), with
+    /// optional user:pass@.
     #[arg(
         long,
         env = "SIXSOCKS_PROXY",
@@ -23,8 +24,18 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
 
+    /// The SOCKS 6 wire profile (draft-05, draft-11 or ref-207), whatever
+    /// the URL's ?profile= says [default: the URL's, else draft-11].
+    #[arg(long, value_name = "PROFILE", value_parser = parse_profile)]
+    pub socks6_profile: Option<sixsocks_proto::v6::Profile>,
+
     /// Where to connect: HOST:PORT (IPv6 in brackets).
     pub target: String,
+}
+
+fn parse_profile(s: &str) -> std::result::Result<sixsocks_proto::v6::Profile, String> {
+    sixsocks_proto::v6::Profile::from_setting_name(s)
+        .ok_or_else(|| format!("unknown SOCKS 6 profile {s:?} (draft-05, draft-11 or ref-207)"))
 }
 
 #[derive(Args, Debug)]
@@ -71,7 +82,10 @@ fn host_port(s: &str) -> Result<(String, u16)> {
 }
 
 pub fn run_connect(args: ConnectArgs) -> Result<()> {
-    let proxy = proxy(&args.proxy, args.timeout)?;
+    let mut proxy = proxy(&args.proxy, args.timeout)?;
+    if let Some(p) = args.socks6_profile {
+        proxy = proxy.with_socks6_profile(p);
+    }
     let (host, port) = host_port(&args.target)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -159,6 +159,24 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub socks6_max_token_window: Option<u32>,
 
+    /// How a SOCKS 6 request beginning with 06 is read: auto (draft -05 or
+    /// -11 by its header), draft-05 or draft-11; CF is always the reference
+    /// dialect [default: auto].
+    #[arg(long, value_name = "PROFILE")]
+    pub socks6_profile: Option<sixsocks_server::config::Socks6Profile>,
+
+    /// Seconds a SOCKS 6 session lives without a request [default: 600].
+    #[arg(long, value_name = "SECONDS")]
+    pub socks6_session_idle_timeout: Option<u64>,
+
+    /// Most SOCKS 6 sessions alive; 0: none [default: 16384].
+    #[arg(long, value_name = "N")]
+    pub socks6_max_sessions: Option<usize>,
+
+    /// Most SOCKS 6 sessions per client address [default: 64].
+    #[arg(long, value_name = "N")]
+    pub socks6_max_sessions_per_address: Option<usize>,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics [default: none].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -263,6 +281,18 @@ impl ServeArgs {
         }
         if let Some(n) = self.socks6_max_token_window {
             c.socks6_max_token_window = n;
+        }
+        if let Some(p) = self.socks6_profile {
+            c.socks6_profile = p;
+        }
+        if let Some(n) = self.socks6_session_idle_timeout {
+            c.socks6_session_idle_timeout = n;
+        }
+        if let Some(n) = self.socks6_max_sessions {
+            c.socks6_max_sessions = n;
+        }
+        if let Some(n) = self.socks6_max_sessions_per_address {
+            c.socks6_max_sessions_per_address = n;
         }
         if let Some(m) = self.relay_mode {
             c.relay_mode = m;

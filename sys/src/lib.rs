@@ -85,15 +85,24 @@ pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
 /// peer, and the first write carries its data in the SYN; without a cookie
 /// it is an ordinary handshake that asks for one.
 pub fn set_tcp_fastopen_connect(fd: impl AsFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT, 1)
+}
+
+/// Set an integer socket option.
+fn setsockopt_int(
+    fd: impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: setsockopt on a descriptor borrowed for the call, with a pointer to
     // a local c_int and its exact size; the kernel only reads it.
     let r = unsafe {
         libc::setsockopt(
             fd.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_FASTOPEN_CONNECT,
-            (&one as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -101,6 +110,27 @@ pub fn set_tcp_fastopen_connect(fd: impl AsFd) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Forbid fragmentation on an outgoing socket: path MTU discovery with the
+/// DF bit set (IPv4, `IP_MTU_DISCOVER = IP_PMTUDISC_DO`) or never
+/// fragmenting locally (IPv6, `IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO`).
+pub fn set_dont_fragment(fd: impl AsFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        setsockopt_int(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
     }
 }
 
@@ -140,21 +170,5 @@ pub fn tcp_info_options(fd: impl AsFd) -> io::Result<u8> {
 /// queue of `qlen` pending Fast Open requests. Clients that hold a cookie
 /// may then put data in their SYN, which the kernel queues for `accept`.
 pub fn set_tcp_fastopen_listen(fd: impl AsFd, qlen: i32) -> io::Result<()> {
-    let q: libc::c_int = qlen;
-    // SAFETY: setsockopt on a descriptor borrowed for the call, with a pointer to
-    // a local c_int and its exact size; the kernel only reads it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_FASTOPEN,
-            (&q as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, qlen)
 }

@@ -10,9 +10,9 @@
 //! 04           SOCKS4 / 4a
 //! 05           SOCKS5 (greeting, RFC 1929 when offered, request)
 //! 06, CF       SOCKS 6, by the first-byte table [`v6::PROFILE_TABLE`] (only with
-//!              `with_socks6`; else an unknown version): 06 is draft -05; CF (the
-//!              reference dialect, not spoken yet) gets -05's version mismatch
-//!              reply `06 00`
+//!              `with_socks6`; else an unknown version): 06 is draft -05 or -11
+//!              (by the header, [`v6::sniff_version_6`], or by the listener's
+//!              [`v6::ProfileSetting`]); CF is the reference dialect
 //! 'A'..='Z'    an HTTP request: the HTTP-resistance page, then close
 //! anything else  an unknown version: close without a reply
 //! ```
@@ -91,6 +91,8 @@ pub struct ServerHandshake {
     config: HandshakeConfig,
     /// SOCKS 6 policy, when enabled.
     socks6: Option<v6::server::ServerConfig>,
+    /// How `06` chooses between -05 and -11.
+    socks6_setting: v6::ProfileSetting,
     input: Input,
     /// The protocol part running (kept after the end, for
     /// [`ServerHandshake::version`] and the user name).
@@ -105,6 +107,7 @@ impl ServerHandshake {
         ServerHandshake {
             config,
             socks6: None,
+            socks6_setting: v6::ProfileSetting::Auto,
             input: Input::with_cap(initial_cap()),
             phase: Phase::Start,
             stopped: None,
@@ -123,6 +126,13 @@ impl ServerHandshake {
             lenient_auth: self.config.lenient_auth,
             limits,
         });
+        self
+    }
+
+    /// How a first byte `06` chooses its profile (the listener's
+    /// `socks6_profile`; default [`v6::ProfileSetting::Auto`]).
+    pub fn with_socks6_setting(mut self, setting: v6::ProfileSetting) -> Self {
+        self.socks6_setting = setting;
         self
     }
 
@@ -221,10 +231,17 @@ impl ServerHandshake {
         let Some(&first) = self.input.bytes().first() else {
             return self.input.need_more(1);
         };
-        let route = self
-            .socks6
-            .as_ref()
-            .and_then(|_| v6::Profile::route(first, v6::ProfileSetting::Auto));
+        let setting = self.socks6_setting;
+        let route = match self.socks6 {
+            None => None,
+            Some(_) => match v6::Profile::for_header(self.input.bytes(), setting) {
+                Ok(Some(profile)) => Some(v6::Route::Speak(profile)),
+                // `06` on an `auto` listener: -05 or -11 is in the next
+                // few bytes (a request of either is longer).
+                Ok(None) => return self.input.need_more(1),
+                Err(route) => route,
+            },
+        };
         self.phase = match (first, route, &self.socks6) {
             (_, Some(v6::Route::Speak(profile)), Some(config)) => {
                 let machine = Socks6Handshake::with_profile(config.clone(), profile);
@@ -232,9 +249,8 @@ impl ServerHandshake {
                     .set_cap(machine.input_cap().max(self.input.len()));
                 Phase::Socks6(Box::new(machine))
             }
-            // A SOCKS 6 dialect not spoken here (`CF`, the reference
-            // implementation's, for now): the version mismatch reply, so
-            // that the client learns why.
+            // A SOCKS 6 dialect not spoken here (no row says so today):
+            // the version mismatch reply, so that the client learns why.
             (_, Some(v6::Route::Mismatch(profile)), _) => {
                 self.stopped = Some(PeerError::VersionMismatch.into());
                 return Instruction::Failed {

@@ -36,7 +36,9 @@ use crate::v5::Method;
 use crate::{userpass, Command, EncodeError, Misuse, Password, PeerError, ProtoError, TargetAddr};
 
 use super::messages::{AssociationId, AuthOutcome, AuthReply, OperationReply, Request};
-use super::options::{AuthMethodOption, IdempotenceOption, Options, Socks6Option, StackValue};
+use super::options::{
+    AuthMethodOption, IdempotenceOption, Options, SessionOption, Socks6Option, StackValue,
+};
 use super::{Profile, Socks6Limits, MAX_INITIAL_DATA};
 
 /// What the client asks for.
@@ -114,7 +116,7 @@ enum State {
     BindSecond,
     /// UDP ASSOCIATE: the operation reply is parsed; the id follows it.
     AssociationId(OperationReply),
-    Confirmation,
+    Confirmation(AssociationId),
     Finished,
     Failed(ProtoError),
 }
@@ -353,16 +355,16 @@ impl Socks6Client {
                 }
                 Parsed::Complete { value, consumed } => {
                     self.input.consume(consumed);
-                    self.state = State::Confirmation;
+                    self.state = State::Confirmation(value);
                     Ok(Instruction::Event(Event::UdpAssociated {
                         reply,
                         id: value,
                     }))
                 }
             },
-            State::Confirmation => match codec.parse_confirmation(self.input.bytes())? {
+            State::Confirmation(id) => match codec.parse_confirmation(self.input.bytes(), id)? {
                 Parsed::Incomplete { needed } => {
-                    self.state = State::Confirmation;
+                    self.state = State::Confirmation(id);
                     Ok(self.need_more(needed, false))
                 }
                 Parsed::Complete { consumed, .. } => {
@@ -393,6 +395,18 @@ impl Socks6Client {
                 Ok(Instruction::Send(bytes))
             }
             AuthOutcome::Continue(m) => Err(PeerError::UnexpectedMethod(m.0).into()),
+            // -11: a failure that names a session or a token says why.
+            AuthOutcome::Failure if value.options.has_session(&SessionOption::Invalid) => {
+                Err(PeerError::SessionInvalid.into())
+            }
+            AuthOutcome::Failure
+                if value
+                    .options
+                    .expenditure_reply()
+                    .is_some_and(|c| !c.is_success()) =>
+            {
+                Err(PeerError::TokenRejected.into())
+            }
             AuthOutcome::Failure if self.zero_rtt => Err(PeerError::AuthFailed.into()),
             AuthOutcome::Failure => Err(PeerError::NoAcceptableMethod.into()),
         }

@@ -72,6 +72,7 @@ pub const LAYOUT: Layout = Layout {
     association_id_width: ASSOCIATION_ID_LEN,
     max_initial_data: MAX_INITIAL_DATA,
     max_userpass_auth_data: MAX_USERPASS_AUTH_DATA,
+    sessions: false,
 };
 
 /// -05's operation reply codes: SOCKS5's `00`–`08` plus `09` "connection
@@ -311,6 +312,25 @@ fn decode_idempotence(data: &[u8]) -> Result<Socks6Option, PeerError> {
     }))
 }
 
+/// A stack value's `(level, code)` in -05, or `None` for a value -05 does
+/// not have (the later drafts' Happy Eyeballs, TTL, …, "MPTCP off").
+pub fn level_code(v: &StackValue) -> Option<(u8, u8)> {
+    Some(match v {
+        StackValue::Tos(_) => (level::IP, 0x01),
+        StackValue::TcpFastOpen { .. } => (level::TCP, 0x01),
+        StackValue::Mptcp => (level::TCP, 0x02),
+        StackValue::MptcpScheduler(_) => (level::TCP, 0x03),
+        StackValue::ListenBacklog(_) => (level::TCP, 0x04),
+        StackValue::Unknown { level, code, .. } => (*level, *code),
+        StackValue::HappyEyeballs(_)
+        | StackValue::Ttl(_)
+        | StackValue::NoFragment(_)
+        | StackValue::MptcpOff
+        | StackValue::UdpError(_)
+        | StackValue::PortParity { .. } => return None,
+    })
+}
+
 /// Append one option (`KIND | LENGTH | DATA`). An option longer than 255
 /// bytes, a kind above `FF`, a vendor kind outside `C0`–`FF`, a leg above 3
 /// or a level above 63 cannot be encoded.
@@ -319,7 +339,10 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), EncodeEr
     out.extend_from_slice(&[0, 0]);
     let kind = match o {
         Socks6Option::Stack(s) => {
-            let (lvl, code) = s.level_code();
+            let Some((lvl, code)) = level_code(&s.value) else {
+                out.truncate(start);
+                return Err(EncodeError::BadOption("stack option not in draft -05"));
+            };
             if s.leg.0 > 3 {
                 out.truncate(start);
                 return Err(EncodeError::TooLong("stack option leg above 3"));
@@ -339,6 +362,12 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), EncodeEr
                 StackValue::MptcpScheduler(m) => out.push(m.0),
                 StackValue::ListenBacklog(b) => out.extend_from_slice(&b.to_be_bytes()),
                 StackValue::Unknown { data, .. } => out.extend_from_slice(data),
+                StackValue::HappyEyeballs(_)
+                | StackValue::Ttl(_)
+                | StackValue::NoFragment(_)
+                | StackValue::MptcpOff
+                | StackValue::UdpError(_)
+                | StackValue::PortParity { .. } => {}
             }
             kind::STACK
         }
@@ -381,6 +410,12 @@ pub fn encode_option(o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), EncodeEr
                 }
             }
             kind::IDEMPOTENCE
+        }
+        Socks6Option::AuthSelect(_) | Socks6Option::Session(_) => {
+            out.truncate(start);
+            return Err(EncodeError::BadOption(
+                "sessions and method selection are not in draft -05",
+            ));
         }
         Socks6Option::Vendor { kind, data } => {
             let Ok(k) = u8::try_from(*kind) else {
@@ -624,7 +659,7 @@ impl Codec for Draft05 {
         Ok(id.to_be_bytes().to_vec())
     }
 
-    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, PeerError> {
+    fn parse_confirmation(&self, buf: &[u8], _id: AssociationId) -> Result<Parsed<()>, PeerError> {
         need!(buf, 1);
         if buf[0] != 0 {
             return Err(PeerError::Unexpected(
@@ -637,11 +672,18 @@ impl Codec for Draft05 {
         })
     }
 
-    fn encode_confirmation(&self) -> Vec<u8> {
-        vec![0x00]
+    fn encode_confirmation(&self, _id: AssociationId) -> Result<Vec<u8>, EncodeError> {
+        Ok(vec![0x00])
     }
 
-    fn parse_datagram_header(&self, datagram: &[u8]) -> Result<(DatagramHeader, usize), PeerError> {
+    fn encode_option(&self, o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode_option(o, out)
+    }
+
+    fn parse_datagram(
+        &self,
+        datagram: &[u8],
+    ) -> Result<(DatagramHeader, std::ops::Range<usize>), PeerError> {
         if datagram.len() < 2 {
             return Err(PeerError::Truncated);
         }
@@ -661,13 +703,23 @@ impl Codec for Draft05 {
                     association,
                     target: value,
                 },
-                6 + consumed,
+                6 + consumed..datagram.len(),
             )),
             Parsed::Incomplete { .. } => Err(PeerError::Truncated),
         }
     }
 
-    fn encode_datagram_header(
+    fn datagram(&self, header: &DatagramHeader, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(32 + payload.len());
+        self.encode_datagram_header(header, &mut out)?;
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+}
+
+impl Draft05 {
+    /// Append a datagram header (the payload follows it unframed).
+    pub fn encode_datagram_header(
         &self,
         header: &DatagramHeader,
         out: &mut Vec<u8>,

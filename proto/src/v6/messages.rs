@@ -1,10 +1,11 @@
 //! SOCKS 6 messages as typed values, independent of any wire profile.
 
 use crate::reply::V6Code;
+use crate::secret::Password;
 use crate::v5::Method;
 use crate::{Command, Credentials, EncodeError, ReplyCode, TargetAddr};
 
-use super::options::Options;
+use super::options::{AuthDataOption, Options, SessionOption, Socks6Option};
 use super::Profile;
 
 /// A request (the message itself; the server machine hands over a
@@ -114,6 +115,25 @@ impl DatagramHeader {
     }
 }
 
+/// How a request relates to a session (-11 §7; -05 has none).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SessionUse {
+    /// Not part of a session (every -05 request).
+    None,
+    /// Asks for a new session; authenticated as any request.
+    Start,
+    /// Claims the session with this id. **Not authenticated**: the draft
+    /// says a request in a session needs none, so the machine skipped it and
+    /// `credentials` is `None`. The caller must look the session up and
+    /// take its credentials, or refuse with
+    /// [`Socks6Request::session_invalid_reply`] — before any rule sees the
+    /// request.
+    Member(Vec<u8>),
+    /// Ends the session with this id. The request itself is not part of
+    /// it, and was authenticated as any request.
+    Teardown(Vec<u8>),
+}
+
 /// A complete SOCKS 6 request as the server machine hands it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Socks6Request {
@@ -132,16 +152,42 @@ pub struct Socks6Request {
     /// The method the client authenticated with (`00` or `02`); the
     /// successful authentication reply names it.
     pub auth_method: Method,
+    /// The session the request belongs to, asks for or ends.
+    pub session: SessionUse,
 }
 
 impl Socks6Request {
     /// The successful authentication reply (with, e.g., idempotence
     /// options from [`serve_tokens`](super::idempotence::serve_tokens)).
+    ///
+    /// In profiles with sessions, a username/password authentication is
+    /// answered inside the reply (an authentication data option with the
+    /// RFC 1929 success, as the reference does), ahead of `options`.
     pub fn auth_reply(&self, options: Options) -> Result<Vec<u8>, EncodeError> {
+        let mut all = Options::new();
+        if self.profile.has_sessions() && self.auth_method == Method::USERPASS {
+            all.push(userpass_reply_option(crate::userpass::SUCCESS));
+        }
+        all.0.extend(options.0);
         self.profile.codec().encode_auth_reply(&AuthReply {
             outcome: AuthOutcome::Success(self.auth_method),
+            options: all,
+        })
+    }
+
+    /// A failed authentication reply carrying `options` (a refused token
+    /// in -11, an invalid session); the client closes.
+    pub fn auth_failure_reply(&self, options: Options) -> Result<Vec<u8>, EncodeError> {
+        self.profile.codec().encode_auth_reply(&AuthReply {
+            outcome: AuthOutcome::Failure,
             options,
         })
+    }
+
+    /// The answer to a [`SessionUse::Member`] claim of an unknown or
+    /// expired session: authentication failed, "session invalid".
+    pub fn session_invalid_reply(&self) -> Result<Vec<u8>, EncodeError> {
+        self.auth_failure_reply(Options(vec![Socks6Option::Session(SessionOption::Invalid)]))
     }
 
     /// An operation reply. `bound: None` sends `0.0.0.0:0`. `options` are
@@ -152,14 +198,22 @@ impl Socks6Request {
         bound: Option<&TargetAddr>,
         options: Options,
     ) -> Result<Vec<u8>, EncodeError> {
-        self.profile
-            .codec()
-            .encode_operation_reply(&OperationReply::new(
-                self.profile,
-                code,
-                bound.cloned().unwrap_or_else(TargetAddr::unspecified),
-                options,
-            ))
+        let codec = self.profile.codec();
+        // What the profile cannot say (an answer about an option it lacks)
+        // is left out.
+        let options = Options(
+            options
+                .0
+                .into_iter()
+                .filter(|o| codec.can_encode(o))
+                .collect(),
+        );
+        codec.encode_operation_reply(&OperationReply::new(
+            self.profile,
+            code,
+            bound.cloned().unwrap_or_else(TargetAddr::unspecified),
+            options,
+        ))
     }
 
     /// The UDP association initialisation message (sent right after a
@@ -170,7 +224,16 @@ impl Socks6Request {
 
     /// The UDP association confirmation message (sent once the first
     /// datagram of the association arrived).
-    pub fn association_confirmation(&self) -> Vec<u8> {
-        self.profile.codec().encode_confirmation()
+    pub fn association_confirmation(&self, id: AssociationId) -> Result<Vec<u8>, EncodeError> {
+        self.profile.codec().encode_confirmation(id)
     }
+}
+
+/// The username/password reply inside an authentication data option
+/// (profiles with sessions): method `02`, the RFC 1929 reply `01 STATUS`.
+pub fn userpass_reply_option(status: u8) -> Socks6Option {
+    Socks6Option::AuthData(AuthDataOption {
+        method: Method::USERPASS,
+        data: Password::new(crate::userpass::Reply { status }.encode().to_vec()),
+    })
 }

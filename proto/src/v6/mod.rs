@@ -1,5 +1,7 @@
-//! SOCKS 6, draft-olteanu-intarea-socks-6-05 (the project's spec of record),
-//! shaped so that later wire profiles share the protocol logic.
+//! SOCKS 6 in three wire profiles over one set of state machines:
+//! draft-olteanu-intarea-socks-6-05 (the project's spec of record), revision
+//! -11, and the reference implementation's dialect of -11 (version byte
+//! 207).
 //!
 //! # Layout
 //!
@@ -12,6 +14,8 @@
 //!   caps), its operation reply codes as a [`ReplyCodes`] table, and the
 //!   username/password authentication data option. Nothing outside the
 //!   codec file names them; callers go through [`Profile::codec`].
+//!   [`draft11`] holds the aligned codec twice: [`DRAFT11`] and [`REF207`],
+//!   one [`draft11::Dialect`] each.
 //! * [`Profile`] names a profile and finds its codec; the
 //!   [`PROFILE_TABLE`] maps a connection's first byte (and, where bytes
 //!   cannot tell dialects apart, a per-listener [`ProfileSetting`]) to a
@@ -52,11 +56,12 @@
 //! # Entering SOCKS 6 on the shared port
 //!
 //! `server::ServerHandshake::with_socks6` (the crate's one server machine)
-//! enables SOCKS 6; its first byte then goes through the [`PROFILE_TABLE`]
-//! ([`Profile::route`]): `06` continues in this module's [`server`] part
-//! for draft -05, in the same machine and from the same input; `CF` is
-//! answered with -05's version mismatch reply. See [`server`] for what the
-//! caller does after the request.
+//! enables SOCKS 6; its first bytes then go through the [`PROFILE_TABLE`]
+//! ([`Profile::for_header`]): `06` is -05 or -11 ([`sniff_version_6`], or
+//! the listener's [`ProfileSetting`]), `CF` the reference dialect; the
+//! request continues in this module's [`server`] part, in the same machine
+//! and from the same input. See [`server`] for what the caller does after
+//! the request.
 //!
 //! # Decisions where the draft is ambiguous
 //!
@@ -85,18 +90,21 @@
 
 pub mod client;
 pub mod draft05;
+pub mod draft11;
 pub mod idempotence;
 pub mod messages;
 pub mod options;
 pub mod server;
 
 pub use draft05::Draft05;
+pub use draft11::{Aligned, DRAFT11, REF207};
 pub use messages::{
-    AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request, Socks6Request,
+    AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request, SessionUse,
+    Socks6Request,
 };
 pub use options::{
     AuthDataOption, AuthMethodOption, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
-    Options, Socks6Option, StackOption, StackRequests, StackValue,
+    Options, Parity, SessionOption, Socks6Option, StackOption, StackRequests, StackValue,
 };
 
 use crate::parse::Parsed;
@@ -107,8 +115,7 @@ use crate::{EncodeError, Password, PeerError, ReplyCode};
 /// with a minor version byte).
 pub const VERSION: u8 = 0x06;
 /// The reference implementation's version byte (200 + 7: "builds on
-/// draft 7"). Only answered with a version mismatch for now (see
-/// [`PROFILE_TABLE`]).
+/// draft 7"): the `ref-207` profile.
 pub const REF_VERSION: u8 = 0xCF;
 /// Most initial data a CONNECT may carry in *every* profile: the smallest
 /// of the codecs' caps ([`Layout::max_initial_data`]; -05 allows 2^13, -11
@@ -167,8 +174,9 @@ impl Socks6Limits {
     /// most, among every profile of the [`PROFILE_TABLE`]: for a buffer
     /// sized before the first byte chose the profile.
     pub fn max_request_bytes_any(&self) -> usize {
-        Profile::all()
-            .map(|p| self.max_request_bytes(p))
+        Profile::ALL
+            .iter()
+            .map(|&p| self.max_request_bytes(p))
             .max()
             .unwrap_or(0)
     }
@@ -183,38 +191,55 @@ pub enum Profile {
     /// draft-olteanu-intarea-socks-6-05: version `06 00`, 1-byte option
     /// counts, `KIND(1) LEN(1)` options.
     Draft05,
+    /// draft-olteanu-intarea-socks-6-11: version `06`, aligned framing,
+    /// sessions.
+    Draft11,
+    /// The reference implementation's dialect of -11, version `CF`.
+    Ref207,
 }
 
 impl Profile {
     /// The profile a client speaks unless told otherwise (-05, the spec of
-    /// record, for now).
+    /// record; the client library's `socks6://` URLs default to -11).
     pub const DEFAULT: Profile = Profile::Draft05;
+
+    /// Every profile, each once.
+    pub const ALL: [Profile; 3] = [Profile::Draft05, Profile::Draft11, Profile::Ref207];
 
     /// The codec for this profile (the only place a variant meets its
     /// codec).
     pub fn codec(self) -> &'static dyn Codec {
         match self {
             Profile::Draft05 => &Draft05,
+            Profile::Draft11 => &DRAFT11,
+            Profile::Ref207 => &REF207,
         }
+    }
+
+    /// The profile's name in configuration and URLs (`draft-05`,
+    /// `draft-11`, `ref-207`).
+    pub fn setting_name(self) -> &'static str {
+        match self {
+            Profile::Draft05 => "draft-05",
+            Profile::Draft11 => "draft-11",
+            Profile::Ref207 => "ref-207",
+        }
+    }
+
+    /// The profile a setting name names (see [`Profile::setting_name`]).
+    pub fn from_setting_name(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.setting_name() == name)
+    }
+
+    /// Whether the profile has sessions (and binds idempotence windows to
+    /// them): -11 and the reference dialect.
+    pub fn has_sessions(self) -> bool {
+        self.codec().layout().sessions
     }
 
     /// Its name in logs (the codec's [`Codec::name`]).
     pub fn name(self) -> &'static str {
         self.codec().name()
-    }
-
-    /// Every profile of the [`PROFILE_TABLE`] (spoken or only answered
-    /// with a version mismatch), each once, in table order.
-    pub fn all() -> impl Iterator<Item = Profile> {
-        PROFILE_TABLE
-            .iter()
-            .enumerate()
-            .filter(|(i, row)| {
-                PROFILE_TABLE[..*i]
-                    .iter()
-                    .all(|earlier| earlier.route.profile() != row.route.profile())
-            })
-            .map(|(_, row)| row.route.profile())
     }
 
     /// What a connection whose first byte is `first_byte` is, on a listener
@@ -224,15 +249,51 @@ impl Profile {
         route_in(PROFILE_TABLE, first_byte, setting)
     }
 
-    /// The profile to speak to a client whose first byte is `first_byte`
-    /// on a listener with `setting`: `Some` only for a [`Route::Speak`] row.
-    /// A byte the table answers with a version mismatch gives `None` here;
-    /// [`Profile::route`] tells it apart from "not SOCKS 6".
-    pub fn for_first_byte(first_byte: u8, setting: ProfileSetting) -> Option<Profile> {
-        match Profile::route(first_byte, setting)? {
-            Route::Speak(p) => Some(p),
-            Route::Mismatch(_) => None,
+    /// The profile to speak to a client whose connection begins with
+    /// `header` on a listener with `setting`: `Ok(Some(p))` to speak `p`,
+    /// `Ok(None)` when more bytes must come first ([`Route::Sniff`]), and
+    /// `Err(route)` for a row that is not spoken (a mismatch) — or `Err`
+    /// of `None`: not SOCKS 6.
+    pub fn for_header(
+        header: &[u8],
+        setting: ProfileSetting,
+    ) -> Result<Option<Profile>, Option<Route>> {
+        let Some(&first) = header.first() else {
+            return Ok(None);
+        };
+        match Profile::route(first, setting) {
+            Some(Route::Speak(p)) => Ok(Some(p)),
+            Some(Route::Sniff) => Ok(sniff_version_6(header)),
+            other => Err(other),
         }
+    }
+}
+
+/// Bytes [`sniff_version_6`] may need to decide.
+pub const SNIFF_BYTES: usize = 6;
+
+/// Draft -05 or -11, from the first bytes of a request that begins with
+/// `06` (`None`: not enough bytes yet, at most [`SNIFF_BYTES`]).
+///
+/// The rule, without guessing: the second byte is -05's minor version
+/// (`00`) or -11's command. Anything but `00` is -11 (a -05 request with
+/// another minor version is a mismatch in -05 anyway; -11 answers an
+/// unknown command with `07`). `00` is -05, or a -11 NOOP. Then byte 5
+/// tells: in -05 it is the address type (`01`, `03`, `04`), in a -11 NOOP
+/// the low byte of the port, which must be 0. So `00` there is -11, and
+/// anything else -05. A -11 NOOP with a non-zero port (which the draft
+/// forbids) is read as -05 on an `auto` listener; a listener set to
+/// `draft-11` reads it as -11.
+pub fn sniff_version_6(header: &[u8]) -> Option<Profile> {
+    match header {
+        [] | [_] => None,
+        [_, minor_or_command, ..] if *minor_or_command != draft05::MINOR => Some(Profile::Draft11),
+        [_, _, _, _, _, byte5, ..] => Some(if *byte5 == 0 {
+            Profile::Draft11
+        } else {
+            Profile::Draft05
+        }),
+        _ => None,
     }
 }
 
@@ -278,6 +339,9 @@ pub enum Route {
     /// Speak this profile: hand the connection to a SOCKS 6 server machine
     /// for it (`server::Socks6Handshake::with_profile`).
     Speak(Profile),
+    /// `06` on an `auto` listener: -05 or -11, decided from the first
+    /// [`SNIFF_BYTES`] bytes by [`sniff_version_6`].
+    Sniff,
     /// A SOCKS 6 dialect this proxy does not speak: send this profile's
     /// [`Codec::version_mismatch_reply`] and close, so that the client
     /// learns why.
@@ -285,10 +349,12 @@ pub enum Route {
 }
 
 impl Route {
-    /// The profile the row names (spoken, or whose mismatch reply is sent).
-    pub fn profile(self) -> Profile {
+    /// The profile the row names (spoken, or whose mismatch reply is
+    /// sent); `None` for [`Route::Sniff`].
+    pub fn profile(self) -> Option<Profile> {
         match self {
-            Route::Speak(p) | Route::Mismatch(p) => p,
+            Route::Speak(p) | Route::Mismatch(p) => Some(p),
+            Route::Sniff => None,
         }
     }
 }
@@ -313,20 +379,32 @@ pub struct ProfileRow {
 /// `setting: Some(p)`; otherwise (or without one) the first row with
 /// `setting: None` holds. No row: not SOCKS 6.
 ///
-/// | first byte | listener | route |
+/// | first byte | listener (`socks6_profile`) | route |
 /// | --- | --- | --- |
-/// | `06` | any | speak -05 |
-/// | `CF` | any | -05's version mismatch reply `06 00` (the reference dialect is not spoken yet) |
+/// | `06` | `auto` | -05 or -11 by the header ([`sniff_version_6`]) |
+/// | `06` | `draft-05` | speak -05 (a -11 request gets `06 00`) |
+/// | `06` | `draft-11` | speak -11 |
+/// | `CF` | any | speak the reference dialect |
 pub const PROFILE_TABLE: &[ProfileRow] = &[
     ProfileRow {
         first_byte: VERSION,
         setting: None,
+        route: Route::Sniff,
+    },
+    ProfileRow {
+        first_byte: VERSION,
+        setting: Some(Profile::Draft05),
         route: Route::Speak(Profile::Draft05),
+    },
+    ProfileRow {
+        first_byte: VERSION,
+        setting: Some(Profile::Draft11),
+        route: Route::Speak(Profile::Draft11),
     },
     ProfileRow {
         first_byte: REF_VERSION,
         setting: None,
-        route: Route::Mismatch(Profile::Draft05),
+        route: Route::Speak(Profile::Ref207),
     },
 ];
 
@@ -359,6 +437,10 @@ pub struct Layout {
     pub max_initial_data: usize,
     /// Longest RFC 1929 request that fits an authentication data option.
     pub max_userpass_auth_data: usize,
+    /// The -07-and-later semantics: sessions; idempotence only inside a
+    /// session, a refused token failing the authentication reply; the
+    /// username/password reply inside an authentication data option.
+    pub sessions: bool,
 }
 
 /// What the options-length field of a message counts.
@@ -435,6 +517,17 @@ pub trait Codec: std::fmt::Debug + Sync {
         password: &Password,
     ) -> Result<AuthDataOption, EncodeError>;
 
+    /// Append one option in this profile's framing; an option the profile
+    /// lacks (a session option in -05, TTL in the reference dialect) is an
+    /// error and nothing is written.
+    fn encode_option(&self, o: &Socks6Option, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+
+    /// Whether this profile can carry `o` (replies are filtered with it,
+    /// so that a semantic answer the profile cannot say is left out).
+    fn can_encode(&self, o: &Socks6Option) -> bool {
+        self.encode_option(o, &mut Vec::new()).is_ok()
+    }
+
     /// Parse a request (not its initial data). A request whose version is
     /// SOCKS 6 but not this revision is [`PeerError::VersionMismatch`]; the
     /// server then sends [`Codec::version_mismatch_reply`].
@@ -470,27 +563,20 @@ pub trait Codec: std::fmt::Debug + Sync {
     fn parse_association_id(&self, buf: &[u8]) -> Result<Parsed<AssociationId>, PeerError>;
     fn encode_association_id(&self, id: AssociationId) -> Result<Vec<u8>, EncodeError>;
 
-    /// UDP association confirmation (on TCP, once the first datagram came).
-    fn parse_confirmation(&self, buf: &[u8]) -> Result<Parsed<()>, PeerError>;
-    fn encode_confirmation(&self) -> Vec<u8>;
+    /// UDP association confirmation (on TCP, once the first datagram came)
+    /// of association `id` (-05's carries no id).
+    fn parse_confirmation(&self, buf: &[u8], id: AssociationId) -> Result<Parsed<()>, PeerError>;
+    fn encode_confirmation(&self, id: AssociationId) -> Result<Vec<u8>, EncodeError>;
 
-    /// Parse the header of a whole datagram; returns it and the payload's
-    /// offset.
-    fn parse_datagram_header(&self, datagram: &[u8]) -> Result<(DatagramHeader, usize), PeerError>;
-    /// Append a datagram header.
-    fn encode_datagram_header(
+    /// Parse a whole datagram; returns its header and where its payload is
+    /// (-11 messages say their length; bytes after it are padding).
+    fn parse_datagram(
         &self,
-        header: &DatagramHeader,
-        out: &mut Vec<u8>,
-    ) -> Result<(), EncodeError>;
+        datagram: &[u8],
+    ) -> Result<(DatagramHeader, std::ops::Range<usize>), PeerError>;
 
     /// A whole datagram: header then payload.
-    fn datagram(&self, header: &DatagramHeader, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::with_capacity(64 + payload.len());
-        self.encode_datagram_header(header, &mut out)?;
-        out.extend_from_slice(payload);
-        Ok(out)
-    }
+    fn datagram(&self, header: &DatagramHeader, payload: &[u8]) -> Result<Vec<u8>, EncodeError>;
 }
 
 #[cfg(test)]
@@ -499,31 +585,81 @@ mod tests {
 
     #[test]
     fn the_table_maps_first_bytes_as_documented() {
-        // `06` speaks -05 on every listener.
-        for setting in [ProfileSetting::Auto, ProfileSetting::Only(Profile::Draft05)] {
+        let d05 = ProfileSetting::Only(Profile::Draft05);
+        let d11 = ProfileSetting::Only(Profile::Draft11);
+        // `06`: sniffed on `auto`, the listener's profile otherwise.
+        assert_eq!(
+            Profile::route(0x06, ProfileSetting::Auto),
+            Some(Route::Sniff)
+        );
+        assert_eq!(
+            Profile::route(0x06, d05),
+            Some(Route::Speak(Profile::Draft05))
+        );
+        assert_eq!(
+            Profile::route(0x06, d11),
+            Some(Route::Speak(Profile::Draft11))
+        );
+        for setting in [ProfileSetting::Auto, d05, d11] {
+            // `CF` is the reference dialect on every listener.
             assert_eq!(
-                Profile::route(0x06, setting),
-                Some(Route::Speak(Profile::Draft05))
+                Profile::route(0xCF, setting),
+                Some(Route::Speak(Profile::Ref207))
             );
             assert_eq!(
-                Profile::for_first_byte(0x06, setting),
-                Some(Profile::Draft05)
-            );
-            // `CF`, the reference dialect, is answered with -05's version
-            // mismatch reply, `06 00`.
-            let route = Profile::route(0xCF, setting);
-            assert_eq!(route, Some(Route::Mismatch(Profile::Draft05)));
-            assert_eq!(Profile::for_first_byte(0xCF, setting), None);
-            assert_eq!(
-                route.map(|r| r.profile().codec().version_mismatch_reply()),
-                Some(vec![0x06, 0x00])
+                Profile::for_header(&[0xCF], setting),
+                Ok(Some(Profile::Ref207))
             );
             // Nothing else is SOCKS 6: SOCKS4/5 and the HTTP page keep theirs.
             for byte in (0..=0xFFu8).filter(|b| ![0x06, 0xCF].contains(b)) {
                 assert_eq!(Profile::route(byte, setting), None, "{byte:#04x}");
-                assert_eq!(Profile::for_first_byte(byte, setting), None);
+                assert_eq!(Profile::for_header(&[byte], setting), Err(None));
             }
         }
+        assert_eq!(Profile::for_header(&[], ProfileSetting::Auto), Ok(None));
+    }
+
+    #[test]
+    fn version_6_is_told_apart_by_the_header() {
+        let auto = ProfileSetting::Auto;
+        let hdr = |b: &[u8]| Profile::for_header(b, auto);
+        // -05 CONNECT 127.0.0.1:7777 (`06 00 01 1e 61 01 …`).
+        let d05 = [0x06, 0x00, 0x01, 0x1E, 0x61, 0x01, 0x7F, 0, 0, 1, 0];
+        // -11 CONNECT (`06 01 0000 1e61 00 01 …`).
+        let d11 = [0x06, 0x01, 0, 0, 0x1E, 0x61, 0, 1, 0x7F, 0, 0, 1];
+        // -11 NOOP (`06 00 0000 0000 00 01 00000000`).
+        let noop11 = [0x06, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+        // -05 NOOP (`06 00 00 0000 01 00000000 00`).
+        let noop05 = [0x06, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        assert_eq!(hdr(&d05), Ok(Some(Profile::Draft05)));
+        assert_eq!(hdr(&d11), Ok(Some(Profile::Draft11)));
+        assert_eq!(hdr(&noop11), Ok(Some(Profile::Draft11)));
+        assert_eq!(hdr(&noop05), Ok(Some(Profile::Draft05)));
+        // A -11 command byte decides at the second byte…
+        assert_eq!(hdr(&d11[..2]), Ok(Some(Profile::Draft11)));
+        // …`00` needs six bytes; fewer wait.
+        for k in 1..SNIFF_BYTES {
+            assert_eq!(hdr(&noop11[..k]), Ok(None), "{k} bytes");
+            assert_eq!(hdr(&noop05[..k]), Ok(None), "{k} bytes");
+        }
+        // Every -05 request has an address type at byte 5; a -11 NOOP has
+        // the low byte of its port (zero) there.
+        for atyp in [1u8, 3, 4] {
+            let mut h = noop05;
+            h[5] = atyp;
+            assert_eq!(hdr(&h), Ok(Some(Profile::Draft05)));
+        }
+        // A listener set to a profile does not sniff.
+        let d11_only = ProfileSetting::Only(Profile::Draft11);
+        assert_eq!(
+            Profile::for_header(&noop05, d11_only),
+            Ok(Some(Profile::Draft11))
+        );
+        let d05_only = ProfileSetting::Only(Profile::Draft05);
+        assert_eq!(
+            Profile::for_header(&d11, d05_only),
+            Ok(Some(Profile::Draft05))
+        );
     }
 
     #[test]
@@ -557,9 +693,14 @@ mod tests {
 
     #[test]
     fn every_profile_is_listed_once_and_names_its_codec() {
-        let all: Vec<Profile> = Profile::all().collect();
-        assert_eq!(all, [Profile::Draft05]);
-        for p in all {
+        // Every profile the table speaks is in ALL, and the names round-trip.
+        for row in PROFILE_TABLE {
+            if let Some(p) = row.route.profile() {
+                assert!(Profile::ALL.contains(&p));
+            }
+        }
+        for p in Profile::ALL {
+            assert_eq!(Profile::from_setting_name(p.setting_name()), Some(p));
             assert_eq!(p.codec().profile(), p);
             assert_eq!(p.name(), p.codec().name());
             // The profile-independent floor holds in every profile.
@@ -577,9 +718,14 @@ mod tests {
             l.max_request_bytes(Profile::Draft05),
             263 + 4096 + MAX_INITIAL_DATA
         );
+        // -11: 8 + 256 bytes of header.
+        assert_eq!(
+            l.max_request_bytes(Profile::Draft11),
+            264 + 4096 + MAX_INITIAL_DATA
+        );
         assert_eq!(
             l.max_request_bytes_any(),
-            l.max_request_bytes(Profile::Draft05)
+            l.max_request_bytes(Profile::Draft11)
         );
         let small = Socks6Limits {
             max_initial_data: 10,

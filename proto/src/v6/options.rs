@@ -1,9 +1,14 @@
 //! SOCKS 6 options as typed values, independent of any wire profile.
 //!
 //! These are the *semantic* options: what a stack option asks for, which
-//! authentication methods a client offers, what a token request says. How
-//! they are framed (`KIND(1) LEN(1)` in draft -05, `KIND(2) LEN(2)` padded
-//! to 4 bytes in -11) is the business of a [`Codec`](super::Codec).
+//! authentication methods a client offers, what a token request says, the
+//! session a request belongs to. How they are framed (`KIND(1) LEN(1)` in
+//! draft -05, `KIND(2) LEN(2)` padded to 4 bytes in -11 and the reference
+//! dialect), and which of them a profile can carry at all, is the business
+//! of a [`Codec`](super::Codec): a codec refuses to encode an option its
+//! profile lacks ([`Codec::can_encode`](super::Codec::can_encode) tells
+//! beforehand), and decodes what it does not know as
+//! [`Socks6Option::Unknown`].
 //!
 //! Options a codec does not understand survive as [`Socks6Option::Unknown`]
 //! (and vendor options as [`Socks6Option::Vendor`]) with their raw data, so
@@ -56,21 +61,52 @@ impl MptcpScheduler {
     pub const REDUNDANT: MptcpScheduler = MptcpScheduler(0x03);
 }
 
-/// What a stack option says.
+/// UDP port parity values of -11's port parity option (an open newtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Parity(pub u8);
+
+impl Parity {
+    pub const ANY: Parity = Parity(0x00);
+    pub const EVEN: Parity = Parity(0x01);
+    pub const ODD: Parity = Parity(0x02);
+}
+
+/// What a stack option says. The level/code pairs are each profile's
+/// (see the codecs); the comments give -11's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StackValue {
-    /// IP TOS (level IP, code 01): the TOS byte to use (or in use).
+    /// IP TOS (level IP, code 1): the TOS byte to use (or in use).
     Tos(u8),
-    /// TCP Fast Open (level TCP, code 01): the desired SYN payload size
-    /// (0 for BIND).
+    /// Happy Eyeballs (-11: level IP, code 2; proxy–remote): desired
+    /// (client) or attempted (proxy).
+    HappyEyeballs(bool),
+    /// IP TTL / hop limit (-11: level IP, code 3; not in the reference
+    /// dialect).
+    Ttl(u8),
+    /// No fragmentation (-11: level IP, code 4; not in the reference
+    /// dialect): `true` = fragmentation not desired (client) / avoidance
+    /// enforced (proxy, the DF bit on IPv4).
+    NoFragment(bool),
+    /// TCP Fast Open (level TCP, code 1): the desired SYN payload size
+    /// (0: any; ignored for BIND).
     TcpFastOpen { payload_size: u16 },
-    /// Multipath TCP (level TCP, code 02): the proxy–remote connection is
-    /// (or should be) MPTCP.
+    /// Multipath TCP (level TCP, code 2): the proxy–remote connection is
+    /// (or should be) MPTCP. -05 has only this form (the option's presence).
     Mptcp,
-    /// MPTCP scheduler (level TCP, code 03).
+    /// Multipath TCP not desired (client) or not available (proxy): -11
+    /// and the reference dialect (whose values are the reverse of -11's
+    /// text; the codecs handle that).
+    MptcpOff,
+    /// MPTCP scheduler (-05 only: level TCP, code 3).
     MptcpScheduler(MptcpScheduler),
-    /// TCP listen backlog (level TCP, code 04), for BIND.
+    /// TCP listen backlog (-05: level TCP, code 4; -11: code 3), for BIND.
     ListenBacklog(u16),
+    /// UDP error reporting (-11: level UDP, code 1; not in the reference
+    /// dialect): ICMP errors relayed to the client.
+    UdpError(bool),
+    /// UDP port parity (-11: level UDP, code 2; not in the reference
+    /// dialect), with whether the counterpart port is reserved.
+    PortParity { parity: Parity, reserve: bool },
     /// A level/code pair this crate does not know, or a known one whose
     /// data does not have the size the draft gives it. Ignored by both
     /// machines, re-encoded unchanged.
@@ -88,17 +124,6 @@ impl StackOption {
     pub fn new(leg: Leg, value: StackValue) -> Self {
         StackOption { leg, value }
     }
-    /// The option's `(level, code)` pair.
-    pub fn level_code(&self) -> (u8, u8) {
-        match &self.value {
-            StackValue::Tos(_) => (level::IP, 0x01),
-            StackValue::TcpFastOpen { .. } => (level::TCP, 0x01),
-            StackValue::Mptcp => (level::TCP, 0x02),
-            StackValue::MptcpScheduler(_) => (level::TCP, 0x03),
-            StackValue::ListenBacklog(_) => (level::TCP, 0x04),
-            StackValue::Unknown { level, code, .. } => (*level, *code),
-        }
-    }
 }
 
 /// The typed stack options that apply to one leg, first occurrence of each
@@ -110,11 +135,18 @@ impl StackOption {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StackRequests {
     pub tos: Option<u8>,
+    pub happy_eyeballs: Option<bool>,
+    pub ttl: Option<u8>,
+    pub no_fragment: Option<bool>,
     /// TCP Fast Open, with the desired SYN payload size.
     pub tfo: Option<u16>,
-    pub mptcp: bool,
+    /// MPTCP desired (`Some(true)`), not desired (`Some(false)`), or not
+    /// asked about.
+    pub mptcp: Option<bool>,
     pub mptcp_scheduler: Option<MptcpScheduler>,
     pub listen_backlog: Option<u16>,
+    pub udp_error: Option<bool>,
+    pub port_parity: Option<(Parity, bool)>,
 }
 
 impl StackRequests {
@@ -130,17 +162,34 @@ impl StackRequests {
         if let Some(t) = self.tos {
             push(StackValue::Tos(t));
         }
+        if let Some(h) = self.happy_eyeballs {
+            push(StackValue::HappyEyeballs(h));
+        }
+        if let Some(t) = self.ttl {
+            push(StackValue::Ttl(t));
+        }
+        if let Some(d) = self.no_fragment {
+            push(StackValue::NoFragment(d));
+        }
         if let Some(p) = self.tfo {
             push(StackValue::TcpFastOpen { payload_size: p });
         }
-        if self.mptcp {
-            push(StackValue::Mptcp);
+        match self.mptcp {
+            Some(true) => push(StackValue::Mptcp),
+            Some(false) => push(StackValue::MptcpOff),
+            None => {}
         }
         if let Some(s) = self.mptcp_scheduler {
             push(StackValue::MptcpScheduler(s));
         }
         if let Some(b) = self.listen_backlog {
             push(StackValue::ListenBacklog(b));
+        }
+        if let Some(u) = self.udp_error {
+            push(StackValue::UdpError(u));
+        }
+        if let Some((parity, reserve)) = self.port_parity {
+            push(StackValue::PortParity { parity, reserve });
         }
         out
     }
@@ -175,6 +224,35 @@ impl ExpenditureCode {
     pub const NO_WINDOW: ExpenditureCode = ExpenditureCode(0x02);
     pub const OUT_OF_WINDOW: ExpenditureCode = ExpenditureCode(0x03);
     pub const DUPLICATE: ExpenditureCode = ExpenditureCode(0x04);
+    /// -11's "Idempotence Rejected" (kind 15), which does not say why. The
+    /// -11 codecs send every code but success as it and read it as this.
+    pub const REJECTED: ExpenditureCode = ExpenditureCode(0xFF);
+
+    pub fn is_success(self) -> bool {
+        self == ExpenditureCode::SUCCESS
+    }
+}
+
+/// Session options (-11 §7, kinds 5–10; the reference dialect also has
+/// kind 7, "session untrusted"). -05 has no sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SessionOption {
+    /// Client: start a session with this request.
+    Request,
+    /// The session's id: the proxy's answer to a session request (in the
+    /// authentication reply, where the reference puts it) and the client's
+    /// claim in every later request of the session. Opaque, a non-empty
+    /// multiple of 4 bytes.
+    Id(Vec<u8>),
+    /// Proxy: the request was accepted as part of its session.
+    Ok,
+    /// Proxy: the session id is not (or no longer) valid.
+    Invalid,
+    /// Client: end the session (the request itself is not part of it).
+    Teardown,
+    /// The reference dialect's "session untrusted" (-06 to -09), kept
+    /// and otherwise ignored.
+    Untrusted,
 }
 
 /// Idempotence options (-05 kind 04).
@@ -198,8 +276,14 @@ pub enum Socks6Option {
     Stack(StackOption),
     AuthMethod(AuthMethodOption),
     AuthData(AuthDataOption),
+    /// -11's authentication method selection (kind 3): the codecs turn it
+    /// into [`AuthOutcome::Continue`](super::AuthOutcome::Continue) when
+    /// reading an authentication reply, and back when writing one.
+    AuthSelect(Method),
     Idempotence(IdempotenceOption),
-    /// Vendor-specific range (-05: kinds `C0`–`FF`), kept raw.
+    Session(SessionOption),
+    /// Vendor-specific range (-05: kinds `C0`–`FF`; -11: experimental,
+    /// `FC00`–`FFFF`), kept raw.
     Vendor {
         kind: u16,
         data: Vec<u8>,
@@ -312,15 +396,35 @@ impl Options {
                 StackValue::Tos(t) => {
                     r.tos.get_or_insert(*t);
                 }
+                StackValue::HappyEyeballs(h) => {
+                    r.happy_eyeballs.get_or_insert(*h);
+                }
+                StackValue::Ttl(t) => {
+                    r.ttl.get_or_insert(*t);
+                }
+                StackValue::NoFragment(d) => {
+                    r.no_fragment.get_or_insert(*d);
+                }
                 StackValue::TcpFastOpen { payload_size } => {
                     r.tfo.get_or_insert(*payload_size);
                 }
-                StackValue::Mptcp => r.mptcp = true,
+                StackValue::Mptcp => {
+                    r.mptcp.get_or_insert(true);
+                }
+                StackValue::MptcpOff => {
+                    r.mptcp.get_or_insert(false);
+                }
                 StackValue::MptcpScheduler(s) => {
                     r.mptcp_scheduler.get_or_insert(*s);
                 }
                 StackValue::ListenBacklog(b) => {
                     r.listen_backlog.get_or_insert(*b);
+                }
+                StackValue::UdpError(u) => {
+                    r.udp_error.get_or_insert(*u);
+                }
+                StackValue::PortParity { parity, reserve } => {
+                    r.port_parity.get_or_insert((*parity, *reserve));
                 }
                 StackValue::Unknown { .. } => {}
             }
@@ -356,6 +460,27 @@ impl Options {
     pub fn window_advertisement(&self) -> Option<(u32, u32)> {
         self.idempotence().find_map(|i| match i {
             IdempotenceOption::WindowAdvertisement { base, size } => Some((*base, *size)),
+            _ => None,
+        })
+    }
+
+    /// The session options, in order.
+    pub fn session(&self) -> impl Iterator<Item = &SessionOption> {
+        self.0.iter().filter_map(|o| match o {
+            Socks6Option::Session(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Whether a session option `want` is present (ids compare too).
+    pub fn has_session(&self, want: &SessionOption) -> bool {
+        self.session().any(|s| s == want)
+    }
+
+    /// The first session id.
+    pub fn session_id(&self) -> Option<&[u8]> {
+        self.session().find_map(|s| match s {
+            SessionOption::Id(id) => Some(&id[..]),
             _ => None,
         })
     }
@@ -402,6 +527,11 @@ impl From<IdempotenceOption> for Socks6Option {
 impl From<AuthMethodOption> for Socks6Option {
     fn from(a: AuthMethodOption) -> Self {
         Socks6Option::AuthMethod(a)
+    }
+}
+impl From<SessionOption> for Socks6Option {
+    fn from(s: SessionOption) -> Self {
+        Socks6Option::Session(s)
     }
 }
 impl From<AuthDataOption> for Socks6Option {
@@ -499,15 +629,15 @@ mod tests {
             StackRequests {
                 tos: Some(1),
                 tfo: Some(9),
-                mptcp: true,
-                mptcp_scheduler: None,
+                mptcp: Some(true),
                 listen_backlog: Some(5),
+                ..StackRequests::default()
             }
         );
         let client = o.stack_requests(Leg::CLIENT_PROXY);
         assert_eq!(client.tos, Some(1));
         assert_eq!(client.mptcp_scheduler, Some(MptcpScheduler::REDUNDANT));
-        assert!(!client.mptcp && client.tfo.is_none());
+        assert!(client.mptcp.is_none() && client.tfo.is_none());
         // Reported back: the same values as options on the leg.
         let back = Options(remote.to_options(Leg::PROXY_REMOTE));
         assert_eq!(back.stack_requests(Leg::PROXY_REMOTE), remote);

@@ -73,8 +73,10 @@ use crate::userpass::Verify;
 use crate::v5::Method;
 use crate::{userpass, Command, Credentials, Misuse, Password, PeerError, ProtoError};
 
-use super::messages::{AuthOutcome, AuthReply, Request, Socks6Request};
-use super::options::Options;
+use super::messages::{
+    userpass_reply_option, AuthOutcome, AuthReply, Request, SessionUse, Socks6Request,
+};
+use super::options::{Options, SessionOption};
 use super::{Profile, Socks6Limits};
 
 /// Policy of the SOCKS 6 server machine.
@@ -191,14 +193,36 @@ impl Socks6Handshake {
         true
     }
 
+    /// The failed authentication reply. In profiles with sessions it
+    /// carries the RFC 1929 failure in an authentication data option, as
+    /// the reference sends it (also to a client that sent no credentials).
     fn failure_reply(&self) -> Vec<u8> {
+        let mut options = Options::new();
+        if self.profile.has_sessions() {
+            options.push(userpass_reply_option(userpass::FAILURE));
+        }
         self.profile
             .codec()
             .encode_auth_reply(&AuthReply {
                 outcome: AuthOutcome::Failure,
-                options: Options::new(),
+                options,
             })
             .unwrap_or_default()
+    }
+
+    /// What the request says about sessions (nothing in -05).
+    fn session_use(&self, options: &Options) -> SessionUse {
+        if !self.profile.has_sessions() {
+            return SessionUse::None;
+        }
+        match options.session_id() {
+            Some(id) if options.has_session(&SessionOption::Teardown) => {
+                SessionUse::Teardown(id.to_vec())
+            }
+            Some(id) => SessionUse::Member(id.to_vec()),
+            None if options.has_session(&SessionOption::Request) => SessionUse::Start,
+            None => SessionUse::None,
+        }
     }
 
     pub(crate) fn step(&mut self, input: &mut Input) -> Stepped {
@@ -308,10 +332,22 @@ impl Socks6Handshake {
     fn authenticate(&mut self, pending: Pending, input: &mut Input) -> Stepped {
         let codec = self.profile.codec();
         let options = &pending.request.options;
+        // A request in a session is not authenticated (the draft: the proxy
+        // MUST ignore any authentication attempt and MUST NOT require one);
+        // the caller resolves the session (`SessionUse::Member`).
+        if let SessionUse::Member(_) = self.session_use(options) {
+            return Ok(self.done(pending, Credentials::None, Method::NONE, input));
+        }
         if let Some(data) = options.auth_data(Method::USERPASS) {
             let bytes = data.data.expose();
+            // Aligned profiles pad the option: up to 3 zeros may follow the
+            // RFC 1929 request.
+            let align = codec.layout().alignment;
             return match userpass::Request::parse(bytes, self.config.lenient_auth) {
-                Ok(Parsed::Complete { value, consumed: c }) if c == bytes.len() => {
+                Ok(Parsed::Complete { value, consumed: c })
+                    if c == bytes.len()
+                        || (bytes.len() - c < align && bytes[c..].iter().all(|&b| b == 0)) =>
+                {
                     Ok(self.verify(pending, false, value))
                 }
                 Ok(_) => Err((
@@ -368,6 +404,7 @@ impl Socks6Handshake {
             request,
             initial_data,
         } = pending;
+        let session = self.session_use(&request.options);
         Instruction::Finished {
             value: Socks6Request {
                 profile: self.profile,
@@ -377,6 +414,7 @@ impl Socks6Handshake {
                 initial_data,
                 credentials,
                 auth_method,
+                session,
             },
             rest: input.take(),
         }

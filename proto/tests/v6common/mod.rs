@@ -46,13 +46,18 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// The server machine with SOCKS 6 enabled under `cfg`.
+/// The server machine with SOCKS 6 enabled under `cfg`, on a listener set
+/// to draft -05 (these tests are -05's; `v6_profiles.rs` and
+/// `v6_draft11.rs` cover the other profiles and the `auto` listener).
 pub fn server(cfg: &ServerConfig) -> ServerHandshake {
     ServerHandshake::new(HandshakeConfig {
         require_auth: cfg.require_auth,
         lenient_auth: cfg.lenient_auth,
     })
     .with_socks6(cfg.limits.clone())
+    .with_socks6_setting(sixsocks_proto::v6::ProfileSetting::Only(
+        sixsocks_proto::v6::Profile::Draft05,
+    ))
 }
 
 /// Run the server machine (SOCKS 6 enabled) over `stream`, delivering
@@ -64,9 +69,7 @@ pub fn drive(
     pattern: Option<&[usize]>,
     check: &mut dyn FnMut(&[u8], &Password) -> bool,
 ) -> Outcome {
-    let cap = cfg
-        .limits
-        .max_request_bytes(sixsocks_proto::v6::Profile::DEFAULT);
+    let cap = cfg.limits.max_request_bytes_any();
     let mut hs = server(&cfg);
     let mut verified = Vec::new();
     let delivery = pattern.map_or(Delivery::Exact, Delivery::Pattern);
@@ -281,7 +284,10 @@ fn answer(proxy: &mut Proxy, req: &Socks6Request, ex: &mut Exchange) -> Vec<u8> 
             );
             out.extend(req.association_init(AssociationId(0xDEADBEEF)).unwrap());
             // As if the first datagram arrived at once.
-            out.extend(req.association_confirmation());
+            out.extend(
+                req.association_confirmation(AssociationId(0xDEADBEEF))
+                    .unwrap(),
+            );
         }
         _ => out.extend(
             req.operation_reply(ReplyCode::CommandNotSupported, None, Options::new())

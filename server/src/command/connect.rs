@@ -102,7 +102,9 @@ async fn direct(
     let initial = req.socks6().map_or(&[][..], |r| &r.initial_data[..]);
     let opts = SocketOptions {
         tos: wanted.tos,
-        mptcp: wanted.mptcp,
+        ttl: wanted.ttl,
+        no_fragment: wanted.no_fragment == Some(true),
+        mptcp: wanted.mptcp == Some(true),
         ..egress
     };
     let use_tfo = wanted.tfo.is_some() && addrs.len() == 1 && !initial.is_empty();
@@ -131,24 +133,43 @@ async fn direct(
             tos: applied.tos,
         });
     }
-    let options = reported(&wanted, &applied, tfo_used);
+    // Happy Eyeballs (RFC 8305, which every connect to several addresses
+    // does) answers a client that asked, for a name it sent.
+    let by_name = matches!(req.target().host, sixsocks_proto::Host::Domain(_));
+    let happy_eyeballs = wanted
+        .happy_eyeballs
+        .filter(|_| by_name)
+        .map(|_| !tfo_used && addrs.len() > 1);
+    let options = reported(&wanted, &applied, tfo_used, happy_eyeballs);
     let out = Outbound::direct(target);
     Ok(Connected { out, options })
 }
 
-/// The stack options a SOCKS 6 reply reports: what the kernel took.
-fn reported(wanted: &StackRequests, applied: &SocketOptions, tfo_used: bool) -> Options {
+/// The stack options a SOCKS 6 reply reports: what the kernel took, and
+/// (-11 asks that every supported option be answered) "no" for what was
+/// asked and not done. A profile that cannot say an answer leaves it out.
+fn reported(
+    wanted: &StackRequests,
+    applied: &SocketOptions,
+    tfo_used: bool,
+    happy_eyeballs: Option<bool>,
+) -> Options {
     let reported = StackRequests {
         tos: applied.tos,
+        ttl: applied.ttl,
+        no_fragment: wanted.no_fragment.map(|_| applied.no_fragment),
+        happy_eyeballs,
         tfo: if tfo_used { wanted.tfo } else { None },
-        mptcp: applied.mptcp,
+        // Answered when asked (-11 answers "not available" too; the -05
+        // codec cannot say that and leaves it out).
+        mptcp: wanted.mptcp.map(|_| applied.mptcp),
         mptcp_scheduler: if applied.mptcp {
             // The kernel's default scheduler is what is in use.
             wanted.mptcp_scheduler.map(|_| MptcpScheduler::DEFAULT)
         } else {
             None
         },
-        listen_backlog: None,
+        ..StackRequests::default()
     };
     Options(reported.to_options(Leg::PROXY_REMOTE))
 }

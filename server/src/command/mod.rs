@@ -11,9 +11,12 @@
 //! * `udp.rs`: UDP ASSOCIATE's reply (the relay is `udp_relay/`).
 //! * `resolve.rs`: Tor's RESOLVE and RESOLVE_PTR.
 //! * `noop.rs`: SOCKS 6 NOOP.
+//! * `dns.rs`: SOCKS 6's "DNS provided by SOCKS" (a CONNECT to `0.0.0.0`
+//!   or `::` port 53, -11 and the reference dialect).
 
 mod bind;
 mod connect;
+mod dns;
 mod noop;
 pub(crate) mod reply;
 mod resolve;
@@ -55,6 +58,9 @@ pub(crate) fn execute<'a>(
         let result = match admitted {
             Err(e) => Err(e),
             Ok(()) => match req.command() {
+                Command::CONNECT if dns::wanted(req) => {
+                    Box::pin(dns::serve(stream, req, leftover, shared, rec)).await
+                }
                 Command::CONNECT => connect::run(stream, req, leftover, shared, rec).await,
                 // BIND and UDP are boxed: their futures are large and rare,
                 // and an unboxed await would size every session's future to

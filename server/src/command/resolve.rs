@@ -70,7 +70,7 @@ async fn finish_with(
 
 /// The addresses of a name, from the resolver or from the upstream the
 /// rules route it to.
-async fn resolve_routed(
+pub(super) async fn resolve_routed(
     target: &TargetAddr,
     shared: &Shared,
     rec: &Record,
@@ -86,7 +86,7 @@ async fn resolve_routed(
 
 /// The name of an address, from the resolver or from the upstream the
 /// rules route it to.
-async fn reverse_routed(
+pub(super) async fn reverse_routed(
     ip: IpAddr,
     target: &TargetAddr,
     shared: &Shared,

@@ -104,7 +104,9 @@ impl Framing {
         Framing::Socks6 {
             codec: request.profile.codec(),
             id,
-            confirmation: Some(request.association_confirmation()),
+            // A confirmation this profile cannot encode (none today) is
+            // simply not sent.
+            confirmation: request.association_confirmation(id).ok(),
         }
     }
 }
@@ -363,7 +365,7 @@ impl Association {
                 id,
                 confirmation,
             } => {
-                let (header, offset) = match codec.parse_datagram_header(dgram) {
+                let (header, payload) = match codec.parse_datagram(dgram) {
                     Ok(h) => h,
                     Err(e) => {
                         return self.dropped(UdpDrop::BadHeader, &format!("bad header: {e}"), src)
@@ -378,7 +380,7 @@ impl Association {
                 if let Some(c) = confirmation.take() {
                     self.pending_tcp = Some(c);
                 }
-                let payload = &dgram[offset..];
+                let payload = &dgram[payload];
                 if header.is_confirmation_request() && payload.is_empty() {
                     return None;
                 }
