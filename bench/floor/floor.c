@@ -252,6 +252,8 @@ static void handshake(struct worker *w, struct conn *c)
     if (n < 0) {
         if (errno == EAGAIN)
             cl->rd = 0;
+        else
+            enqueue(w, c); /* EINTR: again next turn */
         return;
     }
     if ((size_t)n < room)
