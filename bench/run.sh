@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# bench/run.sh: sixsocks against a direct connection, danted and microsocks,
-# interleaved, each run in a network namespace of its own. See bench/README.md.
+# bench/run.sh: sixsocks against a direct connection, the floor relay
+# (bench/floor/), danted and microsocks, interleaved, each run in a network
+# namespace of its own. See bench/README.md.
 #
-#   bench/run.sh              full run (about 15 minutes on 2 cores)
+#   bench/run.sh              full run (about 20 minutes on 2 cores)
 #   bench/run.sh --smoke      every mode once, very briefly (a harness check for CI)
 #
 # Options:
 #   --reps N            repetitions of the round robin (default 3; --smoke: 1)
-#   --peers "LIST"      subset of: direct sixsocks danted microsocks sixsocks6
+#   --peers "LIST"      subset of: direct floor sixsocks danted microsocks sixsocks6
 #                       (sixsocks6: sixsocks spoken to in SOCKS 6, connrate only)
 #   --modes "LIST"      subset of: throughput connrate pingpong idle
 #   --out DIR           where results go (default target/bench/DATE)
 #   --debug | --release cargo profile (default: release; --smoke: debug)
+#   --floor-threads N   worker threads of the floor relay (default: the cores)
+#   --charts            SVG charts must be drawn (matplotlib missing: fail)
+#   --no-charts         draw no charts (default: draw them if matplotlib is there)
 #   --no-netns          do not make network namespaces (not root, or no unshare)
 #   --no-build          use the binaries already built
 set -euo pipefail
@@ -91,6 +95,11 @@ EOF
             >>"$BENCH_WORK/danted.out" 2>&1 &
         pid=$!
         ;;
+    floor)
+        # The floor relay: epoll and splice, nothing else (bench/floor/floor.c).
+        "$FLOOR_BIN" -l "127.0.0.1:$PORT" -t "$FLOOR_THREADS" >"$BENCH_WORK/floor.log" 2>&1 &
+        pid=$!
+        ;;
     microsocks)
         # It logs every connection and cannot be silenced.
         microsocks -i 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
@@ -127,12 +136,14 @@ fi
 # ---------------------------------------------------------------------------
 SMOKE=0
 REPS=
-PEERS="direct sixsocks danted microsocks sixsocks6"
+PEERS="direct floor sixsocks danted microsocks sixsocks6"
 MODES="throughput connrate pingpong idle"
 OUT=
 PROFILE=
 NETNS=1
 BUILD=1
+FLOOR_THREADS=$(nproc)
+CHARTS=auto
 ARGS_SEEN=$(printf "%s " "$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -145,8 +156,11 @@ while [ $# -gt 0 ]; do
     --release) PROFILE=release ;;
     --no-netns) NETNS=0 ;;
     --no-build) BUILD=0 ;;
+    --floor-threads) FLOOR_THREADS=$2; shift ;;
+    --charts) CHARTS=yes ;;
+    --no-charts) CHARTS=no ;;
     -h | --help)
-        sed -n '2,17p' "$SELF" | sed 's/^# \{0,1\}//'
+        sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -169,11 +183,14 @@ RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
 cd "$ROOT"
+# sixsocks itself is built (and needed) only when a peer runs it.
+crates=(-p sixsocks-bench)
+case " $PEERS " in *" sixsocks "* | *" sixsocks6 "*) crates+=(-p sixsocks) ;; esac
 if [ "$BUILD" = 1 ]; then
     if [ "$PROFILE" = release ]; then
-        cargo build --release -p sixsocks -p sixsocks-bench >&2
+        cargo build --release "${crates[@]}" >&2
     else
-        cargo build -p sixsocks -p sixsocks-bench >&2
+        cargo build "${crates[@]}" >&2
     fi
 fi
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
@@ -181,9 +198,33 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
 TARGET_DIR=${TARGET_DIR:-$ROOT/target}
 export BENCH_BIN="$TARGET_DIR/$PROFILE/sixsocks-bench"
 export SIXSOCKS_BIN="$TARGET_DIR/$PROFILE/sixsocks"
-for b in "$BENCH_BIN" "$SIXSOCKS_BIN"; do
+bins=("$BENCH_BIN")
+case " ${crates[*]} " in *" sixsocks "*) bins+=("$SIXSOCKS_BIN") ;; esac
+for b in "${bins[@]}"; do
     [ -x "$b" ] || { say "missing $b: build it (or drop --no-build)"; exit 1; }
 done
+
+# The floor relay: one C file, always -O2 (whatever the cargo profile).
+export FLOOR_BIN="$TARGET_DIR/floor/floor" FLOOR_THREADS
+FLOOR_CC=
+case " $PEERS " in *" floor "*)
+    if [ "$BUILD" = 1 ] || [ ! -x "$FLOOR_BIN" ]; then
+        if command -v gcc >/dev/null; then
+            mkdir -p "$(dirname "$FLOOR_BIN")"
+            gcc -O2 -Wall -Wextra -Werror -o "$FLOOR_BIN" bench/floor/floor.c -lpthread >&2 ||
+                { say "the floor relay did not build (bench/floor/floor.c)"; exit 1; }
+            FLOOR_CC="gcc $(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion) -O2"
+        else
+            loud "gcc is missing: the floor relay cannot be built. Install it with (as root): apt-get install gcc libc6-dev"
+            if [ -n "${CI:-}" ]; then
+                exit 1
+            fi
+            PEERS=$(echo " $PEERS " | sed "s/ floor / /")
+            loud "going on without it: $PEERS"
+        fi
+    fi
+    ;;
+esac
 
 # The peers come from Debian's packages.
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -286,6 +327,9 @@ total=$((${#cases[@]} * REPS * np))
     fi
     echo "- machine: $(uname -srm), $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
     echo "- peers: $(dpkg-query -W -f '${Package} ${Version}, ' dante-server microsocks 2>/dev/null | sed 's/, $//')"
+    case " $PEERS " in *" floor "*)
+        echo "- floor relay: bench/floor/floor.c (${FLOOR_CC:-built before}), $FLOOR_THREADS thread(s)" ;;
+    esac
     echo "- network namespaces: $([ "$NETNS" = 1 ] && echo 'yes, one per run' || echo no)"
     [ -z "$IDLE_NOTE" ] || echo "- $IDLE_NOTE"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -323,8 +367,9 @@ done
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/header.md"
 req=()
 if [ "$SMOKE" = 1 ]; then
-    # The harness works if the direct runs and sixsocks's all succeeded.
-    req=(--require-ok direct,sixsocks)
+    # The harness works if the direct runs, sixsocks's and the floor
+    # relay's all succeeded.
+    req=(--require-ok direct,floor,sixsocks)
 fi
 rc=0
 {
@@ -334,4 +379,21 @@ rc=0
 } >"$OUT/report.md" || rc=$?
 cat "$OUT/report.md"
 say "report: $OUT/report.md, raw results: $RESULTS"
+
+# The same figures as JSON, and a chart of each. Charts are a view of the
+# tables: without matplotlib they are skipped loudly, unless asked for
+# (--charts) or under CI, where that fails the run.
+"$BENCH_BIN" report --json "$RESULTS" "${req[@]}" >"$OUT/summary.json" 2>/dev/null || rc=$?
+if [ "$CHARTS" != no ]; then
+    chart_opt=(--if-available)
+    if [ "$CHARTS" = yes ] || [ -n "${CI:-}" ]; then
+        chart_opt=()
+    fi
+    if python3 "$ROOT/bench/charts.py" "$OUT/summary.json" --out "$OUT/charts" "${chart_opt[@]}"; then
+        say "charts: $OUT/charts/*.svg, figures as JSON: $OUT/summary.json"
+    else
+        say "charts failed"
+        rc=1
+    fi
+fi
 exit $rc

@@ -91,6 +91,13 @@ enum Cmd {
         /// The label of the direct (no proxy) runs.
         #[arg(long, default_value = "direct")]
         baseline: String,
+        /// The label of the floor relay's runs (bench/floor/): the subject's
+        /// figures are divided by its too; it is never the best peer.
+        #[arg(long, default_value = "floor")]
+        floor: String,
+        /// Print the figures as one JSON object (for bench/charts.py), not markdown.
+        #[arg(long)]
+        json: bool,
         /// Exit with status 1 if any run of these labels (comma-separated) failed or stalled.
         #[arg(long, value_delimiter = ',')]
         require_ok: Vec<String>,
@@ -167,6 +174,8 @@ fn main() -> ExitCode {
             files,
             subject,
             baseline,
+            floor,
+            json,
             require_ok,
         } => {
             let mut records = Vec::new();
@@ -179,7 +188,11 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            print!("{}", report::render(&records, &subject, &baseline));
+            if json {
+                println!("{}", report::summary(&records, &subject, &baseline, &floor));
+            } else {
+                print!("{}", report::render(&records, &subject, &baseline, &floor));
+            }
             let bad = report::failures(&records, &require_ok);
             if !bad.is_empty() {
                 eprintln!("sixsocks-bench: runs that must not fail did:");

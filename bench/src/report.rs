@@ -1,10 +1,12 @@
 //! Markdown tables from the JSON lines of many runs: one table per metric,
 //! a row per case, a column per peer holding the median of the repetitions
 //! and their spread (min–max), then the subject's ratio against the direct
-//! baseline and against the best peer. A run that stalled or failed is
-//! never averaged in: its cell says so.
+//! baseline, against the floor relay (`bench/floor/`: the least a relay can
+//! cost; never counted as a peer) and against the best peer. A run that
+//! stalled or failed is never averaged in: its cell says so. The same
+//! figures as JSON ([`summary`]) feed `bench/charts.py`.
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use crate::stats::median;
 
@@ -207,6 +209,15 @@ impl Cell {
     }
 }
 
+impl Cell {
+    fn to_json(&self) -> Value {
+        let lo = self.values.iter().copied().reduce(f64::min);
+        let hi = self.values.iter().copied().reduce(f64::max);
+        json!({"median": self.median(), "min": lo, "max": hi, "values": self.values,
+               "runs": self.runs, "bad": self.bad, "stalled": self.any_stall})
+    }
+}
+
 fn cell(records: &[&Value], case: &str, label: &str, pointer: &str) -> Cell {
     let mut c = Cell {
         runs: 0,
@@ -252,8 +263,46 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// Who is measured in a table, and in which column order.
+struct Roles<'a> {
+    subject: &'a str,
+    baseline: &'a str,
+    floor: &'a str,
+}
+
+impl<'a> Roles<'a> {
+    /// The table's labels (baseline, floor, subject, then the peers as
+    /// first seen) and the peers among them (neither of the three).
+    fn columns(&self, m: &Metric, recs: &[&'a Value]) -> (Vec<&'a str>, Vec<&'a str>) {
+        let seen = first_seen(recs, "label");
+        let mut labels: Vec<&str> = Vec::new();
+        if m.with_baseline && seen.contains(&self.baseline) {
+            labels.push(self.baseline);
+        }
+        for l in [self.floor, self.subject] {
+            if seen.contains(&l) && !labels.contains(&l) {
+                labels.push(l);
+            }
+        }
+        let special = [self.baseline, self.subject, self.floor];
+        let peers: Vec<&str> = seen
+            .iter()
+            .copied()
+            .filter(|l| !special.contains(l))
+            .collect();
+        labels.extend(&peers);
+        (labels, peers)
+    }
+}
+
 /// The whole report: a table per metric, then the runs that went wrong.
-pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
+/// `floor` is the label of the floor relay's runs.
+pub fn render(records: &[Value], subject: &str, baseline: &str, floor: &str) -> String {
+    let roles = Roles {
+        subject,
+        baseline,
+        floor,
+    };
     let mut out = String::new();
     for m in METRICS {
         let recs: Vec<&Value> = records
@@ -263,22 +312,10 @@ pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
         if recs.is_empty() {
             continue;
         }
-        let seen = first_seen(&recs, "label");
-        let mut labels: Vec<&str> = Vec::new();
-        if m.with_baseline && seen.contains(&baseline) {
-            labels.push(baseline);
-        }
-        if seen.contains(&subject) {
-            labels.push(subject);
-        }
-        labels.extend(seen.iter().filter(|l| **l != baseline && **l != subject));
-        let peers: Vec<&str> = labels
-            .iter()
-            .copied()
-            .filter(|l| *l != baseline && *l != subject)
-            .collect();
+        let (labels, peers) = roles.columns(m, &recs);
         let has_subject = labels.contains(&subject);
         let has_base = labels.contains(&baseline);
+        let has_floor = labels.contains(&floor) && floor != subject && floor != baseline;
 
         out.push_str(&format!("### {}\n\n| case |", m.title));
         for l in &labels {
@@ -287,16 +324,24 @@ pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
         if has_subject && has_base {
             out.push_str(&format!(" {subject} ÷ {baseline} |"));
         }
+        if has_subject && has_floor {
+            out.push_str(&format!(" {subject} ÷ {floor} |"));
+        }
         if has_subject && !peers.is_empty() {
             out.push_str(&format!(" {subject} ÷ best peer |"));
         }
         if m.added && has_subject && has_base {
             out.push_str(&format!(" added over {baseline}: {subject} / best peer |"));
         }
+        if m.added && has_floor && has_base {
+            out.push_str(&format!(" added over {baseline}: {floor} |"));
+        }
         out.push_str("\n|---|");
         let extra = usize::from(has_subject && has_base)
+            + usize::from(has_subject && has_floor)
             + usize::from(has_subject && !peers.is_empty())
-            + usize::from(m.added && has_subject && has_base);
+            + usize::from(m.added && has_subject && has_base)
+            + usize::from(m.added && has_floor && has_base);
         for _ in 0..labels.len() + extra {
             out.push_str("---|");
         }
@@ -341,6 +386,24 @@ pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
                 };
                 out.push_str(&format!(" {r} |"));
             }
+            if has_subject && has_floor {
+                // A variant the floor has no runs of ("32 workers, SOCKS 6
+                // 0-RTT") is compared with the floor's figure in the case
+                // it varies ("32 workers"), which the cell names.
+                let r = match (s, med(floor)) {
+                    (Some(s), Some(f)) => ratio(s, f),
+                    (Some(s), None) if cell(&recs, case, floor, m.pointer).runs == 0 => {
+                        match case.rsplit_once(", ").and_then(|(base, _)| {
+                            Some((base, cell(&recs, base, floor, m.pointer).median()?))
+                        }) {
+                            Some((base, f)) => format!("{} ({floor}, {base})", ratio(s, f)),
+                            None => "–".into(),
+                        }
+                    }
+                    _ => "–".into(),
+                };
+                out.push_str(&format!(" {r} |"));
+            }
             if has_subject && !peers.is_empty() {
                 // A variant measured for the subject alone ("32 workers,
                 // SOCKS 6 0-RTT") is compared with the subject's own figure
@@ -372,6 +435,13 @@ pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
                 };
                 out.push_str(&format!(" {r} |"));
             }
+            if m.added && has_floor && has_base {
+                let r = match (med(floor), b) {
+                    (Some(f), Some(b)) => fmt_num(f - b),
+                    _ => "–".into(),
+                };
+                out.push_str(&format!(" {r} |"));
+            }
             out.push('\n');
         }
         out.push('\n');
@@ -385,6 +455,49 @@ pub fn render(records: &[Value], subject: &str, baseline: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The figures of [`render`]'s tables as JSON (for `bench/charts.py`):
+/// `{"subject", "baseline", "floor", "metrics": [{"mode", "title",
+/// "pointer", "higher_better", "labels": [in column order], "cases":
+/// [{"case", "cells": {LABEL: {"median", "min", "max", "values", "runs",
+/// "bad", "stalled"}}}]}]}`. `median`, `min` and `max` are null where no
+/// run of the cell succeeded; a label without runs in a case has no cell.
+pub fn summary(records: &[Value], subject: &str, baseline: &str, floor: &str) -> Value {
+    let roles = Roles {
+        subject,
+        baseline,
+        floor,
+    };
+    let mut metrics = Vec::new();
+    for m in METRICS {
+        let recs: Vec<&Value> = records
+            .iter()
+            .filter(|r| str_of(r, "mode") == m.mode)
+            .collect();
+        if recs.is_empty() {
+            continue;
+        }
+        let (labels, _) = roles.columns(m, &recs);
+        let cases: Vec<Value> = first_seen(&recs, "case")
+            .into_iter()
+            .map(|case| {
+                let mut cells = Map::new();
+                for l in &labels {
+                    let c = cell(&recs, case, l, m.pointer);
+                    if c.runs > 0 {
+                        cells.insert((*l).to_string(), c.to_json());
+                    }
+                }
+                json!({"case": case, "cells": cells})
+            })
+            .collect();
+        metrics.push(
+            json!({"mode": m.mode, "title": m.title, "pointer": m.pointer,
+                            "higher_better": m.higher_better, "labels": labels, "cases": cases}),
+        );
+    }
+    json!({"subject": subject, "baseline": baseline, "floor": floor, "metrics": metrics})
 }
 
 /// The runs that failed or stalled, as lines; only those of `labels`
@@ -459,7 +572,7 @@ mod tests {
             tp("microsocks", 1, 9.0, Some(2.0), false),
             tp("microsocks", 2, 9.0, Some(2.0), false),
         ];
-        let out = render(&recs, "sixsocks", "direct");
+        let out = render(&recs, "sixsocks", "direct", "floor");
         assert!(out.contains("| case | direct | sixsocks | danted | microsocks | sixsocks ÷ direct | sixsocks ÷ best peer |"), "{out}");
         // medians with spread; the stalled peer is not a number and not the best peer
         assert!(
@@ -488,7 +601,7 @@ mod tests {
             cr("microsocks", "32 workers", 7000.0),
             cr("sixsocks", "32 workers, SOCKS 6 0-RTT", 10000.0),
         ];
-        let out = render(&recs, "sixsocks", "direct");
+        let out = render(&recs, "sixsocks", "direct", "floor");
         assert!(
             out.contains(
                 "| 32 workers, SOCKS 6 0-RTT | – | 10,000 | – | – | 1.25× (sixsocks, 32 workers) |"
@@ -513,7 +626,103 @@ mod tests {
             pp("danted", 0, 30.0, true),
             pp("danted", 1, 32.0, false),
         ];
-        let out = render(&recs, "sixsocks", "direct");
+        let out = render(&recs, "sixsocks", "direct", "floor");
         assert!(out.contains("| 1 B | 10.0 | 15.0 | 30.0 **STALL 1/2** | 1.50× | 0.50× (danted) | 5.00 / 20.0 (danted) |"), "{out}");
+    }
+
+    #[test]
+    fn the_floor_gets_its_column_and_is_never_the_best_peer() {
+        let recs = vec![
+            tp("direct", 0, 40.0, None, true),
+            tp("sixsocks", 0, 10.0, Some(0.4), true),
+            tp("floor", 0, 20.0, Some(0.2), true),
+            tp("danted", 0, 5.0, Some(0.8), true),
+        ];
+        let out = render(&recs, "sixsocks", "direct", "floor");
+        assert!(
+            out.contains("| case | direct | floor | sixsocks | danted | sixsocks ÷ direct | sixsocks ÷ floor | sixsocks ÷ best peer |"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "| upload, 1 stream | 40.0 | 20.0 | 10.0 | 5.00 | 0.25× | 0.50× | 2.00× (danted) |"
+            ),
+            "{out}"
+        );
+        // CPU: no direct column, the floor's is there (lower is better).
+        assert!(
+            out.contains("| upload, 1 stream | 0.200 | 0.400 | 0.800 | 2.00× | 0.50× (danted) |"),
+            "{out}"
+        );
+
+        let pp = |label: &str, p50: f64| {
+            json!({"mode": "pingpong", "case": "1 B", "label": label, "rep": 0, "ok": true,
+                   "stalled": false, "rtt": {"p50_us": p50, "p99_us": p50 * 2.0}})
+        };
+        let cr = |label: &str, case: &str, rate: f64| {
+            json!({"mode": "connrate", "case": case, "label": label, "rep": 0, "ok": true,
+                   "stalled": false, "conns_per_s": rate})
+        };
+        let recs = vec![
+            pp("direct", 10.0),
+            pp("floor", 12.0),
+            pp("sixsocks", 15.0),
+            pp("danted", 30.0),
+            cr("floor", "32 workers", 10000.0),
+            cr("sixsocks", "32 workers", 8000.0),
+            cr("sixsocks", "32 workers, SOCKS 6 0-RTT", 11000.0),
+        ];
+        let out = render(&recs, "sixsocks", "direct", "floor");
+        assert!(
+            out.contains("| added over direct: sixsocks / best peer | added over direct: floor |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 1 B | 10.0 | 12.0 | 15.0 | 30.0 | 1.50× | 1.25× | 0.50× (danted) | 5.00 / 20.0 (danted) | 2.00 |"),
+            "{out}"
+        );
+        // Only the subject and the floor: no best peer column; the SOCKS 6
+        // variant is compared with the floor's SOCKS5 run of its case.
+        assert!(
+            out.contains("| 32 workers | 10,000 | 8,000 | 0.80× |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 32 workers, SOCKS 6 0-RTT | – | 11,000 | 1.10× (floor, 32 workers) |"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_summary_holds_every_cell_in_column_order() {
+        let recs = vec![
+            tp("sixsocks", 0, 10.0, Some(0.4), true),
+            tp("sixsocks", 1, 12.0, Some(0.2), true),
+            tp("direct", 0, 40.0, None, true),
+            tp("floor", 0, 20.0, Some(0.2), true),
+            tp("microsocks", 0, 9.0, Some(2.0), false),
+        ];
+        let v = summary(&recs, "sixsocks", "direct", "floor");
+        assert_eq!(v["floor"], "floor");
+        let m = &v["metrics"][0];
+        assert_eq!(m["pointer"], "/gbps");
+        assert_eq!(m["higher_better"], true);
+        assert_eq!(
+            m["labels"],
+            json!(["direct", "floor", "sixsocks", "microsocks"])
+        );
+        let c = &m["cases"][0];
+        assert_eq!(c["case"], "upload, 1 stream");
+        assert_eq!(c["cells"]["sixsocks"]["median"], 11.0);
+        assert_eq!(c["cells"]["sixsocks"]["min"], 10.0);
+        assert_eq!(c["cells"]["sixsocks"]["max"], 12.0);
+        assert_eq!(c["cells"]["sixsocks"]["runs"], 2);
+        assert_eq!(c["cells"]["microsocks"]["median"], Value::Null);
+        assert_eq!(c["cells"]["microsocks"]["stalled"], true);
+        // The CPU table has no direct column.
+        assert_eq!(
+            v["metrics"][1]["labels"],
+            json!(["floor", "sixsocks", "microsocks"])
+        );
     }
 }

@@ -216,3 +216,154 @@ fn cli_prints_one_json_line_and_the_report_reads_it() {
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Builds the floor relay (bench/floor/floor.c) as bench/run.sh does, or
+/// says why not: without gcc the test is skipped loudly, and fails with CI set.
+fn build_floor() -> Option<std::path::PathBuf> {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/floor/floor.c");
+    let bin = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("floor");
+    let out = Command::new("gcc")
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&bin)
+        .args([src, "-lpthread"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(bin),
+        Ok(o) => panic!(
+            "floor.c did not build: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "gcc is needed for the floor relay: {e}"
+            );
+            eprintln!("\n*** SKIPPED: gcc is missing ({e}): the floor relay is not tested\n");
+            None
+        }
+    }
+}
+
+/// The floor relay as a child process on a free port of 127.0.0.1.
+struct Floor {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Floor {
+    fn start(bin: &std::path::Path, threads: u32) -> Floor {
+        for _ in 0..20 {
+            let port = TcpListener::bind((LO, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = SocketAddr::new(LO, port);
+            let mut child = Command::new(bin)
+                .args(["-l", &addr.to_string(), "-t", &threads.to_string()])
+                .spawn()
+                .unwrap();
+            for _ in 0..100 {
+                if let Some(st) = child.try_wait().unwrap() {
+                    // Someone took the port in between: try another.
+                    eprintln!("floor exited with {st} on {addr}");
+                    break;
+                }
+                if TcpStream::connect(addr).is_ok() {
+                    return Floor { child, addr };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("the floor relay did not start");
+    }
+
+    /// Its open descriptors that are sockets (the listeners and the relays).
+    fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_floor_relay_relays_every_mode_and_refuses_what_it_does_not_speak() {
+    let Some(bin) = build_floor() else { return };
+    for threads in [1, 2] {
+        let floor = Floor::start(&bin, threads);
+        let route = Route::Socks5(floor.addr);
+        for d in [Direction::Upload, Direction::Download, Direction::Echo] {
+            let r = throughput::run(route, LO, &tp_opts(d, 4, 60_000)).unwrap();
+            assert_eq!(r.failed_streams, 0, "{d:?}: {r:?}");
+            assert!(r.window_bytes > 0, "{d:?}: {r:?}");
+        }
+        let o = connrate::Opts {
+            workers: 4,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(200),
+            stall: Duration::from_secs(60),
+        };
+        let r = connrate::run(route, LO, &o).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.conns_total > 0, "{r:?}");
+        let r = pingpong::run(route, LO, 64, 50, Duration::from_secs(60)).unwrap();
+        assert_eq!(r.round_trips, 50, "{r:?}");
+
+        // A half-close is passed on, and what follows it still arrives.
+        let echo = TcpListener::bind((LO, 0)).unwrap();
+        let target = echo.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = echo.accept().unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap(); // until the client's EOF
+            c.write_all(b"after EOF: ").unwrap();
+            c.write_all(&got).unwrap();
+        });
+        let mut c = TcpStream::connect(floor.addr).unwrap();
+        c.write_all(&[5, 1, 0]).unwrap();
+        let mut m = [0u8; 2];
+        c.read_exact(&mut m).unwrap();
+        assert_eq!(m, [5, 0]);
+        c.write_all(&sixsocks_bench::socks::connect_request(target))
+            .unwrap();
+        let mut rep = [0u8; 10];
+        c.read_exact(&mut rep).unwrap();
+        assert_eq!(&rep[..4], &[5, 0, 0, 1], "reply");
+        c.write_all(b"ping").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"after EOF: ping");
+        server.join().unwrap();
+
+        // Domain names (03) get 08, BIND 07, no method 00 gets FF.
+        let ask = |req: &[u8], want: &[u8]| {
+            let mut c = TcpStream::connect(floor.addr).unwrap();
+            c.write_all(req).unwrap();
+            let mut got = vec![0u8; want.len()];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(got, want, "answer to {req:02x?}");
+        };
+        ask(&[5, 1, 0, 5, 1, 0, 3, 1, b'x', 0, 80], &[5, 0, 5, 8]);
+        ask(&[5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 80], &[5, 0, 5, 7]);
+        ask(&[5, 1, 2], &[5, 0xff]);
+
+        // Every relay is closed: only the listeners are left.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while floor.sockets() > threads as usize && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(floor.sockets(), threads as usize, "sockets left open");
+    }
+}
