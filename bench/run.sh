@@ -9,7 +9,8 @@
 # Options:
 #   --reps N            repetitions of the round robin (default 3; --smoke: 1)
 #   --peers "LIST"      subset of: direct floor sixsocks danted microsocks sixsocks6
-#                       (sixsocks6: sixsocks spoken to in SOCKS 6, connrate only)
+#                       sixsocks6-11 sixsocks6-207 (sixsocks spoken to in SOCKS 6:
+#                       draft -05, -11, the reference dialect; connrate only)
 #   --modes "LIST"      subset of: throughput connrate pingpong idle
 #   --out DIR           where results go (default target/bench/DATE)
 #   --debug | --release cargo profile (default: release; --smoke: debug)
@@ -60,7 +61,7 @@ inner() {
     direct)
         exec "$BENCH_BIN" "$@" --direct --label direct
         ;;
-    sixsocks | sixsocks6)
+    sixsocks | sixsocks6 | sixsocks6-11 | sixsocks6-207)
         # Every load comes from 127.0.0.1: the per-address caps (512
         # connections, 64 handshakes by default) would refuse the idle
         # case's 10,000; the peers have no such caps either.
@@ -114,10 +115,17 @@ EOF
         say "$peer did not start listening on 127.0.0.1:$PORT (logs in $BENCH_WORK)"
     fi
     local rc=0
-    if [ "$peer" = sixsocks6 ]; then
+    if [ "${peer#sixsocks6}" != "$peer" ]; then
         # The same server, spoken to in SOCKS 6; its rows are cases of
-        # their own ("…, SOCKS 6 0-RTT") under sixsocks's label.
-        "$BENCH_BIN" "$@" --socks6 "127.0.0.1:$PORT" --proxy-pid "$pid" --label sixsocks || rc=$?
+        # their own ("…, SOCKS 6 0-RTT", "…, SOCKS 6 -11 0-RTT", "…, SOCKS 6
+        # ref-207 0-RTT") under sixsocks's label.
+        local profile=draft-05
+        case "$peer" in
+        sixsocks6-11) profile=draft-11 ;;
+        sixsocks6-207) profile=ref-207 ;;
+        esac
+        "$BENCH_BIN" "$@" --socks6 "127.0.0.1:$PORT" --socks6-profile "$profile" \
+            --proxy-pid "$pid" --label sixsocks || rc=$?
     else
         "$BENCH_BIN" "$@" --proxy "127.0.0.1:$PORT" --proxy-pid "$pid" --label "$peer" || rc=$?
     fi
@@ -136,7 +144,7 @@ fi
 # ---------------------------------------------------------------------------
 SMOKE=0
 REPS=
-PEERS="direct floor sixsocks danted microsocks sixsocks6"
+PEERS="direct floor sixsocks danted microsocks sixsocks6 sixsocks6-11 sixsocks6-207"
 MODES="throughput connrate pingpong idle"
 OUT=
 PROFILE=
@@ -185,7 +193,7 @@ RESULTS="$OUT/results.jsonl"
 cd "$ROOT"
 # sixsocks itself is built (and needed) only when a peer runs it.
 crates=(-p sixsocks-bench)
-case " $PEERS " in *" sixsocks "* | *" sixsocks6 "*) crates+=(-p sixsocks) ;; esac
+case " $PEERS " in *" sixsocks"*) crates+=(-p sixsocks) ;; esac
 if [ "$BUILD" = 1 ]; then
     if [ "$PROFILE" = release ]; then
         cargo build --release "${crates[@]}" >&2
@@ -347,7 +355,7 @@ for c in "${cases[@]}"; do
             if [ "$peer" = direct ] && [ "${c%% *}" = idle ]; then
                 continue # a direct connection has no proxy memory to measure
             fi
-            if [ "$peer" = sixsocks6 ] && [ "${c%% *}" != connrate ]; then
+            if [ "${peer#sixsocks6}" != "$peer" ] && [ "${c%% *}" != connrate ]; then
                 continue # SOCKS 6 is measured for its 0-RTT connection rate
             fi
             say "[$i/$total] $peer rep $rep: $c"

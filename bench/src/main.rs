@@ -127,6 +127,9 @@ struct Common {
     /// echo bytes go with the request, 0-RTT).
     #[arg(long, conflicts_with = "direct")]
     socks6: Option<SocketAddr>,
+    /// The SOCKS 6 wire profile (draft-05, draft-11 or ref-207).
+    #[arg(long, default_value = "draft-05", value_parser = parse_profile)]
+    socks6_profile: sixsocks_proto::v6::Profile,
     /// Connect straight to the target: the machine's limit.
     #[arg(long)]
     direct: bool,
@@ -154,7 +157,7 @@ impl Common {
         }
         match (self.proxy, self.socks6) {
             (Some(p), _) => Route::Socks5(p),
-            (None, Some(p)) => Route::Socks6(p),
+            (None, Some(p)) => Route::Socks6(p, self.socks6_profile),
             (None, None) => Route::Direct,
         }
     }
@@ -294,8 +297,13 @@ fn main() -> ExitCode {
                 stall: common.stall(),
             };
             let mut case = format!("{workers} worker{}", if workers == 1 { "" } else { "s" });
-            if let Route::Socks6(_) = common.route() {
-                case.push_str(", SOCKS 6 0-RTT");
+            if let Route::Socks6(_, profile) = common.route() {
+                // -05 keeps its old name, so that earlier runs compare.
+                case.push_str(match profile {
+                    sixsocks_proto::v6::Profile::Draft05 => ", SOCKS 6 0-RTT",
+                    sixsocks_proto::v6::Profile::Draft11 => ", SOCKS 6 -11 0-RTT",
+                    _ => ", SOCKS 6 ref-207 0-RTT",
+                });
             }
             measure(&common, "connrate", &case, |route, ip| {
                 let r = connrate::run(route, ip, &o)?;
@@ -425,7 +433,9 @@ fn measure(
         json!(match route {
             Route::Direct => "direct".to_string(),
             Route::Socks5(p) => format!("socks5://{p}"),
-            Route::Socks6(p) => format!("socks6://{p}"),
+            Route::Socks6(p, profile) => {
+                format!("socks6://{p}?profile={}", profile.setting_name())
+            }
         }),
     );
     let tcp_before = procfs::tcp_counters();
@@ -508,4 +518,9 @@ fn measure(
     );
     println!("{}", Value::Object(rec));
     code
+}
+
+fn parse_profile(s: &str) -> Result<sixsocks_proto::v6::Profile, String> {
+    sixsocks_proto::v6::Profile::from_setting_name(s)
+        .ok_or_else(|| format!("unknown SOCKS 6 profile {s:?} (draft-05, draft-11 or ref-207)"))
 }

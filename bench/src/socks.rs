@@ -23,7 +23,8 @@ pub enum Route {
     Socks5(SocketAddr),
     /// Through a SOCKS 6 (draft -05) proxy at this address; the connection
     /// rate sends its echo bytes with the request (0-RTT).
-    Socks6(SocketAddr),
+    /// SOCKS 6 in this wire profile.
+    Socks6(SocketAddr, sixsocks_proto::v6::Profile),
 }
 
 impl Route {
@@ -36,7 +37,7 @@ impl Route {
     pub fn first_hop(&self, target: SocketAddr) -> SocketAddr {
         match *self {
             Route::Direct => target,
-            Route::Socks5(p) | Route::Socks6(p) => p,
+            Route::Socks5(p) | Route::Socks6(p, _) => p,
         }
     }
 }
@@ -154,7 +155,7 @@ pub fn connect_blocking(
     target: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    if let Route::Socks6(_) = route {
+    if let Route::Socks6(..) = route {
         return Err(bad("the blocking client speaks SOCKS5 only".into()));
     }
     let mut s = TcpStream::connect_timeout(&route.first_hop(target), timeout)?;
@@ -194,7 +195,7 @@ pub async fn connect_with_data_async(
     match route {
         Route::Direct => {}
         Route::Socks5(_) => handshake_async(&mut s, target).await?,
-        Route::Socks6(_) => return socks6_handshake_async(s, target, data).await,
+        Route::Socks6(_, profile) => return socks6_handshake_async(s, target, data, profile).await,
     }
     s.write_all(data).await?;
     Ok((s, Vec::new()))
@@ -206,13 +207,14 @@ async fn socks6_handshake_async(
     mut s: tokio::net::TcpStream,
     target: SocketAddr,
     data: &[u8],
+    profile: sixsocks_proto::v6::Profile,
 ) -> io::Result<(tokio::net::TcpStream, Vec<u8>)> {
     use sixsocks_proto::v6::client::{ClientRequest, Event, Final, Socks6Client};
     use sixsocks_proto::{Command, Instruction, TargetAddr};
     let mut req = ClientRequest::new(Command::CONNECT, TargetAddr::from(target));
     req.initial_data = data.to_vec();
-    let (mut machine, first) =
-        Socks6Client::new(req).map_err(|e| bad(format!("SOCKS 6 request: {e}")))?;
+    let (mut machine, first) = Socks6Client::with_profile(req, profile)
+        .map_err(|e| bad(format!("SOCKS 6 request: {e}")))?;
     s.write_all(&first).await?;
     loop {
         match machine.step() {
