@@ -483,3 +483,132 @@ async fn connect_to_0_0_0_0_port_53_is_the_proxys_dns() {
     .await;
     assert!(e.is_err(), "-05 refuses a CONNECT to 0.0.0.0");
 }
+
+/// UDP over -11, by hand: an association whose datagrams travel on the TCP
+/// connection (echoed back there, after the confirmation), and ICMP errors
+/// relayed to a client that asked, when a datagram hits a closed port on
+/// loopback: over TCP and over UDP.
+#[tokio::test]
+async fn udp_over_draft_11_on_tcp_and_udp_with_icmp_errors() {
+    use sixsocks_proto::v6::client::{Event, Final};
+    use sixsocks_proto::v6::{
+        AssociationId, Codec, DatagramHeader, Leg, StackOption, StackValue, UdpErrorCode, DRAFT11,
+    };
+    let server = inproc::serve_local(None, |_| {}).await;
+    let echo = inproc::udp_echo(Ipv4Addr::LOCALHOST.into()).await;
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    // Open an association that asks for ICMP errors; returns the TCP
+    // stream, the id and the relay's address.
+    async fn associate(server: SocketAddr) -> (TcpStream, AssociationId, SocketAddr) {
+        let mut req = ClientRequest::new(Command::UDP_ASSOCIATE, TargetAddr::unspecified());
+        req.options.push(Socks6Option::Stack(StackOption::new(
+            Leg::PROXY_REMOTE,
+            StackValue::UdpError(true),
+        )));
+        let (mut machine, first) = Socks6Client::with_profile(req, Profile::Draft11).unwrap();
+        let mut s = TcpStream::connect(server).await.unwrap();
+        s.write_all(&first).await.unwrap();
+        loop {
+            match machine.step() {
+                Instruction::NeedMore(_) => {
+                    let mut b = [0u8; 512];
+                    let n = bounded(s.read(&mut b)).await.unwrap();
+                    assert!(n > 0, "the proxy closed");
+                    machine.input().push(&b[..n]);
+                }
+                Instruction::Event(Event::Authenticated(_)) => {}
+                Instruction::Event(Event::UdpAssociated { reply, id }) => {
+                    let asked = reply.options.stack_requests(Leg::PROXY_REMOTE);
+                    assert_eq!(asked.udp_error, Some(true), "the proxy will report errors");
+                    let relay = reply.bound.socket_addr().unwrap();
+                    assert!(
+                        machine.input().bytes().is_empty(),
+                        "nothing after the init message yet"
+                    );
+                    return (s, id, relay);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // One -11 UDP message from the TCP stream.
+    async fn message(s: &mut TcpStream) -> Vec<u8> {
+        let head = read_n(s, 4).await;
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        [head, read_n(s, len - 4).await].concat()
+    }
+
+    // Over TCP.
+    let (mut s, id, _) = associate(server).await;
+    let to = |t: SocketAddr| DatagramHeader {
+        association: id,
+        target: TargetAddr::from(t),
+    };
+    s.write_all(&DRAFT11.datagram(&to(echo), b"over tcp").unwrap())
+        .await
+        .unwrap();
+    let confirm = message(&mut s).await;
+    assert_eq!(confirm, DRAFT11.encode_confirmation(id).unwrap());
+    let back = message(&mut s).await;
+    let (h, payload) = DRAFT11.parse_datagram(&back).unwrap();
+    assert_eq!(
+        (h.target, &back[payload]),
+        (TargetAddr::from(echo), &b"over tcp"[..])
+    );
+    s.write_all(&DRAFT11.datagram(&to(closed), b"nobody").unwrap())
+        .await
+        .unwrap();
+    let err = message(&mut s).await;
+    let report = DRAFT11.parse_udp_error(&err).unwrap();
+    assert_eq!(report.dest, closed);
+    assert_eq!(
+        report.code,
+        UdpErrorCode::HOST_UNREACHABLE,
+        "port unreachable"
+    );
+    assert_eq!(report.reporter, closed.ip());
+
+    // Over UDP: the same error comes over UDP.
+    let (mut s, id, relay) = associate(server).await;
+    let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = |t: SocketAddr| DatagramHeader {
+        association: id,
+        target: TargetAddr::from(t),
+    };
+    u.send_to(&DRAFT11.datagram(&to(echo), b"over udp").unwrap(), relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        message(&mut s).await,
+        DRAFT11.encode_confirmation(id).unwrap()
+    );
+    let mut b = [0u8; 2048];
+    let n = bounded(u.recv(&mut b)).await.unwrap();
+    let (_, payload) = DRAFT11.parse_datagram(&b[..n]).unwrap();
+    assert_eq!(&b[payload], b"over udp");
+    u.send_to(&DRAFT11.datagram(&to(closed), b"nobody").unwrap(), relay)
+        .await
+        .unwrap();
+    let n = bounded(u.recv(&mut b)).await.unwrap();
+    let report = DRAFT11.parse_udp_error(&b[..n]).unwrap();
+    assert_eq!(
+        (report.dest, report.code),
+        (closed, UdpErrorCode::HOST_UNREACHABLE)
+    );
+    // A datagram for this UDP-mapped association sent on TCP is dropped:
+    // the echo answers nothing on TCP.
+    s.write_all(&DRAFT11.datagram(&to(echo), b"wrong way").unwrap())
+        .await
+        .unwrap();
+    let mut one = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.read(&mut one))
+            .await
+            .is_err(),
+        "nothing comes back on TCP"
+    );
+    let _ = Final::UdpConfirmed;
+}

@@ -707,3 +707,55 @@ fn the_server_machine_closes_silently_on_bad_framing() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn fig_udp_err_and_datagrams_on_the_tcp_stream() {
+    use sixsocks_proto::v6::{UdpErrorCode, UdpErrorReport};
+    let id = AssociationId(0x0102030405060708);
+    // fig-udp-err: the datagram to 192.0.2.1:53 met "host unreachable",
+    // reported by 198.51.100.1.
+    let report = UdpErrorReport {
+        association: id,
+        dest: "192.0.2.1:53".parse().unwrap(),
+        reporter: "198.51.100.1".parse().unwrap(),
+        code: UdpErrorCode::HOST_UNREACHABLE,
+    };
+    let bytes = hex("06 04 001c 0102030405060708 01 00 0035 c0000201 01 02 0000 c6336401");
+    assert_eq!(DRAFT11.udp_error(&report).unwrap(), bytes);
+    assert_eq!(DRAFT11.parse_udp_error(&bytes), Ok(report.clone()));
+    assert!(DRAFT11.parse_udp_error(&bytes[..bytes.len() - 1]).is_err());
+    // The reference dialect and -05 have no such message.
+    assert!(REF207.udp_error(&report).is_err());
+    // On the TCP stream: datagram messages one after another, each framed
+    // by its length; a partial one asks for the rest.
+    let h = DatagramHeader {
+        association: id,
+        target: TargetAddr::ip([192, 0, 2, 1].into(), 53),
+    };
+    let one = DRAFT11.datagram(&h, b"one").unwrap();
+    let two = DRAFT11.datagram(&h, b"second").unwrap();
+    let stream = [one.clone(), two.clone()].concat();
+    match DRAFT11.parse_stream_datagram(&stream) {
+        Ok(Parsed::Complete {
+            value: (back, range),
+            consumed,
+        }) => {
+            assert_eq!(back, h);
+            assert_eq!(&stream[range], b"one");
+            assert_eq!(consumed, one.len());
+        }
+        other => panic!("{other:?}"),
+    }
+    for k in 1..two.len() {
+        assert!(
+            matches!(
+                DRAFT11.parse_stream_datagram(&two[..k]),
+                Ok(Parsed::Incomplete { .. })
+            ),
+            "prefix {k}"
+        );
+    }
+    // An error message from a client on the stream is refused.
+    assert!(DRAFT11.parse_stream_datagram(&bytes).is_err());
+    assert!(REF207.parse_stream_datagram(&one).is_err());
+}

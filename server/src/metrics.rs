@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `sixsocks_sessions_total` | counter | `version`, `command`, `reply` |
 //! | `sixsocks_active_sessions` | gauge | |
+//! | `sixsocks_socks6_sessions` | gauge | |
 //! | `sixsocks_bytes_total` | counter | `direction` (`up`: client → target, `down`) |
 //! | `sixsocks_handshake_seconds` | histogram | |
 //! | `sixsocks_connect_seconds` | histogram | `result` (`ok`, `error`) |
@@ -35,6 +36,7 @@ use sixsocks_proto::{Command, ReplyCode};
 
 pub const SESSIONS: &str = "sixsocks_sessions_total";
 pub const ACTIVE_SESSIONS: &str = "sixsocks_active_sessions";
+pub const SOCKS6_SESSIONS: &str = "sixsocks_socks6_sessions";
 pub const BYTES: &str = "sixsocks_bytes_total";
 pub const HANDSHAKE_SECONDS: &str = "sixsocks_handshake_seconds";
 pub const CONNECT_SECONDS: &str = "sixsocks_connect_seconds";
@@ -78,6 +80,10 @@ pub fn describe() {
          the session ended before that was known or sent)."
     );
     describe_gauge!(ACTIVE_SESSIONS, "Client sessions running now.");
+    describe_gauge!(
+        SOCKS6_SESSIONS,
+        "SOCKS 6 sessions (draft -11, the reference dialect) the proxy keeps now."
+    );
     describe_counter!(
         BYTES,
         Unit::Bytes,
@@ -128,6 +134,7 @@ pub fn describe() {
          bad_request (not an HTTP/1 request)."
     );
     gauge!(ACTIVE_SESSIONS).set(0.0);
+    gauge!(SOCKS6_SESSIONS).set(0.0);
     counter!(AUTH_FAILURES).absolute(0);
     for t in [Throttled::Address, Throttled::Busy] {
         counter!(AUTH_THROTTLED, "reason" => t.label()).absolute(0);
@@ -180,6 +187,11 @@ pub fn session_end(
 pub struct ActiveSession(());
 
 /// A session starts: returns the guard that keeps it counted.
+/// The number of SOCKS 6 sessions kept now.
+pub fn socks6_sessions(n: usize) {
+    gauge!(SOCKS6_SESSIONS).set(n as f64);
+}
+
 pub fn active_session() -> ActiveSession {
     gauge!(ACTIVE_SESSIONS).increment(1.0);
     ActiveSession(())

@@ -54,7 +54,8 @@ use crate::v5::Method;
 use crate::{Command, EncodeError, Host, PeerError, TargetAddr};
 
 use super::messages::{
-    AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request,
+    AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request, UdpErrorCode,
+    UdpErrorReport,
 };
 use super::options::{
     level, AuthDataOption, AuthMethodOption, ExpenditureCode, IdempotenceOption, Leg,
@@ -1183,5 +1184,95 @@ impl Codec for Aligned {
         out.extend_from_slice(&addr);
         out.extend_from_slice(payload);
         Ok(out)
+    }
+
+    fn datagrams_over_tcp(&self) -> bool {
+        self.dialect.udp == UdpFraming::Messages
+    }
+
+    fn parse_stream_datagram(
+        &self,
+        buf: &[u8],
+    ) -> Result<Parsed<(DatagramHeader, std::ops::Range<usize>)>, PeerError> {
+        if self.dialect.udp != UdpFraming::Messages {
+            return Err(PeerError::Unexpected(
+                "datagrams over the TCP connection need -11's UDP messages",
+            ));
+        }
+        let (ty, len, _) = match self.parse_udp_header(buf)? {
+            Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
+            Parsed::Complete { value, .. } => value,
+        };
+        if ty != udp_type::DATAGRAM {
+            return Err(PeerError::Unexpected(
+                "a UDP message on the TCP connection that is not a datagram",
+            ));
+        }
+        need!(buf, len);
+        let (header, payload) = self.parse_datagram(&buf[..len])?;
+        Ok(Parsed::Complete {
+            value: (header, payload),
+            consumed: len,
+        })
+    }
+
+    fn udp_error(&self, report: &UdpErrorReport) -> Result<Vec<u8>, EncodeError> {
+        if self.dialect.udp != UdpFraming::Messages {
+            return Err(EncodeError::BadOption(
+                "UDP error messages are not in this SOCKS 6 profile",
+            ));
+        }
+        let dest = Host::Ip(report.dest.ip());
+        let reporter = Host::Ip(report.reporter);
+        let mut addr = Vec::with_capacity(16);
+        self.encode_addr(&dest, &mut addr)?;
+        let mut raddr = Vec::with_capacity(16);
+        self.encode_addr(&reporter, &mut raddr)?;
+        let len = 12 + 4 + addr.len() + 4 + raddr.len();
+        let mut out = Vec::with_capacity(len);
+        self.udp_header(udp_type::ERROR, len, report.association, &mut out)?;
+        out.push(Self::atyp(&dest));
+        out.push(0);
+        out.extend_from_slice(&report.dest.port().to_be_bytes());
+        out.extend_from_slice(&addr);
+        out.push(Self::atyp(&reporter));
+        out.push(report.code.0);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&raddr);
+        Ok(out)
+    }
+
+    fn parse_udp_error(&self, msg: &[u8]) -> Result<UdpErrorReport, PeerError> {
+        let ((ty, len, association), _) = incomplete(self.parse_udp_header(msg)?)?;
+        if ty != udp_type::ERROR {
+            return Err(PeerError::Unexpected("a UDP message that is not an error"));
+        }
+        if len > msg.len() || len < 16 {
+            return Err(PeerError::Truncated);
+        }
+        let msg = &msg[..len];
+        if msg[13] != 0 {
+            return Err(PeerError::BadFraming("padding is not zero"));
+        }
+        let port = be16(&msg[14..]);
+        let ip_only = |h: Host| match h {
+            Host::Ip(ip) => Ok(ip),
+            Host::Domain(_) => Err(PeerError::UnknownAddressType(Atyp::DOMAIN.0)),
+        };
+        let (dest, used) = incomplete(self.parse_addr(msg[12], &msg[16..])?)?;
+        let r = 16 + used;
+        if msg.len() < r + 4 {
+            return Err(PeerError::Truncated);
+        }
+        if msg[r + 2..r + 4] != [0, 0] {
+            return Err(PeerError::BadFraming("padding is not zero"));
+        }
+        let (reporter, _) = incomplete(self.parse_addr(msg[r], &msg[r + 4..])?)?;
+        Ok(UdpErrorReport {
+            association,
+            dest: std::net::SocketAddr::new(ip_only(dest)?, port),
+            reporter: ip_only(reporter)?,
+            code: UdpErrorCode(msg[r + 1]),
+        })
     }
 }

@@ -115,6 +115,31 @@ impl DatagramHeader {
     }
 }
 
+/// An ICMP error a -11 proxy relays to a client that asked for them (the
+/// UDP error option): the datagram's destination, the host that reported
+/// it, and what it said.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UdpErrorReport {
+    pub association: AssociationId,
+    /// Destination address and port of the datagram that caused it.
+    pub dest: std::net::SocketAddr,
+    /// The host that sent the ICMP error.
+    pub reporter: std::net::IpAddr,
+    pub code: UdpErrorCode,
+}
+
+/// -11's datagram error codes (an open newtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpErrorCode(pub u8);
+
+impl UdpErrorCode {
+    pub const NETWORK_UNREACHABLE: UdpErrorCode = UdpErrorCode(0x01);
+    pub const HOST_UNREACHABLE: UdpErrorCode = UdpErrorCode(0x02);
+    pub const TTL_EXPIRED: UdpErrorCode = UdpErrorCode(0x03);
+    /// IPv6 only.
+    pub const DATAGRAM_TOO_BIG: UdpErrorCode = UdpErrorCode(0x04);
+}
+
 /// How a request relates to a session (-11 §7; -05 has none).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SessionUse {

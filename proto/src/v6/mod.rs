@@ -100,7 +100,7 @@ pub use draft05::Draft05;
 pub use draft11::{Aligned, DRAFT11, REF207};
 pub use messages::{
     AssociationId, AuthOutcome, AuthReply, DatagramHeader, OperationReply, Request, SessionUse,
-    Socks6Request,
+    Socks6Request, UdpErrorCode, UdpErrorReport,
 };
 pub use options::{
     AuthDataOption, AuthMethodOption, ExpenditureCode, IdempotenceOption, Leg, MptcpScheduler,
@@ -577,6 +577,39 @@ pub trait Codec: std::fmt::Debug + Sync {
 
     /// A whole datagram: header then payload.
     fn datagram(&self, header: &DatagramHeader, payload: &[u8]) -> Result<Vec<u8>, EncodeError>;
+
+    /// Whether datagrams may travel on the TCP connection (-11).
+    fn datagrams_over_tcp(&self) -> bool {
+        false
+    }
+
+    /// A datagram carried on the TCP connection (-11: the same message as
+    /// over UDP, its length framing it in the stream). Profiles without
+    /// that refuse.
+    fn parse_stream_datagram(
+        &self,
+        _buf: &[u8],
+    ) -> Result<Parsed<(DatagramHeader, std::ops::Range<usize>)>, PeerError> {
+        Err(PeerError::Unexpected(
+            "datagrams over the TCP connection need -11's UDP messages",
+        ))
+    }
+
+    /// The ICMP error message (-11's datagram error); profiles without one
+    /// refuse.
+    fn udp_error(&self, _report: &UdpErrorReport) -> Result<Vec<u8>, EncodeError> {
+        Err(EncodeError::BadOption(
+            "UDP error messages are not in this SOCKS 6 profile",
+        ))
+    }
+
+    /// Parse an ICMP error message (a whole datagram, or a message from
+    /// the TCP stream).
+    fn parse_udp_error(&self, _msg: &[u8]) -> Result<UdpErrorReport, PeerError> {
+        Err(PeerError::Unexpected(
+            "UDP error messages are not in this SOCKS 6 profile",
+        ))
+    }
 }
 
 #[cfg(test)]

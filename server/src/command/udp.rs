@@ -33,9 +33,13 @@ pub(super) async fn run(
             (None, Framing::socks6(r, id), Some((r, id)))
         }
     };
+    let errors = framing.reports_errors();
     let (slot, mut assoc) = Association::open(stream, shared, declared_port, framing).await?;
     let relay_addr = assoc.relay_addr()?;
-    let mut out = success_bytes(req, Some(&relay_addr.into()), Options::new(), shared)?;
+    let answers = req.socks6().map_or_else(Options::new, |r| {
+        stack_answers(r, errors, relay_addr.port())
+    });
+    let mut out = success_bytes(req, Some(&relay_addr.into()), answers, shared)?;
     if let Some((r, id)) = id {
         let init = r.association_init(id);
         out.extend(init.map_err(|e| RequestError::Io(std::io::Error::other(e)))?);
@@ -45,4 +49,25 @@ pub(super) async fn run(
     assoc.run(stream, shared, rec, relay_addr).await;
     drop(slot);
     Ok(())
+}
+
+/// -11 answers every supported stack option of a UDP ASSOCIATE: whether
+/// ICMP errors will be reported, and the parity of the relay port (which
+/// the proxy does not choose, and so reserves no counterpart for).
+fn stack_answers(req: &sixsocks_proto::v6::Socks6Request, errors: bool, port: u16) -> Options {
+    use sixsocks_proto::v6::{Leg, Parity, StackRequests};
+    let asked = req.options.stack_requests(Leg::PROXY_REMOTE);
+    let answer = StackRequests {
+        udp_error: asked.udp_error.map(|_| errors),
+        port_parity: asked.port_parity.map(|_| {
+            let parity = if port.is_multiple_of(2) {
+                Parity::EVEN
+            } else {
+                Parity::ODD
+            };
+            (parity, false)
+        }),
+        ..StackRequests::default()
+    };
+    Options(answer.to_options(Leg::PROXY_REMOTE))
 }

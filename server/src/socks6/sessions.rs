@@ -70,6 +70,7 @@ impl Inner {
         }
         if !expired.is_empty() {
             tracing::debug!(ended = expired.len(), "socks6 sessions expired");
+            crate::metrics::socks6_sessions(self.by_id.len());
         }
         self.last_sweep = Some(now);
     }
@@ -80,6 +81,7 @@ impl Inner {
         let expired = now.duration_since(self.by_id.get(&id)?.last_used) > idle;
         if expired {
             self.remove(&id);
+            crate::metrics::socks6_sessions(self.by_id.len());
             return None;
         }
         let s = self.by_id.get_mut(&id)?;
@@ -175,6 +177,7 @@ impl SessionStore {
             },
         );
         *inner.per_address.entry(client).or_insert(0) += 1;
+        crate::metrics::socks6_sessions(inner.by_id.len());
         Some((
             id,
             Joined {
@@ -217,7 +220,10 @@ impl SessionStore {
         let Ok(id) = <[u8; ID_LEN]>::try_from(id) else {
             return false;
         };
-        self.lock().remove(&id).is_some()
+        let mut inner = self.lock();
+        let ended = inner.remove(&id).is_some();
+        crate::metrics::socks6_sessions(inner.by_id.len());
+        ended
     }
 }
 

@@ -11,8 +11,15 @@
 //! separate outbound sockets (one per address family, opened when first
 //! needed); what comes back on them is wrapped in a header naming its source
 //! and sent to the client.
+//!
+//! SOCKS 6 -11 also lets the client send its datagrams on the TCP
+//! connection (`over_tcp.rs`): the first datagram, over UDP or over TCP,
+//! maps the association to that path for good. A -11 client that asked
+//! for them gets the ICMP errors its datagrams met (`icmp.rs`).
 
+mod icmp;
 pub mod limits;
+mod over_tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -67,14 +74,22 @@ pub(crate) enum Framing {
         codec: &'static dyn Codec,
         id: AssociationId,
         confirmation: Option<Vec<u8>>,
+        /// The client asked for ICMP errors (-11's UDP error option).
+        report_errors: bool,
     },
 }
 
 /// One UDP association: its sockets, its client, and what it relayed.
 pub(crate) struct Association {
     framing: Framing,
-    /// Bytes to send on the TCP connection (the SOCKS 6 confirmation).
-    pending_tcp: Option<Vec<u8>>,
+    /// Bytes to send on the TCP connection (the SOCKS 6 confirmation, and
+    /// -11 datagrams and errors when the association is on TCP).
+    tcp_out: Vec<u8>,
+    /// What came on the TCP connection and is not a whole message yet.
+    tcp_in: Vec<u8>,
+    /// -11: the association was mapped to the TCP connection (its first
+    /// datagram came there); from then on datagrams go both ways on it.
+    over_tcp: bool,
     client_ip: IpAddr,
     /// The client's port: declared in the request, or learnt from its first
     /// valid datagram; fixed from then on.
@@ -101,13 +116,31 @@ impl Framing {
     /// SOCKS 6 framing for association `id` of `request`, whose
     /// confirmation goes out when the first datagram arrives.
     pub(crate) fn socks6(request: &Socks6Request, id: AssociationId) -> Self {
+        let codec = request.profile.codec();
+        let asked = request
+            .options
+            .stack_requests(sixsocks_proto::v6::Leg::PROXY_REMOTE)
+            .udp_error
+            == Some(true);
         Framing::Socks6 {
-            codec: request.profile.codec(),
+            codec,
             id,
             // A confirmation this profile cannot encode (none today) is
             // simply not sent.
             confirmation: request.association_confirmation(id).ok(),
+            report_errors: asked && icmp::supported(codec),
         }
+    }
+
+    /// Whether ICMP errors are relayed to the client (the reply says so).
+    pub(crate) fn reports_errors(&self) -> bool {
+        matches!(
+            self,
+            Framing::Socks6 {
+                report_errors: true,
+                ..
+            }
+        )
     }
 }
 
@@ -142,7 +175,9 @@ impl Association {
             slot,
             Association {
                 framing,
-                pending_tcp: None,
+                tcp_out: Vec::new(),
+                tcp_in: Vec::new(),
+                over_tcp: false,
                 client_ip: client_addr.ip(),
                 client_port,
                 socket,
@@ -197,12 +232,13 @@ impl Association {
         // borrowed, and each handler drains its socket before the next wait.
         let mut buf = vec![0u8; RECV_BUF];
         let mut last = Instant::now();
+        let errors = self.framing.reports_errors();
         loop {
             let idle_deadline = last + idle;
             let side = tokio::select! {
                 r = self.socket.readable() => r.map(|_| Side::Client),
-                r = ready_opt(self.out4.as_ref()) => r.map(|_| Side::Out4),
-                r = ready_opt(self.out6.as_ref()) => r.map(|_| Side::Out6),
+                r = ready_opt(self.out4.as_ref(), errors) => r.map(|_| Side::Out4),
+                r = ready_opt(self.out6.as_ref(), errors) => r.map(|_| Side::Out6),
                 r = client.readable() => r.map(|_| Side::Control),
                 Some((name, result)) = self.resolved_rx.recv() => Ok(Side::Resolved(name, result)),
                 _ = tokio::time::sleep_until(idle_deadline) => return "idle timeout".into(),
@@ -216,14 +252,21 @@ impl Association {
                 continue;
             }
             if let Side::Control = side {
-                let mut b = [0u8; 512];
-                match client.try_read(&mut b) {
-                    Ok(0) => return "control connection closed".into(),
-                    Ok(_) => {} // Nothing is expected here; ignore it.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return format!("control connection error: {e}"),
+                if let Err(end) = self.read_control(client, shared, rec).await {
+                    return end;
                 }
+                if let Err(e) = self.flush_tcp(client).await {
+                    return format!("control connection error: {e}");
+                }
+                last = Instant::now();
                 continue;
+            }
+            if errors && matches!(side, Side::Out4 | Side::Out6) {
+                // First the ICMP errors (this clears the error readiness).
+                self.relay_icmp_errors(matches!(side, Side::Out6)).await;
+                if let Err(e) = self.flush_tcp(client).await {
+                    return format!("control connection error: {e}");
+                }
             }
             // Drain what is ready, a bounded batch at a time so that one
             // busy direction cannot starve the others.
@@ -240,6 +283,10 @@ impl Association {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         tracing::debug!(error = %e, "udp receive error");
+                        if matches!(side, Side::Out4 | Side::Out6) {
+                            // An ICMP error the kernel queued (IP_RECVERR).
+                            self.relay_icmp_errors(matches!(side, Side::Out6)).await;
+                        }
                         break;
                     }
                 };
@@ -248,16 +295,14 @@ impl Association {
                     Side::Client => {
                         self.handle_client_datagram(&buf[..n], src, shared, rec)
                             .await;
-                        if let Some(bytes) = self.pending_tcp.take() {
-                            if let Err(e) = client.write_all(&bytes).await {
-                                return format!("control connection error: {e}");
-                            }
-                        }
                     }
                     _ => {
                         self.handle_remote_datagram(&buf[..n], src, shared, rec)
                             .await
                     }
+                }
+                if let Err(e) = self.flush_tcp(client).await {
+                    return format!("control connection error: {e}");
                 }
             }
         }
@@ -289,9 +334,28 @@ impl Association {
         if matches!(self.client_port, Some(p) if p != src.port()) {
             return self.drop_datagram(UdpDrop::NotFromClient, "not from the client's port", src);
         }
+        if self.over_tcp {
+            return self.drop_datagram(
+                UdpDrop::NotFromClient,
+                "the association is on the TCP connection",
+                src,
+            );
+        }
         let Some((target, data)) = self.unwrap_client_datagram(dgram, src) else {
             return;
         };
+        self.forward_client(target, data, src, shared, rec).await;
+    }
+
+    /// A client datagram's payload to its target (whichever way it came).
+    async fn forward_client(
+        &mut self,
+        target: TargetAddr,
+        data: Vec<u8>,
+        src: SocketAddr,
+        shared: &Shared,
+        rec: &Record,
+    ) {
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
         }
@@ -364,6 +428,7 @@ impl Association {
                 codec,
                 id,
                 confirmation,
+                ..
             } => {
                 let (header, payload) = match codec.parse_datagram(dgram) {
                     Ok(h) => h,
@@ -378,7 +443,7 @@ impl Association {
                 // and is confirmed on the TCP connection.
                 self.client_port = Some(src.port());
                 if let Some(c) = confirmation.take() {
-                    self.pending_tcp = Some(c);
+                    self.tcp_out.extend_from_slice(&c);
                 }
                 let payload = &dgram[payload];
                 if header.is_confirmation_request() && payload.is_empty() {
@@ -462,9 +527,10 @@ impl Association {
         shared: &Shared,
         rec: &Record,
     ) {
-        let Some(port) = self.client_port else {
+        let port = self.client_port;
+        if port.is_none() && !self.over_tcp {
             return self.drop_datagram(UdpDrop::NotReady, "client address not known yet", src);
-        };
+        }
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
         }
@@ -479,6 +545,7 @@ impl Association {
                 codec,
                 id,
                 confirmation,
+                ..
             } => {
                 if confirmation.is_some() {
                     return self.drop_datagram(
@@ -499,15 +566,46 @@ impl Association {
         let Ok(dgram) = dgram else {
             return self.drop_datagram(UdpDrop::SendError, "cannot encode header", src);
         };
-        let client = SocketAddr::new(self.client_ip, port);
-        match self.socket.send_to(&dgram, client).await {
-            Ok(_) => {
+        match self.send_to_client(&dgram, port).await {
+            Ok(()) => {
                 self.stats.to_client.fetch_add(1, Ordering::Relaxed);
                 udp_datagram(Direction::Down);
                 rec.counters.add_down(data.len() as u64);
             }
-            Err(e) => self.drop_datagram(UdpDrop::SendError, &format!("send to client: {e}"), src),
+            Err(why) => self.drop_datagram(UdpDrop::SendError, &why, src),
         }
+    }
+
+    /// Send a framed message to the client: on the TCP connection when the
+    /// association is there (queued for the next flush, up to a cap), or
+    /// over UDP to its port.
+    async fn send_to_client(&mut self, msg: &[u8], port: Option<u16>) -> Result<(), String> {
+        if self.over_tcp {
+            if self.tcp_out.len() + msg.len() > over_tcp::MAX_QUEUED {
+                return Err("the client's TCP connection is backed up".into());
+            }
+            self.tcp_out.extend_from_slice(msg);
+            return Ok(());
+        }
+        let Some(port) = port else {
+            return Err("client address not known yet".into());
+        };
+        let client = SocketAddr::new(self.client_ip, port);
+        self.socket
+            .send_to(msg, client)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("send to client: {e}"))
+    }
+
+    /// Write what is queued for the TCP connection.
+    async fn flush_tcp(&mut self, client: &mut TcpStream) -> std::io::Result<()> {
+        if self.tcp_out.is_empty() {
+            return Ok(());
+        }
+        client.write_all(&self.tcp_out).await?;
+        self.tcp_out.clear();
+        Ok(())
     }
 
     /// A fresh cached address for `name`.
@@ -636,7 +734,15 @@ impl Association {
             } else {
                 (Ipv6Addr::UNSPECIFIED, 0).into()
             };
-            *slot = Some(UdpSocket::bind(any).await?);
+            let socket = UdpSocket::bind(any).await?;
+            if self.framing.reports_errors() {
+                // Without it the kernel drops ICMP errors for unconnected
+                // sockets; with it they queue for `relay_icmp_errors`.
+                if let Err(e) = sixsocks_sys::set_recv_errors(&socket, ip.is_ipv6()) {
+                    tracing::debug!(error = %e, "IP_RECVERR refused: no ICMP errors relayed");
+                }
+            }
+            *slot = Some(socket);
         }
         slot.as_ref()
             .ok_or_else(|| std::io::Error::other("unreachable"))
@@ -663,9 +769,18 @@ enum Side {
 /// Datagrams handled per wake-up of one socket before looking at the others.
 const BATCH: usize = 32;
 
-async fn ready_opt(socket: Option<&UdpSocket>) -> std::io::Result<()> {
+/// An outbound socket's readiness: a datagram, or, with `errors`, an
+/// error (an ICMP error queued with IP_RECVERR shows as error readiness,
+/// not as readable; `relay_icmp_errors` consumes it).
+async fn ready_opt(socket: Option<&UdpSocket>, errors: bool) -> std::io::Result<()> {
+    use tokio::io::Interest;
+    let interest = if errors {
+        Interest::READABLE | Interest::ERROR
+    } else {
+        Interest::READABLE
+    };
     match socket {
-        Some(s) => s.readable().await,
+        Some(s) => s.ready(interest).await.map(|_| ()),
         None => std::future::pending().await,
     }
 }
