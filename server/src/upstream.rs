@@ -20,6 +20,13 @@
 //! What goes through an upstream:
 //! * CONNECT ([`Upstream::connect`]); with a `socks6://` upstream the
 //!   client's first bytes ride in the upstream request as initial data.
+//!   Unless `pass_credentials` is set, a `socks6://` upstream keeps one
+//!   SOCKS 6 session with a token wallet (`Socks6Session`): requests after
+//!   the first authenticate by the session and spend a token, which makes
+//!   them replay-safe, so they may go in a TCP Fast Open SYN where the
+//!   kernel has a cookie for the upstream. A session the upstream forgot
+//!   (it restarted) is replaced, and the request retried once, by the
+//!   client library.
 //! * RESOLVE and RESOLVE_PTR (Tor's `F0`/`F1`, [`Upstream::resolve`],
 //!   [`Upstream::resolve_ptr`]) with `socks5h://`/`socks5://` (and RESOLVE
 //!   with `socks4a://`); other schemes have no such command, and the client
@@ -47,6 +54,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+use sixsocks_client::socks6::Socks6Session;
 use sixsocks_client::{ClientError, Proxy, Scheme, Socks6Options, Stage, UrlError};
 use sixsocks_proto::{Credentials, Host, Password, TargetAddr};
 use tokio::net::TcpStream;
@@ -141,6 +149,9 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Tokens asked for at a time from a `socks6://` upstream.
+const UPSTREAM_TOKEN_WINDOW: u32 = 64;
+
 /// An upstream proxy, ready to carry requests out.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -148,6 +159,9 @@ pub struct Upstream {
     proxy: Proxy,
     pass_credentials: bool,
     timeout: Duration,
+    /// `socks6://` with the URL's own credentials: one session and token
+    /// wallet for every request (shared by the clones of a generation).
+    socks6: Option<std::sync::Arc<Socks6Session>>,
 }
 
 /// A connection to the target through an upstream, after its success reply.
@@ -177,11 +191,22 @@ impl Upstream {
         let timeout = config
             .connect_timeout
             .map_or(default_timeout, Duration::from_secs);
+        let proxy = config.proxy()?.with_timeout(timeout);
+        let socks6 = (proxy.scheme.is_socks6() && !config.pass_credentials)
+            .then(|| {
+                Socks6Session::new(proxy.clone())
+                    .with_options(Socks6Options::new().client_tfo(true))
+                    .with_tokens(UPSTREAM_TOKEN_WINDOW)
+                    .ok()
+            })
+            .flatten()
+            .map(std::sync::Arc::new);
         Ok(Upstream {
             name: name.to_string(),
-            proxy: config.proxy()?.with_timeout(timeout),
+            proxy,
             pass_credentials: config.pass_credentials,
             timeout,
+            socks6,
         })
     }
 
@@ -252,7 +277,9 @@ impl Upstream {
         let started = tokio::time::Instant::now();
         let result = self
             .bounded(async {
-                if socks6 {
+                if let (Some(session), false) = (&self.socks6, passed) {
+                    session.connect_with_data(target, early).await
+                } else if socks6 {
                     sixsocks_client::socks6_connect(
                         &proxy,
                         target,

@@ -1,11 +1,13 @@
-//! The `sixsocks` command: a SOCKS4/4a/5/6 proxy server (`serve`) and its
-//! tools (`check`, `passwd`, `connect`, `resolve`, `completions`).
+//! The `sixsocks` command: a SOCKS4/4a/5/6 proxy server (`serve`), the
+//! SOCKS 6 gateway (`gateway`) and the tools (`check`, `passwd`,
+//! `connect`, `resolve`, `completions`).
 
 #![forbid(unsafe_code)]
 
 mod check;
 mod connect;
 mod docs;
+mod gateway;
 mod logging;
 mod passwd;
 mod privileges;
@@ -37,6 +39,8 @@ struct Cli {
 enum Cmd {
     /// Run the proxy server (the default when no subcommand is given).
     Serve(Box<serve::ServeArgs>),
+    /// Run a local proxy for SOCKS4/5 applications that carries every request to a far SOCKS 6 proxy.
+    Gateway(Box<gateway::GatewayArgs>),
     /// Check a configuration (file, users file, rules) and say what it means.
     Check(Box<check::CheckArgs>),
     /// Add a user to a users file, or change a user's password.
@@ -59,6 +63,10 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         None => serve::run(serve::ServeArgs::default(), cli.verbose),
         Some(Cmd::Serve(args)) => serve::run(*args, cli.verbose),
+        Some(Cmd::Gateway(args)) => {
+            let gateway::GatewayArgs { upstream, serve } = *args;
+            serve::run_with(serve, cli.verbose, move |a| gateway::config(a, &upstream))
+        }
         Some(Cmd::Check(args)) => {
             text_logs();
             check::run(*args)

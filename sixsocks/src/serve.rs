@@ -322,7 +322,18 @@ impl ServeArgs {
 }
 
 pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error>> {
-    let config = args.config()?;
+    run_with(args, verbose, ServeArgs::config)
+}
+
+/// [`run`] with the configuration made by `make` from the command line
+/// (and made again on SIGHUP): `serve`'s, or the gateway's, which adds its
+/// upstream.
+pub fn run_with(
+    args: ServeArgs,
+    verbose: u8,
+    make: impl Fn(&ServeArgs) -> Result<Config, Box<dyn std::error::Error>> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = make(&args)?;
     crate::logging::init(verbose, config.log_format);
     // Unknown names fail now, before anything is bound.
     let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
@@ -348,7 +359,7 @@ pub fn run(args: ServeArgs, verbose: u8) -> Result<(), Box<dyn std::error::Error
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP received: reloading the configuration");
-                match args.config() {
+                match make(&args) {
                     Ok(config) => match reloader.reload(config) {
                         Ok(()) => {}
                         Err(e) => tracing::error!(

@@ -224,6 +224,7 @@ fn man_pages_are_generated_for_every_command_and_render_cleanly() {
             "sixsocks-check.1",
             "sixsocks-completions.1",
             "sixsocks-connect.1",
+            "sixsocks-gateway.1",
             "sixsocks-passwd.1",
             "sixsocks-resolve.1",
             "sixsocks-serve.1",

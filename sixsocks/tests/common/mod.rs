@@ -313,14 +313,26 @@ impl Server {
         Some(Server::spawn(cmd, args, Some(dir), None))
     }
 
-    /// Start `cmd serve ARGS` (`cmd` execs into the binary, keeping its PID).
+    /// `sixsocks gateway --upstream URL ARGS`, the SOCKS 6 gateway (which
+    /// logs and listens as `serve` does).
+    pub fn start_gateway(upstream: &str, args: &[&str]) -> Server {
+        let mut all = vec!["gateway", "--upstream", upstream];
+        all.extend_from_slice(args);
+        Server::spawn(Command::new(BIN), &all, None, None)
+    }
+
+    /// Start `cmd serve ARGS` (`cmd` execs into the binary, keeping its PID;
+    /// ARGS beginning with `gateway` start that subcommand instead).
     fn spawn(
         mut cmd: Command,
         args: &[&str],
         dir: Option<TempDir>,
         listeners: Option<usize>,
     ) -> Server {
-        let mut argv: Vec<String> = vec!["serve".into()];
+        let mut argv: Vec<String> = match args.first() {
+            Some(&"gateway") => Vec::new(),
+            _ => vec!["serve".into()],
+        };
         argv.extend(args.iter().map(|s| s.to_string()));
         let listens = args.iter().filter(|a| **a == "--listen").count();
         if listens == 0 && !args.contains(&"--config") {

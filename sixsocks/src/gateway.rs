@@ -1,0 +1,61 @@
+//! `sixsocks gateway`: a local proxy for applications that speak SOCKS4,
+//! 4a and 5 only, which carries every request to a far sixsocks (or any
+//! SOCKS 6 proxy) as one SOCKS 6 request: the application's first bytes
+//! ride with it as initial data, the credentials in it, and, after the
+//! first, a session and an idempotence token, so that the request may go
+//! in a TCP Fast Open SYN (`server/src/upstream.rs`).
+//!
+//! It is `serve` with one more upstream, `gateway`, to which every passing
+//! rule routes (a configuration without rules gets one that passes
+//! everything there): the same listener, limits, logs, metrics and
+//! reloads.
+//!
+//! This is strict mode: the application's SOCKS reply waits for the far
+//! proxy's, and carries its code.
+
+use clap::Args;
+use sixsocks_server::config::UpstreamConfig;
+use sixsocks_server::Config;
+
+use crate::serve::ServeArgs;
+
+/// The name of the upstream the gateway routes to.
+pub const UPSTREAM: &str = "gateway";
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// The far SOCKS 6 proxy: socks6://[user:pass@]host:port, with
+    /// ?profile=draft-05|draft-11|ref-207 (default draft-11).
+    #[arg(long, value_name = "URL", env = "SIXSOCKS_UPSTREAM")]
+    pub upstream: String,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `serve`'s configuration with the far proxy as upstream `gateway` and
+/// every passing rule routed to it.
+pub fn config(args: &ServeArgs, upstream: &str) -> Result<Config, Box<dyn std::error::Error>> {
+    let mut c = args.config()?;
+    let proxy = sixsocks_client::Proxy::parse(upstream)
+        .map_err(|e| format!("--upstream {upstream:?}: {e}"))?;
+    if !proxy.scheme.is_socks6() {
+        return Err(format!(
+            "--upstream must be a socks6:// URL (the gateway speaks SOCKS 6 to it), not {}://",
+            proxy.scheme
+        )
+        .into());
+    }
+    c.upstream
+        .insert(UPSTREAM.into(), UpstreamConfig::new(upstream));
+    if c.rule.is_empty() {
+        c.rule = Config::from_toml("[[rule]]\naction = \"pass\"\n")?.rule;
+    }
+    for rule in &mut c.rule {
+        if rule.action == sixsocks_server::rules::Action::Pass && rule.route.is_none() {
+            rule.route = Some(UPSTREAM.into());
+        }
+    }
+    c.validate()?;
+    Ok(c)
+}

@@ -1,0 +1,100 @@
+//! `sixsocks gateway` (issue 14, strict mode): SOCKS4/5 applications (curl)
+//! → the gateway → SOCKS 6 → a far sixsocks → the target. The far proxy's
+//! refusal reaches curl as an error; its credentials live in the gateway's
+//! upstream URL, which keeps a SOCKS 6 session with the far proxy.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn curl(args: &[&str], gateway: std::net::SocketAddr, url: &str) -> RunOutput {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "30"]);
+    cmd.args(args);
+    cmd.arg(gateway.to_string());
+    cmd.arg(url);
+    run_tool(&mut cmd, TOOL_TIMEOUT)
+}
+
+#[test]
+fn curl_through_the_gateway_to_a_far_socks6_proxy() {
+    if !require_tools(&["curl"]) {
+        return;
+    }
+    let http = http_server();
+    let dir = TempDir::new("gateway");
+    let users = dir.join("users");
+    passwd(&users, "far", "far-pw");
+    let far = Server::start(&[USERS_FLAG, users.to_str().unwrap()]);
+    for profile in ["draft-11", "ref-207", "draft-05"] {
+        let url = format!("socks6://far:far-pw@{}?profile={profile}", far.addr);
+        let gateway = Server::start_gateway(&url, &[]);
+        let target = format!("http://127.0.0.1:{}/", http.port());
+        for flags in [&["--socks5-hostname"][..], &["--socks5"], &["--socks4a"]] {
+            let out = curl(flags, gateway.addr, &target);
+            assert!(
+                out.status.success(),
+                "{profile} {flags:?}: {:?} {} | gateway: {} | far: {}",
+                out.status,
+                out.stderr,
+                gateway.log_text(),
+                far.log_text()
+            );
+            assert_eq!(out.stdout, http_body(), "{profile} {flags:?}");
+        }
+        // The far proxy saw SOCKS 6 requests from the gateway, each with
+        // the user of the gateway's URL (in -11 and the reference dialect
+        // all but the first carried the session instead of the password).
+        let log = far.log_text();
+        let seen = log
+            .lines()
+            .filter(|l| l.contains("session end") && l.contains("user=far version=socks6"))
+            .count();
+        assert!(seen >= 3, "{profile}: {log}");
+        // A target the far side cannot reach: curl reports an error.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let out = curl(
+            &["--socks5-hostname"],
+            gateway.addr,
+            &format!("http://{closed}/"),
+        );
+        assert!(
+            !out.status.success(),
+            "{profile}: a refused target is an error"
+        );
+    }
+    // A wrong password in the upstream URL: every request is refused.
+    let url = format!("socks6://far:wrong@{}", far.addr);
+    let gateway = Server::start_gateway(&url, &[]);
+    let out = curl(
+        &["--socks5-hostname"],
+        gateway.addr,
+        &format!("http://127.0.0.1:{}/", http.port()),
+    );
+    assert!(!out.status.success(), "wrong upstream password");
+}
+
+#[test]
+fn the_gateway_refuses_an_upstream_that_is_not_socks6() {
+    let out = Command::new(BIN)
+        .args([
+            "gateway",
+            "--upstream",
+            "socks5://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("socks6://"), "{err}");
+}
