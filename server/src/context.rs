@@ -289,6 +289,9 @@ pub(crate) enum Outcome {
     },
     /// CONNECT through this upstream (`[upstream.NAME]`).
     ViaUpstream(String),
+    /// An optimistic CONNECT (answered before the upstream) that then
+    /// failed: the client's connection was reset.
+    OptimisticReset(RequestError),
     /// SOCKS 6 CONNECT: its initial data and the stack options applied.
     InitialData {
         bytes: usize,
@@ -383,6 +386,9 @@ impl fmt::Display for Outcome {
                 write!(f, "client gone {when} the reply: {error}")
             }
             Outcome::ViaUpstream(name) => write!(f, "via upstream {name}"),
+            Outcome::OptimisticReset(e) => {
+                write!(f, "answered optimistically, then reset: {e}")
+            }
             Outcome::InitialData {
                 bytes,
                 tfo,

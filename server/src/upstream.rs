@@ -77,6 +77,13 @@ pub struct UpstreamConfig {
     /// server's `connect_timeout`.
     #[serde(default)]
     pub connect_timeout: Option<u64>,
+    /// `socks6://` only: answer a SOCKS4/5 client's CONNECT at once,
+    /// without waiting for the upstream, so that the client's first bytes
+    /// go with the upstream request (the gateway's default). A target the
+    /// upstream cannot reach then resets the accepted connection. Default
+    /// false: the reply waits for the upstream's and carries its code.
+    #[serde(default)]
+    pub optimistic: bool,
 }
 
 /// The URL with its password hidden: the configuration is printed, and
@@ -91,6 +98,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("url", &url)
             .field("pass_credentials", &self.pass_credentials)
             .field("connect_timeout", &self.connect_timeout)
+            .field("optimistic", &self.optimistic)
             .finish()
     }
 }
@@ -102,6 +110,7 @@ impl UpstreamConfig {
             url: url.into(),
             pass_credentials: false,
             connect_timeout: None,
+            optimistic: false,
         }
     }
 
@@ -125,6 +134,12 @@ impl UpstreamConfig {
         if self.connect_timeout == Some(0) {
             return Err(format!(
                 "upstream {name:?}: connect_timeout must be at least 1 second"
+            ));
+        }
+        if self.optimistic && !proxy.scheme.is_socks6() {
+            return Err(format!(
+                "upstream {name:?}: optimistic needs a socks6:// url (only SOCKS 6 carries \
+                 the client's first bytes with the request)"
             ));
         }
         if let Host::Ip(ip) = proxy.host {
@@ -162,6 +177,8 @@ pub struct Upstream {
     /// `socks6://` with the URL's own credentials: one session and token
     /// wallet for every request (shared by the clones of a generation).
     socks6: Option<std::sync::Arc<Socks6Session>>,
+    /// Answer SOCKS4/5 clients before the upstream does.
+    optimistic: bool,
 }
 
 /// A connection to the target through an upstream, after its success reply.
@@ -203,9 +220,10 @@ impl Upstream {
             .map(std::sync::Arc::new);
         Ok(Upstream {
             name: name.to_string(),
-            proxy,
             pass_credentials: config.pass_credentials,
             timeout,
+            optimistic: config.optimistic && proxy.scheme.is_socks6(),
+            proxy,
             socks6,
         })
     }
@@ -223,6 +241,12 @@ impl Upstream {
     /// The whole-request deadline.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Whether SOCKS4/5 clients are answered before the upstream is
+    /// (`optimistic`).
+    pub fn optimistic(&self) -> bool {
+        self.optimistic
     }
 
     /// The proxy to use for a client with `creds`, and whether they are the

@@ -10,8 +10,10 @@
 //! everything there): the same listener, limits, logs, metrics and
 //! reloads.
 //!
-//! This is strict mode: the application's SOCKS reply waits for the far
-//! proxy's, and carries its code.
+//! Two modes. Optimistic (the default): the application is answered at
+//! once, so that its first bytes go with the SOCKS 6 request; a target the
+//! far proxy cannot reach then resets the accepted connection. Strict: the
+//! application's reply waits for the far proxy's and carries its code.
 
 use clap::Args;
 use sixsocks_server::config::UpstreamConfig;
@@ -29,13 +31,24 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "URL", env = "SIXSOCKS_UPSTREAM")]
     pub upstream: String,
 
+    /// optimistic: answer applications at once, so that their first bytes
+    /// ride with the request (a refused target resets the connection);
+    /// strict: answer after the far proxy, with its reply code.
+    #[arg(long, value_name = "MODE", default_value = "optimistic",
+          value_parser = ["optimistic", "strict"])]
+    pub mode: String,
+
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
 /// `serve`'s configuration with the far proxy as upstream `gateway` and
 /// every passing rule routed to it.
-pub fn config(args: &ServeArgs, upstream: &str) -> Result<Config, Box<dyn std::error::Error>> {
+pub fn config(
+    args: &ServeArgs,
+    upstream: &str,
+    optimistic: bool,
+) -> Result<Config, Box<dyn std::error::Error>> {
     let mut c = args.config()?;
     let proxy = sixsocks_client::Proxy::parse(upstream)
         .map_err(|e| format!("--upstream {upstream:?}: {e}"))?;
@@ -46,8 +59,9 @@ pub fn config(args: &ServeArgs, upstream: &str) -> Result<Config, Box<dyn std::e
         )
         .into());
     }
-    c.upstream
-        .insert(UPSTREAM.into(), UpstreamConfig::new(upstream));
+    let mut up = UpstreamConfig::new(upstream);
+    up.optimistic = optimistic;
+    c.upstream.insert(UPSTREAM.into(), up);
     if c.rule.is_empty() {
         c.rule = Config::from_toml("[[rule]]\naction = \"pass\"\n")?.rule;
     }

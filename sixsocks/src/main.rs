@@ -64,8 +64,15 @@ fn main() -> std::process::ExitCode {
         None => serve::run(serve::ServeArgs::default(), cli.verbose),
         Some(Cmd::Serve(args)) => serve::run(*args, cli.verbose),
         Some(Cmd::Gateway(args)) => {
-            let gateway::GatewayArgs { upstream, serve } = *args;
-            serve::run_with(serve, cli.verbose, move |a| gateway::config(a, &upstream))
+            let gateway::GatewayArgs {
+                upstream,
+                mode,
+                serve,
+            } = *args;
+            let optimistic = mode == "optimistic";
+            serve::run_with(serve, cli.verbose, move |a| {
+                gateway::config(a, &upstream, optimistic)
+            })
         }
         Some(Cmd::Check(args)) => {
             text_logs();

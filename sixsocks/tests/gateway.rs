@@ -1,7 +1,9 @@
-//! `sixsocks gateway` (issue 14, strict mode): SOCKS4/5 applications (curl)
-//! → the gateway → SOCKS 6 → a far sixsocks → the target. The far proxy's
-//! refusal reaches curl as an error; its credentials live in the gateway's
-//! upstream URL, which keeps a SOCKS 6 session with the far proxy.
+//! `sixsocks gateway` (issue 14): SOCKS4/5 applications (curl) → the
+//! gateway → SOCKS 6 → a far sixsocks → the target, in both modes. The far
+//! proxy's refusal reaches curl as an error (a reply code in strict mode, a
+//! reset in optimistic mode); its credentials live in the gateway's
+//! upstream URL, which keeps a SOCKS 6 session with the far proxy. In
+//! optimistic mode the application's first bytes go with the request.
 
 mod common;
 
@@ -31,9 +33,14 @@ fn curl_through_the_gateway_to_a_far_socks6_proxy() {
     let users = dir.join("users");
     passwd(&users, "far", "far-pw");
     let far = Server::start(&[USERS_FLAG, users.to_str().unwrap()]);
-    for profile in ["draft-11", "ref-207", "draft-05"] {
+    for (profile, mode) in [
+        ("draft-11", "optimistic"),
+        ("draft-11", "strict"),
+        ("ref-207", "optimistic"),
+        ("draft-05", "strict"),
+    ] {
         let url = format!("socks6://far:far-pw@{}?profile={profile}", far.addr);
-        let gateway = Server::start_gateway(&url, &[]);
+        let gateway = Server::start_gateway(&url, &["--mode", mode]);
         let target = format!("http://127.0.0.1:{}/", http.port());
         for flags in [&["--socks5-hostname"][..], &["--socks5"], &["--socks4a"]] {
             let out = curl(flags, gateway.addr, &target);
@@ -56,6 +63,18 @@ fn curl_through_the_gateway_to_a_far_socks6_proxy() {
             .filter(|l| l.contains("session end") && l.contains("user=far version=socks6"))
             .count();
         assert!(seen >= 3, "{profile}: {log}");
+        // Optimistic: curl's request went with the SOCKS 6 request, as
+        // initial data (the far proxy logs how much).
+        let with_data = log
+            .lines()
+            .filter(|l| l.contains("user=far") && l.contains("outcome=initial data"))
+            .any(|l| !l.contains("outcome=initial data 0 bytes"));
+        if mode == "optimistic" {
+            assert!(
+                with_data,
+                "{profile}: no initial data at the far side: {log}"
+            );
+        }
         // A target the far side cannot reach: curl reports an error.
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

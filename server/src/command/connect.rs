@@ -20,6 +20,7 @@ use crate::outbound::Outbound;
 use crate::policy::{direct_plan, route_checked, Route};
 use crate::relay::write_all;
 use crate::tunnel::{deliver, relay_recorded};
+use crate::upstream::Upstream;
 
 /// An outbound connection ready for the success reply.
 struct Connected {
@@ -39,7 +40,18 @@ pub(super) fn run<'a>(
 ) -> impl Future<Output = Result<(), RequestError>> + Send + 'a {
     async move {
         // Boxed: connecting is short-lived, relaying is what idles.
-        let connected = Box::pin(open(req, &leftover, shared, rec)).await?;
+        let route = Box::pin(route_checked(req.target(), shared, rec)).await?;
+        if let Route::Upstream(up) = &route {
+            if up.optimistic() && req.socks6().is_none() {
+                let up: &Upstream = up;
+                Box::pin(super::optimistic::run(
+                    stream, req, up, leftover, shared, rec,
+                ))
+                .await;
+                return Ok(());
+            }
+        }
+        let connected = Box::pin(open(req, route, &leftover, shared, rec)).await?;
         let Some((target, early_sent)) = answer(stream, req, connected, shared, rec).await? else {
             return Ok(());
         };
@@ -56,18 +68,19 @@ pub(super) fn run<'a>(
     }
 }
 
-/// Check the rules, then connect: through the upstream a rule routes to
+/// Connect where the rules said: through the upstream a rule routes to
 /// (SOCKS 6's initial data, or a SOCKS4/5 client's early bytes, go with
 /// its request when it speaks SOCKS 6), or directly.
 async fn open(
     req: &impl Replier,
+    route: Route<'_>,
     leftover: &[u8],
     shared: &Shared,
     rec: &mut Record,
 ) -> Result<Connected, RequestError> {
     let target = req.target();
     let initial = req.socks6().map(|r| r.initial_data.as_slice());
-    let (addrs, rule) = match route_checked(target, shared, rec).await? {
+    let (addrs, rule) = match route {
         Route::Direct(addrs, rule) => (addrs, rule),
         Route::Upstream(up) => {
             let out = Outbound::via(up, target, initial.unwrap_or(leftover), rec).await?;

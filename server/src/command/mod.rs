@@ -11,6 +11,8 @@
 //! * `udp.rs`: UDP ASSOCIATE's reply (the relay is `udp_relay/`).
 //! * `resolve.rs`: Tor's RESOLVE and RESOLVE_PTR.
 //! * `noop.rs`: SOCKS 6 NOOP.
+//! * `optimistic.rs`: CONNECT answered before its SOCKS 6 upstream is
+//!   (`optimistic = true`, the gateway's default).
 //! * `dns.rs`: SOCKS 6's "DNS provided by SOCKS" (a CONNECT to `0.0.0.0`
 //!   or `::` port 53, -11 and the reference dialect).
 
@@ -18,6 +20,7 @@ mod bind;
 mod connect;
 mod dns;
 mod noop;
+mod optimistic;
 pub(crate) mod reply;
 mod resolve;
 mod udp;
