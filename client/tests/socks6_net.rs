@@ -139,6 +139,25 @@ async fn start_server(listen: SocketAddr) -> SocketAddr {
     start_server_with_users(listen, None).await
 }
 
+/// A gateway (`sixsocks gateway`'s configuration) on 127.0.0.1 whose every
+/// request goes to the SOCKS 6 proxy at `far` (a URL).
+async fn start_gateway(far: &str, optimistic: bool) -> SocketAddr {
+    let mut up = sixsocks_server::config::UpstreamConfig::new(far);
+    up.optimistic = optimistic;
+    let mut config = Config {
+        listen: vec![(Ipv4Addr::LOCALHOST, 0).into()],
+        rule: Config::from_toml("[[rule]]\naction = \"pass\"\nroute = \"gateway\"\n")
+            .unwrap()
+            .rule,
+        ..Config::default()
+    };
+    config.upstream.insert("gateway".into(), up);
+    let server = Server::bind(config).expect("gateway binds");
+    let addr = server.local_addrs()[0];
+    tokio::spawn(server.run(std::future::pending()));
+    addr
+}
+
 async fn start_server_with_users(listen: SocketAddr, users: Option<PathBuf>) -> SocketAddr {
     let config = Config {
         listen: vec![listen],
@@ -657,6 +676,43 @@ fn round_trips_to_the_first_response_byte() {
             .await,
             1,
         );
+
+        // Issue 14: a SOCKS5 application → a local gateway (plain
+        // loopback) → the slow link → the far proxy. Through the gateway
+        // the application pays on the slow leg what a SOCKS 6 client pays:
+        // optimistic, its first bytes ride with the request; after the
+        // first request the session, a token and the TFO cookie are there.
+        for (mode, optimistic, with_password, expected) in [
+            ("optimistic", true, false, 1),
+            ("optimistic, far proxy with a password", true, true, 1),
+            ("strict", false, false, 2),
+        ] {
+            let far = if with_password {
+                format!("socks6://alice:s3cret@{via_auth}")
+            } else {
+                format!("socks6://{via}")
+            };
+            let gateway = start_gateway(&far, optimistic).await;
+            let app = proxy("socks5h", gateway);
+            // Unmeasured: the session, the window and the TFO cookie.
+            for _ in 0..2 {
+                let mut s = bounded(sixsocks_client::connect(&app, pong)).await.unwrap();
+                s.write_all(b"ping").await.unwrap();
+                let mut b = [0u8; 4];
+                bounded(s.read_exact(&mut b)).await.unwrap();
+            }
+            let name: &'static str = Box::leak(
+                format!("SOCKS5 app → gateway ({mode}) → SOCKS 6 + TFO + token").into_boxed_str(),
+            );
+            row(
+                name,
+                time_to_first_byte(|| async {
+                    (sixsocks_client::connect(&app, pong).await.unwrap(), false)
+                })
+                .await,
+                expected,
+            );
+        }
 
         let mut table = format!(
             "\nclient→proxy→client turns before the first response byte \
