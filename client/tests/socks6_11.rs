@@ -612,3 +612,59 @@ async fn udp_over_draft_11_on_tcp_and_udp_with_icmp_errors() {
     );
     let _ = Final::UdpConfirmed;
 }
+
+/// Issue 14: 1,000 connections of a SOCKS5 application through an
+/// optimistic gateway, the far proxy restarted in the middle (between two
+/// connections: the same address, a new process state, so the gateway's
+/// session and window are gone): none lost, none carried out twice.
+#[tokio::test]
+async fn a_thousand_connections_through_the_gateway_survive_a_far_restart() {
+    let (target, accepted) = echo().await;
+    let (far_addr, stop) = serve_until((Ipv4Addr::LOCALHOST, 0).into(), None, |_| {});
+    let far_url = format!("socks6://{far_addr}");
+    let gateway = inproc::serve_local(None, move |c| {
+        let mut up = sixsocks_server::config::UpstreamConfig::new(&far_url);
+        up.optimistic = true;
+        c.upstream.insert("gateway".into(), up);
+        c.rule = Config::from_toml("[[rule]]\naction = \"pass\"\nroute = \"gateway\"\n")
+            .unwrap()
+            .rule;
+    })
+    .await;
+    let app: Proxy = format!("socks5h://{gateway}").parse().unwrap();
+    let app = app.with_timeout(DEADLINE);
+    let mut stop = Some(stop);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..1000u32 {
+        if i == 500 {
+            drop(stop.take());
+            let mut restarted = None;
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if let Ok(s) = Server::bind(Config {
+                    listen: vec![far_addr],
+                    ..Config::default()
+                }) {
+                    restarted = Some(s);
+                    break;
+                }
+            }
+            let s = restarted.expect("the far address is free again");
+            tokio::spawn(s.run(std::future::pending()));
+        }
+        let mut s = bounded(sixsocks_client::connect(&app, target))
+            .await
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        let id = i.to_be_bytes();
+        s.write_all(&id).await.unwrap();
+        let back = read_n(&mut s, 4).await;
+        assert_eq!(back, id, "connection {i}");
+        assert!(seen.insert(i));
+    }
+    assert_eq!(seen.len(), 1000);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1000,
+        "each connection reached the target once"
+    );
+}
