@@ -110,6 +110,26 @@ enum Cmd {
     },
     /// CPU ticks, RSS and PSS of a process tree, as JSON.
     ProcStats { pid: u32 },
+    /// Time to the first response byte of one HTTP/1.0 GET through a SOCKS 6
+    /// proxy, with the client library (bench/rtt.sh: the round-trip table).
+    /// Prints the milliseconds of each measured repetition, one per line.
+    Ttfb {
+        /// The SOCKS 6 proxy URL (socks6://[user:pass@]host:port).
+        #[arg(long)]
+        proxy: String,
+        /// The HTTP server, as the proxy reaches it.
+        #[arg(long)]
+        target: SocketAddr,
+        /// TCP Fast Open on the client–proxy leg, with idempotence tokens
+        /// (a token-spending request may ride in the SYN).
+        #[arg(long)]
+        tfo: bool,
+        /// Unmeasured requests first (TFO cookie, token window).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Wait until ADDR accepts TCP connections.
     WaitPort {
         addr: SocketAddr,
@@ -224,6 +244,24 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("sixsocks-bench: pid {pid}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Ttfb {
+            proxy,
+            target,
+            tfo,
+            warmup,
+            reps,
+        } => match ttfb(&proxy, target, tfo, warmup, reps) {
+            Ok(ms) => {
+                for m in ms {
+                    println!("{m:.1}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sixsocks-bench ttfb: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -523,4 +561,41 @@ fn measure(
 fn parse_profile(s: &str) -> Result<sixsocks_proto::v6::Profile, String> {
     sixsocks_proto::v6::Profile::from_setting_name(s)
         .ok_or_else(|| format!("unknown SOCKS 6 profile {s:?} (draft-05, draft-11 or ref-207)"))
+}
+
+/// Milliseconds to the first response byte of `reps` GETs (after
+/// `warmup` unmeasured ones), each a new connection through `proxy`.
+fn ttfb(
+    proxy: &str,
+    target: SocketAddr,
+    tfo: bool,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    use sixsocks_client::socks6::{Socks6Options, Socks6Session};
+    use tokio::io::AsyncReadExt;
+    let proxy: sixsocks_client::Proxy = proxy.parse()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut session = Socks6Session::new(proxy.with_timeout(Duration::from_secs(30)));
+        if tfo {
+            session = session
+                .with_options(Socks6Options::new().client_tfo(true))
+                .with_tokens(64)?;
+        }
+        let get = format!("GET / HTTP/1.0\r\nHost: {target}\r\n\r\n");
+        let mut out = Vec::new();
+        for i in 0..warmup + reps {
+            let start = std::time::Instant::now();
+            let mut s = session.connect_with_data(target, get.as_bytes()).await?;
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).await?;
+            if i >= warmup {
+                out.push(start.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        Ok(out)
+    })
 }

@@ -373,28 +373,7 @@ fn tcp_fast_open_on_both_legs_in_a_namespace() {
 /// Holds every IPv4 packet of a TUN device for DELAY seconds, then writes
 /// it back with source and destination swapped (a swap changes neither the
 /// IP nor the TCP/UDP checksum, both being sums over the two addresses).
-const TUN_DELAY_PY: &str = r#"
-import fcntl, heapq, os, select, struct, sys, time
-TUNSETIFF = 0x400454ca
-IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
-name, delay = sys.argv[1].encode(), float(sys.argv[2])
-fd = os.open("/dev/net/tun", os.O_RDWR)
-fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name, IFF_TUN | IFF_NO_PI))
-print("ready", flush=True)
-queue, n = [], 0
-while True:
-    wait = max(queue[0][0] - time.monotonic(), 0) if queue else None
-    readable, _, _ = select.select([fd], [], [], wait)
-    if readable:
-        p = bytearray(os.read(fd, 65536))
-        if len(p) >= 20 and p[0] >> 4 == 4:
-            p[12:16], p[16:20] = p[16:20], p[12:16]
-            n += 1
-            heapq.heappush(queue, (time.monotonic() + delay, n, bytes(p)))
-    now = time.monotonic()
-    while queue and queue[0][0] <= now:
-        os.write(fd, heapq.heappop(queue)[2])
-"#;
+const TUN_DELAY_PY: &str = include_str!("../../bench/tun_delay.py");
 
 const TUN: &str = "s6delay0";
 const ONE_WAY: Duration = Duration::from_millis(250);
