@@ -69,6 +69,7 @@ pub mod config;
 pub mod context;
 pub mod descriptors;
 pub mod destination;
+pub mod dns_over_socks;
 pub mod error;
 pub mod handshake;
 pub mod happy_eyeballs;

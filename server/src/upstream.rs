@@ -29,8 +29,10 @@
 //!   client library.
 //! * RESOLVE and RESOLVE_PTR (Tor's `F0`/`F1`, [`Upstream::resolve`],
 //!   [`Upstream::resolve_ptr`]) with `socks5h://`/`socks5://` (and RESOLVE
-//!   with `socks4a://`); other schemes have no such command, and the client
-//!   gets `07`.
+//!   with `socks4a://`), and with `socks6://` of -11 or the reference
+//!   dialect through its "DNS provided by SOCKS" (DNS over TCP to
+//!   `0.0.0.0:53`, `dns_over_socks.rs`); other schemes have no such
+//!   command, and the client gets `07`.
 //! * Not BIND nor UDP ASSOCIATE: a rule that routes them gets `07` / `5B`.
 //!
 //! With `pass_credentials`, the credentials the client gave sixsocks go to
@@ -335,11 +337,19 @@ impl Upstream {
 
     /// Tor's RESOLVE (`F0`) of `name` through the upstream: `socks5h://`,
     /// `socks5://` or `socks4a://` (the name always goes to the upstream).
+    ///
+    /// A `socks6://` upstream of -11 or the reference dialect is asked with
+    /// its "DNS provided by SOCKS" (DNS over TCP through a CONNECT to
+    /// `0.0.0.0:53`): an A query and an AAAA query, the first address of the
+    /// A answer, else of the AAAA one.
     pub async fn resolve(&self, name: &str, creds: &Credentials) -> Result<IpAddr, RequestError> {
+        if self.dns_service() {
+            return self.resolve_over_dns(name, creds).await;
+        }
         if matches!(self.proxy.scheme, Scheme::Socks4 | Scheme::Socks6) {
-            return Err(
-                self.cannot("RESOLVE (it needs a socks5h://, socks5:// or socks4a:// upstream)")
-            );
+            return Err(self.cannot(
+                "RESOLVE (it needs a socks5h://, socks5://, socks4a:// or socks6:// -11 upstream)",
+            ));
         }
         let (proxy, passed) = self.proxy_for(creds);
         self.bounded(sixsocks_client::resolve(&proxy, name))
@@ -354,13 +364,93 @@ impl Upstream {
         ip: IpAddr,
         creds: &Credentials,
     ) -> Result<String, RequestError> {
+        if self.dns_service() {
+            return self.reverse_over_dns(ip, creds).await;
+        }
         if !self.proxy.scheme.is_v5() {
-            return Err(self.cannot("RESOLVE_PTR (it needs a socks5h:// or socks5:// upstream)"));
+            return Err(self.cannot(
+                "RESOLVE_PTR (it needs a socks5h://, socks5:// or socks6:// -11 upstream)",
+            ));
         }
         let (proxy, passed) = self.proxy_for(creds);
         self.bounded(sixsocks_client::resolve_ptr(&proxy, ip))
             .await
             .map_err(|e| self.failed(e, passed, "RESOLVE_PTR", &ip.to_string()))
+    }
+
+    /// Whether the upstream has SOCKS 6's DNS service (-11, the reference
+    /// dialect).
+    fn dns_service(&self) -> bool {
+        self.proxy.scheme.is_socks6()
+            && self.proxy.socks6_profile != sixsocks_proto::v6::Profile::Draft05
+    }
+
+    /// Send `queries` (framed) to the upstream's DNS service and read as
+    /// many responses.
+    async fn ask_dns(
+        &self,
+        queries: Vec<u8>,
+        n: usize,
+        creds: &Credentials,
+        what: &str,
+    ) -> Result<Vec<hickory_proto::op::Message>, RequestError> {
+        let dns = TargetAddr::ip(IpAddr::from([0, 0, 0, 0]), 53);
+        let mut s = self.connect(&dns, creds, &queries).await?;
+        if !s.early_sent {
+            crate::relay::write_all(&s.stream, &queries).await?;
+        }
+        crate::dns_over_socks::responses(&mut s.stream, s.leftover, n, self.timeout)
+            .await
+            .map_err(|e| {
+                tracing::debug!(upstream = %self.name, what, error = %e, "DNS through the upstream");
+                RequestError::Resolve(format!("{what}: through upstream {}: {e}", self.name))
+            })
+    }
+
+    async fn resolve_over_dns(
+        &self,
+        name: &str,
+        creds: &Credentials,
+    ) -> Result<IpAddr, RequestError> {
+        use hickory_proto::rr::RecordType;
+        let mut queries = Vec::new();
+        for (id, t) in [(1, RecordType::A), (2, RecordType::AAAA)] {
+            queries.extend(
+                crate::dns_over_socks::query(id, name, t)
+                    .ok_or_else(|| RequestError::Resolve(format!("{name}: not a DNS name")))?,
+            );
+        }
+        let answers = self.ask_dns(queries, 2, creds, name).await?;
+        let mut by_id: Vec<_> = answers.iter().collect();
+        by_id.sort_by_key(|m| m.metadata.id);
+        for m in by_id {
+            let (code, ips) = crate::dns_over_socks::addresses(m);
+            if code == hickory_proto::op::ResponseCode::Refused {
+                return Err(RequestError::Blocked(format!(
+                    "{name}: refused by upstream {}",
+                    self.name
+                )));
+            }
+            if let Some(ip) = ips.first() {
+                return Ok(*ip);
+            }
+        }
+        Err(RequestError::Resolve(format!("{name}: no addresses")))
+    }
+
+    async fn reverse_over_dns(
+        &self,
+        ip: IpAddr,
+        creds: &Credentials,
+    ) -> Result<String, RequestError> {
+        let arpa = crate::dns_over_socks::arpa(ip);
+        let q = crate::dns_over_socks::query(1, &arpa, hickory_proto::rr::RecordType::PTR)
+            .ok_or_else(|| RequestError::Resolve(format!("{ip}: no PTR name")))?;
+        let answers = self.ask_dns(q, 1, creds, &ip.to_string()).await?;
+        answers
+            .first()
+            .and_then(crate::dns_over_socks::ptr_name)
+            .ok_or_else(|| RequestError::Resolve(format!("{ip}: no name")))
     }
 
     /// Run `fut` under the whole-request deadline (the client library's

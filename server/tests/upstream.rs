@@ -288,12 +288,29 @@ async fn resolve_and_resolve_ptr_through_the_upstream() {
         .unwrap_err();
     assert_eq!(codes(&e), (0x04, 0x04), "{e}");
 
+    // SOCKS 6 -11 (the URL's default) and the reference dialect: through
+    // the upstream's DNS service (a CONNECT to 0.0.0.0:53).
+    for url in [
+        format!("socks6://{b}"),
+        format!("socks6://{b}?profile=ref-207"),
+    ] {
+        let up = upstream(&url, false);
+        let ip = bounded(up.resolve("localhost", &Credentials::None))
+            .await
+            .unwrap();
+        assert!(ip.is_loopback(), "{url}: {ip}");
+        let name = bounded(up.resolve_ptr(IpAddr::V4(Ipv4Addr::LOCALHOST), &Credentials::None))
+            .await
+            .unwrap();
+        assert!(!name.is_empty(), "{url}");
+    }
+
     // Schemes without RESOLVE: 07, no connection made.
     for (url, what) in [
-        (format!("socks6://{b}"), "resolve"),
+        (format!("socks6://{b}?profile=draft-05"), "resolve"),
         (format!("socks4://{b}"), "resolve"),
         (format!("socks4a://{b}"), "ptr"),
-        (format!("socks6://{b}"), "ptr"),
+        (format!("socks6://{b}?profile=draft-05"), "ptr"),
     ] {
         let up = upstream(&url, false);
         let e = match what {

@@ -117,3 +117,42 @@ fn the_gateway_refuses_an_upstream_that_is_not_socks6() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("socks6://"), "{err}");
 }
+
+/// Tor's RESOLVE and RESOLVE_PTR through the gateway: asked of the far
+/// proxy's resolver with SOCKS 6's DNS service, so that a name only the far
+/// side knows resolves.
+#[test]
+fn tor_resolve_through_the_gateway_asks_the_far_side() {
+    if !require_tools(&["tor-resolve"]) {
+        return;
+    }
+    let Some(far) = Server::start_with_hosts(&[]) else {
+        return;
+    };
+    let gateway = Server::start_gateway(&format!("socks6://{}", far.addr), &[]);
+    let proxy = gateway.addr.to_string();
+    for name in ["localhost", PROXY_ONLY_NAME] {
+        let out = run_tool(
+            Command::new("tor-resolve").args(["-5", name, &proxy]),
+            TOOL_TIMEOUT,
+        );
+        let text = out.stdout_text();
+        let ip: std::net::IpAddr = text.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "tor-resolve {name}: {out:?}\ngateway: {}\nfar: {}",
+                gateway.log_text(),
+                far.log_text()
+            )
+        });
+        assert!(ip.is_loopback(), "{name}: {ip}");
+    }
+    let out = run_tool(
+        Command::new("tor-resolve").args(["-5", "-x", "127.0.0.1", &proxy]),
+        TOOL_TIMEOUT,
+    );
+    assert!(
+        out.status.success() && !out.stdout_text().trim().is_empty(),
+        "RESOLVE_PTR: {out:?}\n{}",
+        gateway.log_text()
+    );
+}
