@@ -14,6 +14,44 @@ use serde::Deserialize;
 
 pub use crate::relay::RelayMode;
 
+/// The upstream a `[gateway]` routes to.
+pub const GATEWAY_UPSTREAM: &str = "gateway";
+
+/// `[gateway]`: the far SOCKS 6 proxy and the mode.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The far proxy: `socks6://[user:pass@]host:port[?profile=...]`.
+    pub upstream: String,
+    /// `optimistic` (default) or `strict`.
+    #[serde(default)]
+    pub mode: GatewayMode,
+}
+
+/// The URL with its password hidden.
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = sixsocks_client::Proxy::parse(&self.upstream)
+            .map_or_else(|_| "<invalid>".to_string(), |p| p.to_string());
+        f.debug_struct("GatewayConfig")
+            .field("upstream", &url)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// When a gateway answers an application (see `command/optimistic.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayMode {
+    /// At once: the application's first bytes go with the SOCKS 6
+    /// request; a refused target resets its connection.
+    #[default]
+    Optimistic,
+    /// After the far proxy, with its reply code.
+    Strict,
+}
+
 /// How a listener reads a SOCKS 6 request that begins with `06`
 /// (`socks6_profile`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -195,6 +233,11 @@ pub struct Config {
     /// [`crate::upstream`]. No command-line twin: it is a table, and only
     /// rules (which have none either) use it.
     pub upstream: BTreeMap<String, UpstreamConfig>,
+    /// `[gateway]`: this server is a SOCKS 6 gateway (what `sixsocks
+    /// gateway` runs): every request goes to the far SOCKS 6 proxy named
+    /// here, through the upstream `gateway`, to which every passing rule
+    /// routes. See [`GatewayConfig`].
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// How log lines are written (`log_format`).
@@ -268,6 +311,7 @@ impl Default for Config {
             user: None,
             group: None,
             upstream: BTreeMap::new(),
+            gateway: None,
         }
     }
 }
@@ -303,7 +347,42 @@ impl Config {
 
     /// Parse a TOML document (no validation).
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.apply_gateway()?;
+        Ok(c)
+    }
+
+    /// With a `[gateway]` table: the upstream `gateway` is the far proxy
+    /// (it replaces any table of that name), and every passing rule
+    /// without a route routes there (a configuration without rules gets one
+    /// that passes everything). Applying it twice changes nothing more.
+    pub fn apply_gateway(&mut self) -> Result<(), String> {
+        let Some(g) = &self.gateway else {
+            return Ok(());
+        };
+        let proxy = sixsocks_client::Proxy::parse(&g.upstream)
+            .map_err(|e| format!("[gateway] upstream: {e}"))?;
+        if !proxy.scheme.is_socks6() {
+            return Err(format!(
+                "[gateway] upstream must be a socks6:// URL (the gateway speaks SOCKS 6 to it), \
+                 not {}://",
+                proxy.scheme
+            ));
+        }
+        let mut up = UpstreamConfig::new(g.upstream.clone());
+        up.optimistic = g.mode == GatewayMode::Optimistic;
+        self.upstream.insert(GATEWAY_UPSTREAM.into(), up);
+        if self.rule.is_empty() {
+            self.rule = toml::from_str::<Config>("[[rule]]\naction = \"pass\"\n")
+                .map_err(|e| e.to_string())?
+                .rule;
+        }
+        for rule in &mut self.rule {
+            if rule.action == crate::rules::Action::Pass && rule.route.is_none() {
+                rule.route = Some(GATEWAY_UPSTREAM.into());
+            }
+        }
+        Ok(())
     }
 
     /// Read and parse a file.

@@ -5,10 +5,11 @@
 //! first, a session and an idempotence token, so that the request may go
 //! in a TCP Fast Open SYN (`server/src/upstream.rs`).
 //!
-//! It is `serve` with one more upstream, `gateway`, to which every passing
-//! rule routes (a configuration without rules gets one that passes
-//! everything there): the same listener, limits, logs, metrics and
-//! reloads.
+//! It is `serve` with a `[gateway]` table (`Config::apply_gateway`): one
+//! more upstream, `gateway`, to which every passing rule routes (a
+//! configuration without rules gets one that passes everything there): the
+//! same listener, limits, logs, metrics and reloads. A configuration file
+//! with a `[gateway]` table makes `serve` the same gateway.
 //!
 //! Two modes. Optimistic (the default): the application is answered at
 //! once, so that its first bytes go with the SOCKS 6 request; a target the
@@ -16,13 +17,10 @@
 //! application's reply waits for the far proxy's and carries its code.
 
 use clap::Args;
-use sixsocks_server::config::UpstreamConfig;
+use sixsocks_server::config::{GatewayConfig, GatewayMode};
 use sixsocks_server::Config;
 
 use crate::serve::ServeArgs;
-
-/// The name of the upstream the gateway routes to.
-pub const UPSTREAM: &str = "gateway";
 
 #[derive(Args, Debug)]
 pub struct GatewayArgs {
@@ -49,27 +47,17 @@ pub fn config(
     upstream: &str,
     optimistic: bool,
 ) -> Result<Config, Box<dyn std::error::Error>> {
-    let mut c = args.config()?;
-    let proxy = sixsocks_client::Proxy::parse(upstream)
-        .map_err(|e| format!("--upstream {upstream:?}: {e}"))?;
-    if !proxy.scheme.is_socks6() {
-        return Err(format!(
-            "--upstream must be a socks6:// URL (the gateway speaks SOCKS 6 to it), not {}://",
-            proxy.scheme
-        )
-        .into());
-    }
-    let mut up = UpstreamConfig::new(upstream);
-    up.optimistic = optimistic;
-    c.upstream.insert(UPSTREAM.into(), up);
-    if c.rule.is_empty() {
-        c.rule = Config::from_toml("[[rule]]\naction = \"pass\"\n")?.rule;
-    }
-    for rule in &mut c.rule {
-        if rule.action == sixsocks_server::rules::Action::Pass && rule.route.is_none() {
-            rule.route = Some(UPSTREAM.into());
-        }
-    }
+    let mut c = args.config_unchecked()?;
+    c.gateway = Some(GatewayConfig {
+        upstream: upstream.to_string(),
+        mode: if optimistic {
+            GatewayMode::Optimistic
+        } else {
+            GatewayMode::Strict
+        },
+    });
+    c.apply_gateway()
+        .map_err(|e| e.replace("[gateway] upstream", "--upstream"))?;
     c.validate()?;
     Ok(c)
 }

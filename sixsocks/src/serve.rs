@@ -197,6 +197,13 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The file (or embedded default) configuration with the command line applied.
     pub fn config(&self) -> Result<Config, Box<dyn std::error::Error>> {
+        let c = self.config_unchecked()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// [`ServeArgs::config`] before validation (the gateway adds to it).
+    pub fn config_unchecked(&self) -> Result<Config, Box<dyn std::error::Error>> {
         let mut c = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -212,7 +219,6 @@ impl ServeArgs {
         c.allow_open_proxy |= self.allow_open_proxy;
         self.apply_timeouts_and_commands(&mut c);
         self.apply_limits(&mut c);
-        c.validate()?;
         Ok(c)
     }
 

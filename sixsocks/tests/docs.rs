@@ -126,7 +126,7 @@ fn assert_documented(table: &str, heading: &str, keys: &[&str]) {
 
 #[test]
 fn the_config_page_describes_every_key_and_no_other() {
-    use sixsocks_server::config::{Config, UpstreamConfig};
+    use sixsocks_server::config::{Config, GatewayConfig, UpstreamConfig};
     use sixsocks_server::limits::UserSettings;
     use sixsocks_server::rules::Rule;
 
@@ -144,11 +144,12 @@ fn the_config_page_describes_every_key_and_no_other() {
         assert!(top.contains(&known), "{known} missing from {top:?}");
     }
     assert!(top.len() >= 38, "{top:?}");
-    // The three tables have sections of their own.
+    // The tables have sections of their own.
     let tables = [
         ("rule", "RULES: [[rule]]"),
         ("users", "PER-USER SETTINGS: [users.NAME]"),
         ("upstream", "UPSTREAMS: [upstream.NAME]"),
+        ("gateway", "GATEWAY: [gateway]"),
     ];
     let plain: Vec<&str> = top
         .iter()
@@ -163,6 +164,7 @@ fn the_config_page_describes_every_key_and_no_other() {
         tables[2].1,
         &keys::of::<UpstreamConfig>(),
     );
+    assert_documented("[gateway]", tables[3].1, &keys::of::<GatewayConfig>());
 }
 
 #[test]

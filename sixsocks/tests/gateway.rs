@@ -156,3 +156,37 @@ fn tor_resolve_through_the_gateway_asks_the_far_side() {
         gateway.log_text()
     );
 }
+
+/// The same gateway from a configuration file's `[gateway]` table, run by
+/// `serve`.
+#[test]
+fn a_gateway_table_makes_serve_a_gateway() {
+    if !require_tools(&["curl"]) {
+        return;
+    }
+    let http = http_server();
+    let far = Server::start(&[]);
+    let dir = TempDir::new("gateway-config");
+    let file = dir.join("sixsocks.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\n[gateway]\nupstream = \"socks6://{}\"\nmode = \"strict\"\n",
+            far.addr
+        ),
+    )
+    .unwrap();
+    let gateway = Server::start(&["--config", file.to_str().unwrap()]);
+    let out = curl(
+        &["--socks5-hostname"],
+        gateway.addr,
+        &format!("http://127.0.0.1:{}/", http.port()),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", gateway.log_text());
+    assert_eq!(out.stdout, http_body());
+    assert!(
+        far.log_text().contains("version=socks6"),
+        "the far proxy saw SOCKS 6: {}",
+        far.log_text()
+    );
+}
