@@ -792,6 +792,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 value: Final::Reply(reply),
                 rest: leftover,
             } => {
+                // -11's text puts a new session's id in the operation reply
+                // (the reference, in the authentication reply): either.
+                if let (Some(slot), Some(id)) = (keep.session, reply.options.session_id()) {
+                    if reply.code().is_success() {
+                        slot.set(Some(id.to_vec()));
+                    }
+                }
                 return finish(
                     command,
                     reply,

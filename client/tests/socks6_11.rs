@@ -668,3 +668,39 @@ async fn a_thousand_connections_through_the_gateway_survive_a_far_restart() {
         "each connection reached the target once"
     );
 }
+
+/// -11's text puts the session id in the operation reply (the reference,
+/// in the authentication reply, where sixsocks puts it): the client takes
+/// it from either. A proxy of the text's reading, by hand.
+#[tokio::test]
+async fn the_client_takes_a_session_id_from_the_operation_reply_too() {
+    use sixsocks_proto::v6::{AuthOutcome, AuthReply, Codec, OperationReply, Options, DRAFT11};
+    use sixsocks_proto::ReplyCode;
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let id = vec![9u8; 8];
+    let reply_id = id.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut b = [0u8; 256];
+        let _ = s.read(&mut b).await.unwrap();
+        let auth = DRAFT11
+            .encode_auth_reply(&AuthReply {
+                outcome: AuthOutcome::Success(sixsocks_proto::v5::Method::NONE),
+                options: Options::new(),
+            })
+            .unwrap();
+        let op = DRAFT11
+            .encode_operation_reply(&OperationReply::new(
+                Profile::Draft11,
+                ReplyCode::Succeeded,
+                TargetAddr::unspecified(),
+                Options(vec![SessionOption::Id(reply_id).into()]),
+            ))
+            .unwrap();
+        s.write_all(&[auth, op].concat()).await.unwrap();
+    });
+    let session = Socks6Session::new(proxy(addr, None, "draft-11")).with_sessions();
+    bounded(session.noop()).await.unwrap();
+    assert_eq!(session.session_id(), Some(id));
+}

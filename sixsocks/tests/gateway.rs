@@ -90,6 +90,39 @@ fn curl_through_the_gateway_to_a_far_socks6_proxy() {
             "{profile}: a refused target is an error"
         );
     }
+    // Applications that authenticate to the gateway (curl -U): the
+    // gateway checks its own users, the far proxy its own.
+    let gw_users = dir.join("gateway-users");
+    passwd(&gw_users, "app", "app-pw");
+    let url = format!("socks6://far:far-pw@{}", far.addr);
+    for mode in ["optimistic", "strict"] {
+        let gateway = Server::start_gateway(
+            &url,
+            &["--mode", mode, USERS_FLAG, gw_users.to_str().unwrap()],
+        );
+        let target = format!("http://127.0.0.1:{}/", http.port());
+        let out = curl(
+            &["-U", "app:app-pw", "--socks5-hostname"],
+            gateway.addr,
+            &target,
+        );
+        assert!(
+            out.status.success(),
+            "{mode}, curl -U: {out:?}\n{}",
+            gateway.log_text()
+        );
+        assert_eq!(out.stdout, http_body(), "{mode}, curl -U");
+        let out = curl(
+            &["-U", "app:wrong", "--socks5-hostname"],
+            gateway.addr,
+            &target,
+        );
+        assert!(
+            !out.status.success(),
+            "{mode}: a wrong application password"
+        );
+    }
+
     // A wrong password in the upstream URL: every request is refused.
     let url = format!("socks6://far:wrong@{}", far.addr);
     let gateway = Server::start_gateway(&url, &[]);
