@@ -55,11 +55,7 @@ pub(crate) async fn execute(
                 // A claim of a session that does not exist: refused before
                 // anything else, with nothing carried out.
                 rec.set_outcome(Outcome::SessionInvalid);
-                if let Ok(reply) = req.session_invalid_reply() {
-                    if stream.write_all(&reply).await.is_ok() {
-                        linger_close(stream).await;
-                    }
-                }
+                refuse(stream, req.session_invalid_reply()).await;
                 return;
             }
         }
@@ -71,33 +67,46 @@ pub(crate) async fn execute(
         if req.profile.has_sessions() {
             // -11: the authentication fails; the client closes.
             rec.set_outcome(why);
-            if let Ok(reply) = req.auth_failure_reply(answer.options) {
-                if stream.write_all(&reply).await.is_ok() {
-                    linger_close(stream).await;
-                }
-            }
+            refuse(stream, req.auth_failure_reply(answer.options)).await;
             return;
         }
-        let Ok(auth_reply) = req.auth_reply(answer.options) else {
-            rec.set_outcome(Outcome::AuthReplyUnencodable);
-            return;
-        };
-        if stream.write_all(&auth_reply).await.is_err() {
-            rec.set_outcome(Outcome::GoneBeforeAuthReply);
-            return;
+        // -05: the authentication succeeds, the operation fails.
+        if send_auth_reply(stream, &req, answer.options, rec).await {
+            send_failure(stream, &*req, ReplyCode::GeneralFailure, why, shared, rec).await;
         }
-        send_failure(stream, &*req, ReplyCode::GeneralFailure, why, shared, rec).await;
         return;
     }
-    let Ok(auth_reply) = req.auth_reply(answer.options) else {
+    if send_auth_reply(stream, &req, answer.options, rec).await {
+        crate::command::execute(stream, &*req, leftover, shared, rec).await;
+    }
+}
+
+/// Send the successful authentication reply; false (with the outcome
+/// recorded) when it cannot be encoded or the client is gone.
+async fn send_auth_reply(
+    stream: &mut TcpStream,
+    req: &Socks6Request,
+    options: Options,
+    rec: &mut Record,
+) -> bool {
+    let Ok(reply) = req.auth_reply(options) else {
         rec.set_outcome(Outcome::AuthReplyUnencodable);
-        return;
+        return false;
     };
-    if stream.write_all(&auth_reply).await.is_err() {
+    if stream.write_all(&reply).await.is_err() {
         rec.set_outcome(Outcome::GoneBeforeAuthReply);
-        return;
+        return false;
     }
-    crate::command::execute(stream, &*req, leftover, shared, rec).await;
+    true
+}
+
+/// Send a refusing authentication reply, then close without losing it.
+async fn refuse(stream: &mut TcpStream, reply: Result<Vec<u8>, sixsocks_proto::EncodeError>) {
+    if let Ok(reply) = reply {
+        if stream.write_all(&reply).await.is_ok() {
+            linger_close(stream).await;
+        }
+    }
 }
 
 /// -05: the window belongs to the user, or to the client's address when it
