@@ -704,3 +704,44 @@ async fn the_client_takes_a_session_id_from_the_operation_reply_too() {
     bounded(session.noop()).await.unwrap();
     assert_eq!(session.session_id(), Some(id));
 }
+
+/// A SOCKS5 application's BIND through the gateway: carried to the far
+/// proxy as a SOCKS 6 BIND; a host that connects to the far side's bound
+/// address reaches the application.
+#[tokio::test]
+async fn bind_through_the_gateway_is_a_socks6_bind_at_the_far_side() {
+    let far = inproc::serve_local(None, |_| {}).await;
+    let far_url = format!("socks6://{far}");
+    let gateway = inproc::serve_local(None, move |c| {
+        c.gateway = Some(sixsocks_server::config::GatewayConfig {
+            upstream: far_url,
+            mode: sixsocks_server::config::GatewayMode::Optimistic,
+        });
+        c.apply_gateway().unwrap();
+    })
+    .await;
+    let app: Proxy = format!("socks5h://{gateway}").parse().unwrap();
+    let app = app.with_timeout(DEADLINE);
+    let listener = bounded(sixsocks_client::SocksListener::bind(
+        &app,
+        (Ipv4Addr::LOCALHOST, 0),
+    ))
+    .await
+    .unwrap();
+    let at = listener.bind_addr().socket_addr().expect("an address");
+    let peer = tokio::spawn(async move {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        s.write_all(b"from the peer").await.unwrap();
+        let mut b = [0u8; 7];
+        s.read_exact(&mut b).await.unwrap();
+        b
+    });
+    let (mut s, from) = bounded(listener.accept()).await.unwrap();
+    assert!(
+        from.socket_addr().is_some_and(|a| a.ip().is_loopback()),
+        "{from}"
+    );
+    assert_eq!(read_n(&mut s, 13).await, b"from the peer");
+    s.write_all(b"and back").await.unwrap();
+    assert_eq!(&bounded(peer).await.unwrap(), b"and bac");
+}

@@ -222,8 +222,8 @@ pub(crate) fn admit_request(
 /// The rules for the commands that are not checked with their addresses
 /// (CONNECT, RESOLVE and RESOLVE_PTR are, as they resolve): BIND, which
 /// names the host expected to connect in; UDP ASSOCIATE, whose datagrams
-/// are then checked one by one; SOCKS 6 NOOP. Neither BIND nor UDP can go
-/// through an upstream.
+/// are then checked one by one; SOCKS 6 NOOP. UDP cannot go through an
+/// upstream, nor a SOCKS 6 client's BIND.
 pub(crate) fn check_command(
     shared: &Shared,
     rec: &Record,
@@ -231,7 +231,12 @@ pub(crate) fn check_command(
     target: &TargetAddr,
 ) -> Result<(), RequestError> {
     match command {
-        Command::BIND => refuse_route(&check_rules(shared, rec, Dest::of(target))?, "BIND"),
+        // A SOCKS4/5 BIND may go through an upstream (`command/bind.rs`
+        // routes it); a SOCKS 6 one, with its backlog, may not.
+        Command::BIND if rec.version == Some(crate::context::Protocol::Socks6) => {
+            refuse_route(&check_rules(shared, rec, Dest::of(target))?, "BIND")
+        }
+        Command::BIND => check_rules(shared, rec, Dest::of(target)).map(|_| ()),
         Command::UDP_ASSOCIATE => {
             refuse_route(&check_rules(shared, rec, Dest::Unknown)?, "UDP ASSOCIATE")
         }

@@ -33,7 +33,9 @@
 //!   dialect through its "DNS provided by SOCKS" (DNS over TCP to
 //!   `0.0.0.0:53`, `dns_over_socks.rs`); other schemes have no such
 //!   command, and the client gets `07`.
-//! * Not BIND nor UDP ASSOCIATE: a rule that routes them gets `07` / `5B`.
+//! * BIND of a SOCKS4/5 client ([`Upstream::bind`], `command/bind_upstream.rs`;
+//!   to a SOCKS 6 upstream as a SOCKS 6 BIND of any address). Not a SOCKS 6
+//!   client's BIND, nor UDP ASSOCIATE: a rule that routes them gets `07`.
 //!
 //! With `pass_credentials`, the credentials the client gave sixsocks go to
 //! the upstream instead of the URL's: Tor isolates streams by SOCKS user
@@ -376,6 +378,24 @@ impl Upstream {
         self.bounded(sixsocks_client::resolve_ptr(&proxy, ip))
             .await
             .map_err(|e| self.failed(e, passed, "RESOLVE_PTR", &ip.to_string()))
+    }
+
+    /// BIND through the upstream: its listener, once the first reply says
+    /// where it listens.
+    pub async fn bind(
+        &self,
+        target: &TargetAddr,
+        creds: &Credentials,
+    ) -> Result<sixsocks_client::SocksListener, RequestError> {
+        let (proxy, passed) = self.proxy_for(creds);
+        self.bounded(sixsocks_client::SocksListener::bind(&proxy, target.clone()))
+            .await
+            .map_err(|e| self.failed(e, passed, "BIND", &target.to_string()))
+    }
+
+    /// A BIND's second reply that failed.
+    pub fn failed_bind(&self, error: ClientError) -> RequestError {
+        self.failed(error, false, "BIND", "the inbound connection")
     }
 
     /// Whether the upstream has SOCKS 6's DNS service (-11, the reference

@@ -49,6 +49,14 @@ pub(super) async fn run(
     shared: &Shared,
     rec: &mut Record,
 ) -> Result<(), RequestError> {
+    if req.socks6().is_none() {
+        // Routed to an upstream by the rules: it binds, not us.
+        let verdict = check_rules(shared, rec, Dest::of(req.target()))?;
+        if let Some(up) = crate::policy::upstream_of(shared, verdict.rule())? {
+            let fut = super::bind_upstream::run(stream, req, up, leftover, shared, rec);
+            return Box::pin(fut).await;
+        }
+    }
     let plan = match req.socks6() {
         None => expecting(stream, req.target(), shared, rec).await?,
         Some(r) => socks6_plan(stream, r, shared, rec)?,

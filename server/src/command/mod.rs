@@ -8,6 +8,7 @@
 //!   options), direct or through an upstream, then the relay.
 //! * `bind.rs`: BIND, both replies and the relay (SOCKS 6 with its listen
 //!   backlog; the listeners in `socks6/backlog.rs`).
+//! * `bind_upstream.rs`: a SOCKS4/5 BIND through an upstream.
 //! * `udp.rs`: UDP ASSOCIATE's reply (the relay is `udp_relay/`).
 //! * `resolve.rs`: Tor's RESOLVE and RESOLVE_PTR.
 //! * `noop.rs`: SOCKS 6 NOOP.
@@ -17,6 +18,7 @@
 //!   or `::` port 53, -11 and the reference dialect).
 
 mod bind;
+mod bind_upstream;
 mod connect;
 mod dns;
 mod noop;
