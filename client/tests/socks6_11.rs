@@ -745,3 +745,33 @@ async fn bind_through_the_gateway_is_a_socks6_bind_at_the_far_side() {
     s.write_all(b"and back").await.unwrap();
     assert_eq!(&bounded(peer).await.unwrap(), b"and bac");
 }
+
+/// A SOCKS5 application's UDP association through the gateway: carried to
+/// the far proxy as a SOCKS 6 UDP association; datagrams go both ways.
+#[tokio::test]
+async fn udp_through_the_gateway_is_a_socks6_association_at_the_far_side() {
+    let far = inproc::serve_local(None, |_| {}).await;
+    let far_url = format!("socks6://{far}");
+    let gateway = inproc::serve_local(None, move |c| {
+        c.gateway = Some(sixsocks_server::config::GatewayConfig {
+            upstream: far_url,
+            mode: sixsocks_server::config::GatewayMode::Optimistic,
+        });
+        c.apply_gateway().unwrap();
+    })
+    .await;
+    let echo = inproc::udp_echo(Ipv4Addr::LOCALHOST.into()).await;
+    let app: Proxy = format!("socks5h://{gateway}").parse().unwrap();
+    let app = app.with_timeout(DEADLINE);
+    let udp = bounded(sixsocks_client::SocksDatagram::associate(&app, None))
+        .await
+        .unwrap();
+    for i in 0..5u8 {
+        let msg = [b'd', i];
+        bounded(udp.send_to(&msg, echo)).await.unwrap();
+        let mut b = [0u8; 64];
+        let (n, from) = bounded(udp.recv_from(&mut b)).await.unwrap();
+        assert_eq!(&b[..n], &msg, "datagram {i}");
+        assert_eq!(from, TargetAddr::from(echo));
+    }
+}

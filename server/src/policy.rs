@@ -222,8 +222,8 @@ pub(crate) fn admit_request(
 /// The rules for the commands that are not checked with their addresses
 /// (CONNECT, RESOLVE and RESOLVE_PTR are, as they resolve): BIND, which
 /// names the host expected to connect in; UDP ASSOCIATE, whose datagrams
-/// are then checked one by one; SOCKS 6 NOOP. UDP cannot go through an
-/// upstream, nor a SOCKS 6 client's BIND.
+/// are then checked one by one; SOCKS 6 NOOP. A SOCKS 6 client's BIND and
+/// UDP cannot go through an upstream.
 pub(crate) fn check_command(
     shared: &Shared,
     rec: &Record,
@@ -237,9 +237,12 @@ pub(crate) fn check_command(
             refuse_route(&check_rules(shared, rec, Dest::of(target))?, "BIND")
         }
         Command::BIND => check_rules(shared, rec, Dest::of(target)).map(|_| ()),
-        Command::UDP_ASSOCIATE => {
+        // A SOCKS5 UDP association may go through an upstream
+        // (`command/udp.rs` routes it); a SOCKS 6 one may not.
+        Command::UDP_ASSOCIATE if rec.version == Some(crate::context::Protocol::Socks6) => {
             refuse_route(&check_rules(shared, rec, Dest::Unknown)?, "UDP ASSOCIATE")
         }
+        Command::UDP_ASSOCIATE => check_rules(shared, rec, Dest::Unknown).map(|_| ()),
         Command::NOOP => check_rules(shared, rec, Dest::Unknown).map(|_| ()),
         _ => Ok(()),
     }

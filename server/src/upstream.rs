@@ -34,8 +34,11 @@
 //!   `0.0.0.0:53`, `dns_over_socks.rs`); other schemes have no such
 //!   command, and the client gets `07`.
 //! * BIND of a SOCKS4/5 client ([`Upstream::bind`], `command/bind_upstream.rs`;
-//!   to a SOCKS 6 upstream as a SOCKS 6 BIND of any address). Not a SOCKS 6
-//!   client's BIND, nor UDP ASSOCIATE: a rule that routes them gets `07`.
+//!   to a SOCKS 6 upstream as a SOCKS 6 BIND of any address), and a SOCKS5
+//!   client's UDP ASSOCIATE ([`Upstream::associate`],
+//!   `udp_relay/via_upstream.rs`) with `socks5://`, `socks5h://` and
+//!   `socks6://`. Not a SOCKS 6 client's BIND or UDP: a rule that routes
+//!   them gets `07`.
 //!
 //! With `pass_credentials`, the credentials the client gave sixsocks go to
 //! the upstream instead of the URL's: Tor isolates streams by SOCKS user
@@ -391,6 +394,18 @@ impl Upstream {
         self.bounded(sixsocks_client::SocksListener::bind(&proxy, target.clone()))
             .await
             .map_err(|e| self.failed(e, passed, "BIND", &target.to_string()))
+    }
+
+    /// UDP ASSOCIATE through the upstream (SOCKS5 or SOCKS 6): an
+    /// association of our own with it, every datagram sent through it.
+    pub async fn associate(
+        &self,
+        creds: &Credentials,
+    ) -> Result<sixsocks_client::SocksDatagram, RequestError> {
+        let (proxy, passed) = self.proxy_for(creds);
+        self.bounded(sixsocks_client::SocksDatagram::associate(&proxy, None))
+            .await
+            .map_err(|e| self.failed(e, passed, "UDP ASSOCIATE", "the association"))
     }
 
     /// A BIND's second reply that failed.

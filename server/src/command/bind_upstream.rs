@@ -7,7 +7,7 @@
 
 use sixsocks_proto::v6::Options;
 use sixsocks_proto::{Host, TargetAddr};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::command::reply::{send_success, success_bytes, Replier};
@@ -16,6 +16,9 @@ use crate::destination::{self, same_ip};
 use crate::error::RequestError;
 use crate::tunnel::{deliver, relay_recorded};
 use crate::upstream::Upstream;
+
+/// Most bytes a client may send before the second reply.
+const EARLY_CAP: usize = 64 * 1024;
 
 pub(super) async fn run(
     stream: &mut TcpStream,
@@ -39,9 +42,30 @@ pub(super) async fn run(
     let bound = listener.bind_addr().clone();
     let first = success_bytes(req, Some(&bound), Options::new(), shared)?;
     stream.write_all(&first).await?;
-    let accepted = tokio::time::timeout(shared.config.bind_timeout(), listener.accept())
+    // While the upstream waits for its inbound connection, the client's
+    // early bytes are kept (up to a cap), and its close ends the BIND.
+    let mut early = leftover;
+    let wait = async {
+        let accept = listener.accept();
+        tokio::pin!(accept);
+        loop {
+            let mut chunk = [0u8; 4096];
+            tokio::select! {
+                r = &mut accept => return Some(r),
+                r = stream.read(&mut chunk), if early.len() < EARLY_CAP => match r {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => early.extend_from_slice(&chunk[..n]),
+                },
+            }
+        }
+    };
+    let accepted = tokio::time::timeout(shared.config.bind_timeout(), wait)
         .await
         .map_err(|_| RequestError::BindTimeout)?;
+    let Some(accepted) = accepted else {
+        rec.set_outcome(Outcome::BindClientClosed);
+        return Ok(());
+    };
     let (inbound, peer) = accepted.map_err(|e| up.failed_bind(e))?;
     if let (Some(ip), Host::Ip(got)) = (expected, &peer.host) {
         if shared.config.bind_check_peer && !same_ip(ip, *got) {
@@ -54,6 +78,6 @@ pub(super) async fn run(
     send_success(stream, req, Some(&peer), Options::new(), shared, rec).await?;
     let (inbound, to_client) = inbound.into_inner();
     deliver(stream, to_client, rec).await?;
-    relay_recorded(stream, &inbound, &leftover, shared, rec, None).await;
+    relay_recorded(stream, &inbound, &early, shared, rec, None).await;
     Ok(())
 }

@@ -33,8 +33,23 @@ pub(super) async fn run(
             (None, Framing::socks6(r, id), Some((r, id)))
         }
     };
+    // Routed to an upstream by the rules (SOCKS5 only: a SOCKS 6 one was
+    // refused at admission): an association with it carries the datagrams.
+    let via = if req.socks6().is_none() {
+        let verdict = crate::policy::check_rules(shared, rec, crate::rules::Dest::Unknown)?;
+        match crate::policy::upstream_of(shared, verdict.rule())? {
+            Some(up) => Some((up.associate(&rec.credentials).await?, up.name().to_string())),
+            None => None,
+        }
+    } else {
+        None
+    };
     let errors = framing.reports_errors();
     let (slot, mut assoc) = Association::open(stream, shared, declared_port, framing).await?;
+    if let Some((dgram, name)) = via {
+        tracing::debug!(upstream = %name, "udp association through the upstream");
+        assoc.via_upstream(dgram);
+    }
     let relay_addr = assoc.relay_addr()?;
     let answers = req.socks6().map_or_else(Options::new, |r| {
         stack_answers(r, errors, relay_addr.port())

@@ -20,6 +20,7 @@
 mod icmp;
 pub mod limits;
 mod over_tcp;
+mod via_upstream;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -90,6 +91,9 @@ pub(crate) struct Association {
     /// -11: the association was mapped to the TCP connection (its first
     /// datagram came there); from then on datagrams go both ways on it.
     over_tcp: bool,
+    /// Routed to an upstream: every datagram goes through this association
+    /// with it instead of our outbound sockets (`via_upstream.rs`).
+    upstream: Option<std::sync::Arc<sixsocks_client::SocksDatagram>>,
     client_ip: IpAddr,
     /// The client's port: declared in the request, or learnt from its first
     /// valid datagram; fixed from then on.
@@ -178,6 +182,7 @@ impl Association {
                 tcp_out: Vec::new(),
                 tcp_in: Vec::new(),
                 over_tcp: false,
+                upstream: None,
                 client_ip: client_addr.ip(),
                 client_port,
                 socket,
@@ -199,6 +204,11 @@ impl Association {
                 stats: UdpStats::default(),
             },
         ))
+    }
+
+    /// Send every datagram through `up` (an association with an upstream).
+    pub(crate) fn via_upstream(&mut self, up: sixsocks_client::SocksDatagram) {
+        self.upstream = Some(std::sync::Arc::new(up));
     }
 
     /// The relay socket's address, for the reply.
@@ -233,6 +243,12 @@ impl Association {
         let mut buf = vec![0u8; RECV_BUF];
         let mut last = Instant::now();
         let errors = self.framing.reports_errors();
+        let upstream = self.upstream.clone();
+        let mut up_buf = if upstream.is_some() {
+            vec![0u8; RECV_BUF]
+        } else {
+            Vec::new()
+        };
         loop {
             let idle_deadline = last + idle;
             let side = tokio::select! {
@@ -240,6 +256,10 @@ impl Association {
                 r = ready_opt(self.out4.as_ref(), errors) => r.map(|_| Side::Out4),
                 r = ready_opt(self.out6.as_ref(), errors) => r.map(|_| Side::Out6),
                 r = client.readable() => r.map(|_| Side::Control),
+                r = via_upstream::recv(upstream.as_deref(), &mut up_buf) => match r {
+                    Ok((n, from)) => Ok(Side::Upstream(n, from)),
+                    Err(e) => return format!("upstream association: {e}"),
+                },
                 Some((name, result)) = self.resolved_rx.recv() => Ok(Side::Resolved(name, result)),
                 _ = tokio::time::sleep_until(idle_deadline) => return "idle timeout".into(),
             };
@@ -249,6 +269,11 @@ impl Association {
             };
             if let Side::Resolved(name, result) = side {
                 self.on_resolved(name, result, shared, rec).await;
+                continue;
+            }
+            if let Side::Upstream(n, from) = side {
+                last = Instant::now();
+                self.relay_from_upstream(&up_buf[..n], from, shared, rec).await;
                 continue;
             }
             if let Side::Control = side {
@@ -275,7 +300,7 @@ impl Association {
                     Side::Client => Some(&self.socket),
                     Side::Out4 => self.out4.as_ref(),
                     Side::Out6 => self.out6.as_ref(),
-                    Side::Control | Side::Resolved(..) => None,
+                    Side::Control | Side::Resolved(..) | Side::Upstream(..) => None,
                 };
                 let Some(socket) = socket else { break };
                 let (n, src) = match socket.try_recv_from(&mut buf) {
@@ -358,6 +383,11 @@ impl Association {
     ) {
         if data.len() > shared.config.max_datagram {
             return self.drop_datagram(UdpDrop::TooLarge, "larger than max_datagram", src);
+        }
+        if let Some(up) = self.upstream.clone() {
+            return self
+                .send_via_upstream(&up, target, &data, src, shared, rec)
+                .await;
         }
         // A name that is an address (`0x7f.1`, `[::1]`) is that address.
         let (ip, name) = match Dest::of(&target) {
@@ -764,6 +794,8 @@ enum Side {
     Control,
     /// A name lookup finished.
     Resolved(String, Result<IpAddr, String>),
+    /// A datagram from the upstream association: its length and source.
+    Upstream(usize, TargetAddr),
 }
 
 /// Datagrams handled per wake-up of one socket before looking at the others.
