@@ -39,19 +39,17 @@ pub(super) fn run<'a>(
     rec: &'a mut Record,
 ) -> impl Future<Output = Result<(), RequestError>> + Send + 'a {
     async move {
-        // Boxed: connecting is short-lived, relaying is what idles.
-        let route = Box::pin(route_checked(req.target(), shared, rec)).await?;
-        if let Route::Upstream(up) = &route {
-            if up.optimistic() && req.socks6().is_none() {
-                let up: &Upstream = up;
+        // Boxed (once): connecting is short-lived, relaying is what idles.
+        let connected = match Box::pin(open(req, &leftover, shared, rec)).await? {
+            Opened::Connected(c) => c,
+            Opened::Optimistic(up) => {
                 Box::pin(super::optimistic::run(
                     stream, req, up, leftover, shared, rec,
                 ))
                 .await;
                 return Ok(());
             }
-        }
-        let connected = Box::pin(open(req, route, &leftover, shared, rec)).await?;
+        };
         let Some((target, early_sent)) = answer(stream, req, connected, shared, rec).await? else {
             return Ok(());
         };
@@ -68,19 +66,29 @@ pub(super) fn run<'a>(
     }
 }
 
-/// Connect where the rules said: through the upstream a rule routes to
+/// What [`open`] came to.
+enum Opened<'s> {
+    Connected(Connected),
+    /// A SOCKS4/5 client routed to an optimistic upstream: answered
+    /// before it connects (`optimistic.rs`).
+    Optimistic(&'s Upstream),
+}
+
+/// Check the rules, then connect: through the upstream a rule routes to
 /// (SOCKS 6's initial data, or a SOCKS4/5 client's early bytes, go with
 /// its request when it speaks SOCKS 6), or directly.
-async fn open(
+async fn open<'s>(
     req: &impl Replier,
-    route: Route<'_>,
     leftover: &[u8],
-    shared: &Shared,
+    shared: &'s Shared,
     rec: &mut Record,
-) -> Result<Connected, RequestError> {
+) -> Result<Opened<'s>, RequestError> {
     let target = req.target();
     let initial = req.socks6().map(|r| r.initial_data.as_slice());
-    let (addrs, rule) = match route {
+    let (addrs, rule) = match route_checked(target, shared, rec).await? {
+        Route::Upstream(up) if up.optimistic() && req.socks6().is_none() => {
+            return Ok(Opened::Optimistic(up));
+        }
         Route::Direct(addrs, rule) => (addrs, rule),
         Route::Upstream(up) => {
             let out = Outbound::via(up, target, initial.unwrap_or(leftover), rec).await?;
@@ -91,11 +99,13 @@ async fn open(
             }
             // Stack options are not applied through an upstream.
             let options = Options::new();
-            return Ok(Connected { out, options });
+            return Ok(Opened::Connected(Connected { out, options }));
         }
     };
     let (addrs, egress) = direct_plan(addrs, rule, target.port, shared, rec)?;
-    direct(req, &addrs, egress, shared, rec).await
+    direct(req, &addrs, egress, shared, rec)
+        .await
+        .map(Opened::Connected)
 }
 
 /// A direct connection with the stack options the SOCKS 6 client asked for

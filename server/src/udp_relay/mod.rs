@@ -273,7 +273,8 @@ impl Association {
             }
             if let Side::Upstream(n, from) = side {
                 last = Instant::now();
-                self.relay_from_upstream(&up_buf[..n], from, shared, rec).await;
+                self.relay_from_upstream(&up_buf[..n], from, shared, rec)
+                    .await;
                 continue;
             }
             if let Side::Control = side {
