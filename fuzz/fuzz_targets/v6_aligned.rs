@@ -32,7 +32,10 @@ fn semantic<T: PartialEq + std::fmt::Debug>(
     parse: impl Fn(&[u8]) -> Result<Parsed<T>, sixsocks_proto::PeerError>,
 ) {
     match parse(&encoded) {
-        Ok(Parsed::Complete { value: back, consumed }) => {
+        Ok(Parsed::Complete {
+            value: back,
+            consumed,
+        }) => {
             assert_eq!(consumed, encoded.len(), "re-encoding parses whole");
             assert_eq!(&back, value, "re-encoding parses the same");
         }
