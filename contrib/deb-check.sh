@@ -134,7 +134,7 @@ root)
     # Man pages: every installed one renders with no warning and is found by name.
     pages=()
     for f in "${files[@]}"; do [[ $f == /usr/share/man/* ]] && pages+=("$f"); done
-    ((${#pages[@]} == 8)) || fail "expected 8 man pages, found ${#pages[@]}: ${pages[*]}"
+    ((${#pages[@]} == 9)) || fail "expected 9 man pages (sixsocks.toml.5, sixsocks.1 and one per subcommand), found ${#pages[@]}: ${pages[*]}"
     for page in "${pages[@]}"; do
         warnings=$(MANWIDTH=80 MANPAGER=cat man --warnings -l "$page" 2>&1 >/tmp/page.txt) ||
             fail "man -l $page failed"
