@@ -353,12 +353,7 @@ impl Socks6Session {
         let Some(id) = self.session_id() else {
             return Ok(());
         };
-        if let Some(slot) = &self.session {
-            slot.set(None);
-        }
-        if let Some(w) = &self.wallet {
-            w.reset();
-        }
+        self.forget_session();
         let options = self
             .options
             .clone()
@@ -394,15 +389,17 @@ impl Socks6Session {
         target: &TargetAddr,
         data: &[u8],
     ) -> Result<(TcpStream, Vec<u8>, Socks6Info), ClientError> {
-        let first = exchange(
-            &self.proxy,
-            command,
-            target.clone(),
-            data,
-            &self.options,
-            self.keep(),
-        )
-        .await;
+        let once = || {
+            exchange(
+                &self.proxy,
+                command,
+                target.clone(),
+                data,
+                &self.options,
+                self.keep(),
+            )
+        };
+        let first = once().await;
         let again = match &first {
             Err(ClientError::Socks6Refused {
                 token: Some(ExpenditureCode::NO_WINDOW | ExpenditureCode::OUT_OF_WINDOW),
@@ -412,12 +409,7 @@ impl Socks6Session {
                 PeerError::SessionInvalid | PeerError::TokenRejected,
             ))) => {
                 // The session (and the window in it) is gone: start over.
-                if let Some(slot) = &self.session {
-                    slot.set(None);
-                }
-                if let Some(w) = &self.wallet {
-                    w.reset();
-                }
+                self.forget_session();
                 true
             }
             _ => false,
@@ -425,15 +417,17 @@ impl Socks6Session {
         if !again {
             return first;
         }
-        exchange(
-            &self.proxy,
-            command,
-            target.clone(),
-            data,
-            &self.options,
-            self.keep(),
-        )
-        .await
+        once().await
+    }
+
+    /// Forget the proxy-side session and the token window in it.
+    fn forget_session(&self) {
+        if let Some(slot) = &self.session {
+            slot.set(None);
+        }
+        if let Some(w) = &self.wallet {
+            w.reset();
+        }
     }
 }
 

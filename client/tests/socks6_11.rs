@@ -53,25 +53,21 @@ async fn read_n(s: &mut (impl AsyncReadExt + Unpin), n: usize) -> Vec<u8> {
     v
 }
 
-/// A server that stops when the returned sender is dropped.
-fn serve_until(
-    listen: SocketAddr,
-    users: Option<&Users>,
-    f: impl FnOnce(&mut Config),
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let mut config = Config {
-        listen: vec![listen],
-        users_file: users.map(|u| u.file.clone()),
-        ..Config::default()
-    };
-    f(&mut config);
-    let server = Server::bind(config).expect("server binds");
-    let addr = server.local_addrs()[0];
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
-    (addr, tx)
+/// One request of `req` in `profile` to `server`, the whole answer read
+/// to the close, and the client machine's verdict on it.
+async fn one_request(
+    server: SocketAddr,
+    req: ClientRequest,
+    profile: Profile,
+) -> Instruction<sixsocks_proto::v6::client::Final, sixsocks_proto::v6::client::Event> {
+    let (mut machine, first) = Socks6Client::with_profile(req, profile).unwrap();
+    let mut s = TcpStream::connect(server).await.unwrap();
+    s.write_all(&first).await.unwrap();
+    let mut reply = Vec::new();
+    bounded(s.read_to_end(&mut reply)).await.unwrap();
+    machine.input().push(&reply);
+    machine.input().close();
+    machine.step()
 }
 
 #[tokio::test]
@@ -158,14 +154,7 @@ async fn an_unknown_session_is_refused_before_anything_happens() {
         let mut req = ClientRequest::new(Command::CONNECT, TargetAddr::from(target));
         req.options
             .push(SessionOption::Id(vec![1, 2, 3, 4, 5, 6, 7, 8]).into());
-        let (mut machine, first) = Socks6Client::with_profile(req, profile).unwrap();
-        let mut s = TcpStream::connect(server).await.unwrap();
-        s.write_all(&first).await.unwrap();
-        let mut reply = Vec::new();
-        bounded(s.read_to_end(&mut reply)).await.unwrap();
-        machine.input().push(&reply);
-        machine.input().close();
-        match machine.step() {
+        match one_request(server, req, profile).await {
             Instruction::Failed { error, .. } => {
                 assert_eq!(
                     error,
@@ -236,16 +225,9 @@ async fn tokens_are_spent_inside_the_session_and_a_duplicate_is_refused() {
                 token: base,
             }));
         let prof = Profile::from_setting_name(profile).unwrap();
-        let (mut machine, first) = Socks6Client::with_profile(req, prof).unwrap();
-        let mut s = TcpStream::connect(server).await.unwrap();
-        s.write_all(&first).await.unwrap();
-        let mut reply = Vec::new();
-        bounded(s.read_to_end(&mut reply)).await.unwrap();
-        machine.input().push(&reply);
-        machine.input().close();
         assert!(
             matches!(
-                machine.step(),
+                one_request(server, req, prof).await,
                 Instruction::Failed {
                     error: ProtoError::Peer(PeerError::TokenRejected),
                     ..
@@ -263,7 +245,7 @@ async fn tokens_are_spent_inside_the_session_and_a_duplicate_is_refused() {
 #[tokio::test]
 async fn the_wallet_survives_the_proxy_restarting() {
     let (target, accepted) = echo().await;
-    let (addr, stop) = serve_until((Ipv4Addr::LOCALHOST, 0).into(), None, |_| {});
+    let (addr, stop) = inproc::serve_until((Ipv4Addr::LOCALHOST, 0).into(), None, |_| {});
     let session = Socks6Session::new(proxy(addr, None, "draft-11"))
         .with_tokens(16)
         .unwrap();
@@ -620,7 +602,7 @@ async fn udp_over_draft_11_on_tcp_and_udp_with_icmp_errors() {
 #[tokio::test]
 async fn a_thousand_connections_through_the_gateway_survive_a_far_restart() {
     let (target, accepted) = echo().await;
-    let (far_addr, stop) = serve_until((Ipv4Addr::LOCALHOST, 0).into(), None, |_| {});
+    let (far_addr, stop) = inproc::serve_until((Ipv4Addr::LOCALHOST, 0).into(), None, |_| {});
     let far_url = format!("socks6://{far_addr}");
     let gateway = inproc::serve_local(None, move |c| {
         let mut up = sixsocks_server::config::UpstreamConfig::new(&far_url);

@@ -60,6 +60,19 @@ pub async fn serve(
     users: Option<&Users>,
     f: impl FnOnce(&mut Config),
 ) -> SocketAddr {
+    let (addr, stop) = serve_until(listen, users, f);
+    // Never stopped: the sender lives as long as the test process.
+    std::mem::forget(stop);
+    addr
+}
+
+/// [`serve`], stopping when the returned sender is dropped (a proxy
+/// restart: bind a new one on the same address).
+pub fn serve_until(
+    listen: SocketAddr,
+    users: Option<&Users>,
+    f: impl FnOnce(&mut Config),
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let mut config = Config {
         listen: vec![listen],
         users_file: users.map(|u| u.file.clone()),
@@ -68,8 +81,11 @@ pub async fn serve(
     f(&mut config);
     let server = Server::bind(config).expect("server binds");
     let addr = server.local_addrs()[0];
-    tokio::spawn(server.run(std::future::pending()));
-    addr
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
 }
 
 /// [`serve`] on 127.0.0.1:0.
