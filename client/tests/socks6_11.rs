@@ -15,7 +15,7 @@ use sixsocks_client::{ClientError, Proxy};
 use sixsocks_proto::v6::client::{ClientRequest, Socks6Client};
 use sixsocks_proto::v6::{IdempotenceOption, SessionOption, Socks6Option};
 use sixsocks_proto::{Command, Instruction, PeerError, ProtoError, TargetAddr};
-use sixsocks_server::{Config, Server};
+use sixsocks_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -31,20 +31,7 @@ fn proxy(addr: SocketAddr, creds: Option<(&str, &str)>, profile: &str) -> Proxy 
 
 /// An echo server that counts its connections.
 async fn echo() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    let count = n.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, n)
+    inproc::tcp_echo().await
 }
 
 async fn read_n(s: &mut (impl AsyncReadExt + Unpin), n: usize) -> Vec<u8> {
@@ -258,20 +245,8 @@ async fn the_wallet_survives_the_proxy_restarting() {
     let old_id = session.session_id().unwrap();
     let old_window = session.tokens().unwrap().window();
     drop(stop);
-    // The listener closes; bind a new server on the same address.
-    let mut restarted = None;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Ok(server) = Server::bind(Config {
-            listen: vec![addr],
-            ..Config::default()
-        }) {
-            restarted = Some(server);
-            break;
-        }
-    }
-    let server = restarted.expect("the address is free again");
-    tokio::spawn(server.run(std::future::pending()));
+    // The listener closes; a new server on the same address.
+    inproc::restart(addr).await;
     for i in 5..10u8 {
         let mut s = bounded(session.connect_with_data(target, &[i]))
             .await
@@ -620,19 +595,7 @@ async fn a_thousand_connections_through_the_gateway_survive_a_far_restart() {
     for i in 0..1000u32 {
         if i == 500 {
             drop(stop.take());
-            let mut restarted = None;
-            for _ in 0..100 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                if let Ok(s) = Server::bind(Config {
-                    listen: vec![far_addr],
-                    ..Config::default()
-                }) {
-                    restarted = Some(s);
-                    break;
-                }
-            }
-            let s = restarted.expect("the far address is free again");
-            tokio::spawn(s.run(std::future::pending()));
+            inproc::restart(far_addr).await;
         }
         let mut s = bounded(sixsocks_client::connect(&app, target))
             .await

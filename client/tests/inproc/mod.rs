@@ -93,6 +93,42 @@ pub async fn serve_local(users: Option<&Users>, f: impl FnOnce(&mut Config)) -> 
     serve((Ipv4Addr::LOCALHOST, 0).into(), users, f).await
 }
 
+/// A server on `addr` again, once the one that was there stopped (the
+/// address may take a moment to be free): a proxy restart.
+pub async fn restart(addr: SocketAddr) {
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Ok(server) = Server::bind(Config {
+            listen: vec![addr],
+            ..Config::default()
+        }) {
+            tokio::spawn(server.run(std::future::pending()));
+            return;
+        }
+    }
+    panic!("{addr} is not free again after a second");
+}
+
+/// A TCP echo server on 127.0.0.1 that counts the connections it accepted.
+pub async fn tcp_echo() -> (SocketAddr, std::sync::Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
 /// A UDP echo server on `ip`; returns its address.
 pub async fn udp_echo(ip: IpAddr) -> SocketAddr {
     let s = UdpSocket::bind((ip, 0)).await.unwrap();
