@@ -129,7 +129,9 @@ pub struct Config {
     /// connection is closed; 0 disables.
     pub idle_timeout: u64,
     /// Maximum concurrent client connections; more are closed at once.
-    pub max_clients: usize,
+    /// Unset: derived at start from the open-file limit, two descriptors
+    /// per relay and a margin ([`Config::max_clients`]). Set, it wins.
+    pub max_clients: Option<usize>,
     /// Connections at once from one client address (an IPv6 client by its
     /// /64); more are closed at accept. Keeps one host from taking every
     /// `max_clients` slot.
@@ -140,10 +142,10 @@ pub struct Config {
     pub max_handshakes_per_address: usize,
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
-    /// How relayed bytes are moved: `auto` (the default: splice while few
-    /// relays are live, copy when many are), `copy` (through a pooled
-    /// user-space buffer) or `splice` (splice(2) through a pipe). See
-    /// [`RelayMode`] for the measurements behind `auto`.
+    /// How relayed bytes are moved: `auto` (the default: splice(2) through
+    /// a pooled pipe at any number of relays, a copy only when no pipe can
+    /// be had), `splice` (the same) or `copy` (through a pooled user-space
+    /// buffer, never splicing). See [`RelayMode`].
     pub relay_mode: RelayMode,
     /// Carry out BIND requests (SOCKS4 and SOCKS5). When off they get `07` / `5B`.
     pub allow_bind: bool,
@@ -278,7 +280,7 @@ impl Default for Config {
             resolve_timeout: 10,
             happy_eyeballs_delay_ms: 250,
             idle_timeout: 3600,
-            max_clients: 4096,
+            max_clients: None,
             max_clients_per_address: 512,
             max_handshakes_per_address: 64,
             shutdown_grace: 10,
@@ -439,7 +441,7 @@ impl Config {
         if self.socks6_max_token_window >= 1 << 31 {
             return bad("`socks6_max_token_window` must be below 2^31");
         }
-        if self.max_clients == 0 {
+        if self.max_clients == Some(0) {
             return bad("`max_clients` must be at least 1");
         }
         if self.max_clients_per_address == 0 || self.max_handshakes_per_address == 0 {
@@ -534,6 +536,18 @@ impl Config {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
+    }
+    /// Concurrent clients allowed: `max_clients` if set, otherwise what
+    /// the process's open-file limit holds right now (read at each call:
+    /// the binary raises the limit before the server binds), see
+    /// [`crate::descriptors::derived_max_clients`].
+    pub fn max_clients(&self) -> usize {
+        match self.max_clients {
+            Some(n) => n,
+            None => {
+                crate::descriptors::derived_max_clients(self, crate::descriptors::open_file_limit())
+            }
+        }
     }
 }
 
@@ -722,7 +736,7 @@ mod tests {
     #[test]
     fn validation_rejects_nonsense() {
         let cfg = Config {
-            max_clients: 0,
+            max_clients: Some(0),
             ..Config::default()
         };
         assert!(cfg.validate().is_err());

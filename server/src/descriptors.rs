@@ -27,6 +27,30 @@ pub const PER_UDP: u64 = 4;
 /// neighbours, the resolver's lookups, happy-eyeballs attempts.
 pub const SLACK: u64 = 64;
 
+/// The soft open-file limit (RLIMIT_NOFILE) of this process; if it cannot
+/// be read, 1024 (the usual default).
+pub fn open_file_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+}
+
+/// The default of `max_clients` under an open-file limit of `limit`: two
+/// descriptors per relayed client (client and target) once the listeners,
+/// the metrics endpoint and [`SLACK`] are set aside. Relay pipes are not
+/// reserved: an idle relay holds none, and a read that cannot get a pipe
+/// copies instead. Clients holding a BIND (3) or a UDP association (4) can
+/// reach the limit before `max_clients`: then `accept` waits (see
+/// [`crate::backoff`]) and new outbound sockets fail, and the log says so.
+/// At least 1.
+pub fn derived_max_clients(config: &Config, limit: u64) -> usize {
+    let metrics = match config.metrics {
+        Some(_) => 1 + crate::metrics_endpoint::MAX_CONNECTIONS as u64,
+        None => 0,
+    };
+    let reserved = SLACK + config.listen.len() as u64 + metrics;
+    let clients = limit.saturating_sub(reserved) / PER_CONNECT;
+    usize::try_from(clients).unwrap_or(usize::MAX).max(1)
+}
+
 /// The descriptors a configuration can need, by cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -48,7 +72,7 @@ impl Budget {
     /// The budget of `config`; `metrics_connections` is the metrics
     /// endpoint's connection cap (counted only if `metrics` is set).
     pub fn of(config: &Config, metrics_connections: usize) -> Budget {
-        let clients = config.max_clients as u64;
+        let clients = config.max_clients() as u64;
         let udp = if config.allow_udp {
             (config.max_udp_associations as u64).min(clients)
         } else {
@@ -84,7 +108,7 @@ mod tests {
     #[test]
     fn udp_associations_cost_four_binds_three() {
         let mut c = Config {
-            max_clients: 100,
+            max_clients: Some(100),
             max_udp_associations: 10,
             relay_mode: RelayMode::Copy,
             ..Config::default()
@@ -113,9 +137,36 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_need_more_than_two_per_client() {
-        let c = Config::default();
+    fn an_explicit_max_clients_needs_more_than_two_per_client() {
+        let c = Config {
+            max_clients: Some(4096),
+            ..Config::default()
+        };
         let b = Budget::of(&c, 16);
-        assert!(b.total() > 2 * c.max_clients as u64 + 64, "{b:?}");
+        assert!(b.total() > 2 * 4096 + 64, "{b:?}");
+    }
+
+    #[test]
+    fn the_default_max_clients_is_two_descriptors_per_client_under_the_limit() {
+        let mut c = Config::default();
+        assert_eq!(c.max_clients, None);
+        // One listener and the slack set aside, two per client.
+        assert_eq!(derived_max_clients(&c, 20_000), (20_000 - 64 - 1) / 2);
+        assert_eq!(derived_max_clients(&c, 1024), (1024 - 64 - 1) / 2);
+        // The bench's idle case: 9,900 relays under a hard limit of 20,000.
+        assert!(derived_max_clients(&c, 20_000) >= 9_900);
+        // The metrics endpoint's listener and connections come off too.
+        c.metrics = Some("127.0.0.1:9180".parse().unwrap());
+        let metrics = 1 + crate::metrics_endpoint::MAX_CONNECTIONS;
+        assert_eq!(
+            derived_max_clients(&c, 20_000),
+            (20_000 - 64 - 1 - metrics) / 2
+        );
+        // Never zero, even under an absurd limit.
+        assert_eq!(derived_max_clients(&c, 10), 1);
+        // It follows the process's limit; an explicit setting wins.
+        assert_eq!(c.max_clients(), derived_max_clients(&c, open_file_limit()));
+        c.max_clients = Some(7);
+        assert_eq!(c.max_clients(), 7);
     }
 }

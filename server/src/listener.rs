@@ -138,7 +138,14 @@ impl Server {
             })?;
             listeners.push(l);
         }
-        let max_clients = config.max_clients;
+        let max_clients = config.max_clients();
+        if config.max_clients.is_none() {
+            tracing::info!(
+                max_clients,
+                open_file_limit = crate::descriptors::open_file_limit(),
+                "max_clients not set: derived from the open-file limit (two descriptors per relay, a margin set aside)"
+            );
+        }
         // The metrics endpoint is one of our sockets too: not a target.
         let metrics_addr = config.metrics;
         let mut shared = Shared::new(config, auth);

@@ -110,9 +110,14 @@ fn describe_settings(c: &Config, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "limits: {} clients, per address {} connections and {} handshakes; \
+        "limits: {} clients{}, per address {} connections and {} handshakes; \
          failed logins per address: {}",
-        c.max_clients,
+        c.max_clients(),
+        if c.max_clients.is_none() {
+            " (derived from the open-file limit)"
+        } else {
+            ""
+        },
         c.max_clients_per_address,
         c.max_handshakes_per_address,
         match c.auth_failure_burst {

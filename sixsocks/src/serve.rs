@@ -73,7 +73,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 
-    /// Maximum concurrent clients; more are closed at once [default: 4096].
+    /// Maximum concurrent clients; more are closed at once [default: derived
+    /// from the open-file limit: (limit - 64 - listeners) / 2, two
+    /// descriptors per relay, e.g. 9,967 under 20,000; the metrics endpoint
+    /// takes its share too].
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 
@@ -89,9 +92,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
 
-    /// How relayed bytes move: `auto` (splice while at most 16 relays are
-    /// live, copy beyond), `copy` (a pooled buffer) or `splice` (splice(2)
-    /// through a pipe) [default: auto].
+    /// How relayed bytes move: `auto` (splice(2) through a pooled pipe at
+    /// any number of relays; a copy only when no pipe can be had), `splice`
+    /// (the same) or `copy` (a pooled buffer, never splice) [default: auto].
     #[arg(long, value_name = "MODE")]
     pub relay_mode: Option<RelayMode>,
 
@@ -304,7 +307,7 @@ impl ServeArgs {
             c.relay_mode = m;
         }
         if let Some(n) = self.max_clients {
-            c.max_clients = n;
+            c.max_clients = Some(n);
         }
         if let Some(n) = self.max_clients_per_address {
             c.max_clients_per_address = n;
@@ -436,23 +439,34 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 fn raise_fd_limit(config: &Config) {
     use sixsocks_server::descriptors::Budget;
     use sixsocks_server::metrics_endpoint::MAX_CONNECTIONS;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            return;
+        }
+    };
+    // A derived max_clients fits the limit by construction (two per relay);
+    // an explicit one may not.
+    if config.max_clients.is_none() {
+        return;
+    }
     let budget = Budget::of(config, MAX_CONNECTIONS);
     let need = budget.total();
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < need => tracing::warn!(
+    if limit < need {
+        tracing::warn!(
             limit,
             need,
-            max_clients = config.max_clients,
+            max_clients = config.max_clients(),
             sessions = budget.sessions,
             metrics = budget.metrics,
             pipes = budget.pipes,
             "the open-file limit is below what this configuration can need \
              (2 descriptors per CONNECT, 3 per BIND, 4 per UDP association): \
              at the limit new clients wait and requests fail; raise it \
-             (LimitNOFILE=, ulimit -n) or lower max_clients"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+             (LimitNOFILE=, ulimit -n) or lower max_clients (or leave it \
+             unset: it is then derived from the limit)"
+        );
     }
 }
 
