@@ -22,6 +22,9 @@ pub struct Pipe {
     pub capacity: usize,
 }
 
+/// The capacity the kernel gives a new pipe (16 pages of 4 KiB).
+const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
+
 impl Pipe {
     /// A new non-blocking, close-on-exec pipe, grown to `size` bytes if the
     /// kernel allows (it rounds to pages; failure to grow is not an error).
@@ -43,12 +46,16 @@ impl Pipe {
         let mut pipe = pipe;
         // SAFETY: fcntl on a descriptor we own, with an integer argument
         // (F_SETPIPE_SZ) or none (F_GETPIPE_SZ).
+        // The kernel's default is 16 pages (64 KiB; one page past the user's
+        // soft limit, which asking cannot change): only a larger size is asked for.
         let granted = unsafe {
-            libc::fcntl(
-                pipe.write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                size as libc::c_int,
-            );
+            if size > DEFAULT_PIPE_SIZE {
+                libc::fcntl(
+                    pipe.write.as_raw_fd(),
+                    libc::F_SETPIPE_SZ,
+                    size as libc::c_int,
+                );
+            }
             libc::fcntl(pipe.write.as_raw_fd(), libc::F_GETPIPE_SZ)
         };
         pipe.capacity = usize::try_from(granted).unwrap_or(0);
