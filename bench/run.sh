@@ -12,9 +12,13 @@
 #                       sixsocks6-11 sixsocks6-207 (sixsocks spoken to in SOCKS 6:
 #                       draft -05, -11, the reference dialect; connrate only)
 #   --modes "LIST"      subset of: throughput connrate pingpong idle
+#   --streams "LIST"    throughput stream counts (default "1 8 64 1000"; --smoke "1 8")
 #   --out DIR           where results go (default target/bench/DATE)
 #   --debug | --release cargo profile (default: release; --smoke: debug)
 #   --floor-threads N   worker threads of the floor relay (default: the cores)
+#   --cc "LIST"         congestion controls the cases of 64 streams and more
+#                       run under, each a case of its own (default: "bbr
+#                       cubic", those the kernel has; --smoke: the default)
 #   --charts            SVG charts must be drawn (matplotlib missing: fail)
 #   --no-charts         draw no charts (default: draw them if matplotlib is there)
 #   --no-netns          do not make network namespaces (not root, or no unshare)
@@ -48,10 +52,15 @@ stop_pid() {
 }
 
 inner() {
-    local peer=$1
+    local peer=$1 port=$PORT
     shift
     if [ "${BENCH_NETNS:-1}" = 1 ]; then
         ip link set lo up
+        # The congestion control is per namespace: a case may name one.
+        if [ -n "${BENCH_CC:-}" ]; then
+            sysctl -qw net.ipv4.tcp_congestion_control="$BENCH_CC" ||
+                { say "cannot set the congestion control $BENCH_CC"; return 2; }
+        fi
     fi
     # 10,000 relayed connections need 20,000 descriptors in the proxy and as
     # many in the load generator (its client ends and its target ends).
@@ -62,12 +71,21 @@ inner() {
         exec "$BENCH_BIN" "$@" --direct --label direct
         ;;
     sixsocks | sixsocks6 | sixsocks6-11 | sixsocks6-207)
-        # Every load comes from 127.0.0.1: the per-address caps (512
-        # connections, 64 handshakes by default) would refuse the idle
-        # case's 10,000; the peers have no such caps either.
-        "$SIXSOCKS_BIN" serve --listen "127.0.0.1:$PORT" --idle-timeout 0 --max-clients 30000 \
-            --max-clients-per-address 30000 --max-handshakes-per-address 30000 \
-            >"$BENCH_WORK/sixsocks.log" 2>&1 &
+        if [ "$1" = idle ]; then
+            # Memory per idle connection: the server as a user starts it,
+            # no flags at all (127.0.0.1:1080, max_clients derived from the
+            # descriptor limit); the load generator spreads its clients over
+            # source addresses (--sources) below the per-address caps.
+            port=1080
+            "$SIXSOCKS_BIN" serve >"$BENCH_WORK/sixsocks.log" 2>&1 &
+        else
+            # Every load comes from 127.0.0.1: the per-address caps (512
+            # connections, 64 handshakes by default) would refuse the
+            # 1,000-stream case; the peers have no such caps either.
+            "$SIXSOCKS_BIN" serve --listen "127.0.0.1:$PORT" --idle-timeout 0 --max-clients 30000 \
+                --max-clients-per-address 30000 --max-handshakes-per-address 30000 \
+                >"$BENCH_WORK/sixsocks.log" 2>&1 &
+        fi
         pid=$!
         ;;
     danted)
@@ -111,8 +129,8 @@ EOF
         return 2
         ;;
     esac
-    if ! "$BENCH_BIN" wait-port "127.0.0.1:$PORT" --timeout 10; then
-        say "$peer did not start listening on 127.0.0.1:$PORT (logs in $BENCH_WORK)"
+    if ! "$BENCH_BIN" wait-port "127.0.0.1:$port" --timeout 10; then
+        say "$peer did not start listening on 127.0.0.1:$port (logs in $BENCH_WORK)"
     fi
     local rc=0
     if [ "${peer#sixsocks6}" != "$peer" ]; then
@@ -127,7 +145,7 @@ EOF
         "$BENCH_BIN" "$@" --socks6 "127.0.0.1:$PORT" --socks6-profile "$profile" \
             --proxy-pid "$pid" --label sixsocks || rc=$?
     else
-        "$BENCH_BIN" "$@" --proxy "127.0.0.1:$PORT" --proxy-pid "$pid" --label "$peer" || rc=$?
+        "$BENCH_BIN" "$@" --proxy "127.0.0.1:$port" --proxy-pid "$pid" --label "$peer" || rc=$?
     fi
     stop_pid "$pid"
     return $rc
@@ -152,6 +170,8 @@ NETNS=1
 BUILD=1
 FLOOR_THREADS=$(nproc)
 CHARTS=auto
+CCS=
+STREAMS_SET=
 ARGS_SEEN=$(printf "%s " "$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -165,10 +185,12 @@ while [ $# -gt 0 ]; do
     --no-netns) NETNS=0 ;;
     --no-build) BUILD=0 ;;
     --floor-threads) FLOOR_THREADS=$2; shift ;;
+    --cc) CCS=$2; shift ;;
+    --streams) STREAMS_SET=$2; shift ;;
     --charts) CHARTS=yes ;;
     --no-charts) CHARTS=no ;;
     -h | --help)
-        sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//'
+        sed -n '2,25p' "$SELF" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -279,10 +301,46 @@ if [ "$SMOKE" = 1 ]; then
     IDLE="100"
 else
     T="--warmup 0.5 --duration 3"
-    STREAMS="1 8 64"
+    STREAMS="1 8 64 1000"
     WORKERS="1 32"
     PINGS=20000
     IDLE="1000 10000"
+fi
+STREAMS=${STREAMS_SET:-$STREAMS}
+# The congestion controls the many-stream cases run under: BBR on loopback
+# sometimes collapses one stream after spurious retransmits, cubic does
+# not; running both tells that apart from a relay starving a stream.
+CC_DEFAULT=$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)
+if [ -z "$CCS" ]; then
+    if [ "$SMOKE" = 1 ] || [ "$NETNS" = 0 ]; then
+        CCS=$CC_DEFAULT
+    else
+        CCS=
+        for cc in bbr cubic; do
+            if grep -qw "$cc" /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null ||
+                modprobe -q "tcp_$cc" 2>/dev/null; then
+                CCS="$CCS $cc"
+            fi
+        done
+        CCS=${CCS# }
+        CCS=${CCS:-$CC_DEFAULT}
+    fi
+fi
+# Outside the first namespace, only the congestion controls listed in
+# net.ipv4.tcp_allowed_congestion_control (a global setting) may be made a
+# namespace's default: add the missing ones (this lets unprivileged
+# programs choose them too, nothing more).
+if [ "$NETNS" = 1 ]; then
+    allowed=$(cat /proc/sys/net/ipv4/tcp_allowed_congestion_control 2>/dev/null || true)
+    add=
+    for cc in $CCS; do
+        case " $allowed " in *" $cc "*) ;; *) add="$add $cc" ;; esac
+    done
+    if [ -n "$add" ]; then
+        say "allowing the congestion control(s)$add in namespaces (net.ipv4.tcp_allowed_congestion_control, was: $allowed)"
+        sysctl -qw net.ipv4.tcp_allowed_congestion_control="$allowed$add" ||
+            loud "cannot allow$add: those cases will fail"
+    fi
 fi
 # A single-process proxy holds two descriptors per relayed connection. Where
 # the hard RLIMIT_NOFILE is too low for 10,000 and cannot be raised (a
@@ -310,12 +368,20 @@ for m in $MODES; do
     case $m in
     throughput)
         for d in upload download echo; do
-            for n in $STREAMS; do cases+=("throughput --direction $d --streams $n $T"); done
+            for n in $STREAMS; do
+                if [ "$n" -ge 64 ] && [ "$NETNS" = 1 ]; then
+                    for cc in $CCS; do
+                        cases+=("throughput --direction $d --streams $n $T --case-cc @cc=$cc")
+                    done
+                else
+                    cases+=("throughput --direction $d --streams $n $T")
+                fi
+            done
         done
         ;;
     connrate) for w in $WORKERS; do cases+=("connrate --workers $w $T"); done ;;
     pingpong) for s in 1 64; do cases+=("pingpong --size $s --count $PINGS"); done ;;
-    idle) for k in $IDLE; do cases+=("idle --conns $k"); done ;;
+    idle) for k in $IDLE; do cases+=("idle --conns $k --sources 64"); done ;;
     *) say "unknown mode $m"; exit 2 ;;
     esac
 done
@@ -339,6 +405,7 @@ total=$((${#cases[@]} * REPS * np))
         echo "- floor relay: bench/floor/floor.c (${FLOOR_CC:-built before}), $FLOOR_THREADS thread(s)" ;;
     esac
     echo "- network namespaces: $([ "$NETNS" = 1 ] && echo 'yes, one per run' || echo no)"
+    echo "- TCP congestion control: $CC_DEFAULT by default; the cases of 64 streams and more under each of: $CCS (named in the case)"
     [ -z "$IDLE_NOTE" ] || echo "- $IDLE_NOTE"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/header.md"
@@ -360,11 +427,15 @@ for c in "${cases[@]}"; do
             fi
             say "[$i/$total] $peer rep $rep: $c"
             WORK=$(mktemp -d "$OUT/run.XXXXXX")
-            # shellcheck disable=SC2086 # $c is a list of arguments
+            # A trailing "@cc=NAME" is for this script: the namespace's congestion control.
+            args=${c%% @cc=*}
+            cc=
+            [ "$args" = "$c" ] || cc=${c##* @cc=}
+            # shellcheck disable=SC2086 # $args is a list of arguments
             if [ "$NETNS" = 1 ]; then
-                BENCH_WORK=$WORK unshare -n -- bash "$SELF" --inner "$peer" $c --rep "$rep" >>"$RESULTS" || true
+                BENCH_CC=$cc BENCH_WORK=$WORK unshare -n -- bash "$SELF" --inner "$peer" $args --rep "$rep" >>"$RESULTS" || true
             else
-                BENCH_WORK=$WORK bash "$SELF" --inner "$peer" $c --rep "$rep" >>"$RESULTS" || true
+                BENCH_WORK=$WORK bash "$SELF" --inner "$peer" $args --rep "$rep" >>"$RESULTS" || true
             fi
             # Keep the logs of runs that left any; drop empty work dirs.
             rmdir "$WORK" 2>/dev/null || true

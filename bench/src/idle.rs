@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::procfs::{self, Usage};
 use crate::servers::HoldServer;
-use crate::socks::{connect_blocking, Route};
+use crate::socks::{connect_blocking_from, Route};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -35,6 +35,9 @@ pub struct Opts {
     /// not two: 10,000 connections then fit in a hard RLIMIT_NOFILE of
     /// 20,000. `None`: in this process (tests).
     pub target_exe: Option<PathBuf>,
+    /// Source addresses to spread the client ends over (127.0.1.1 and
+    /// on); 0: let the system choose.
+    pub sources: usize,
 }
 
 /// Memory of the proxy's process tree, KiB.
@@ -108,17 +111,23 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
     let mut handles = Vec::new();
     for i in 0..openers {
         let share = o.conns / openers + usize::from(i < o.conns % openers);
+        let sources = o.sources;
         handles.push(std::thread::spawn(move || {
             let mut open = Vec::with_capacity(share);
             let mut errors = 0usize;
             let mut first_error = None;
-            for _ in 0..share {
+            for n in 0..share {
+                // Round robin over the sources, across the openers too.
+                let source = (sources > 0).then(|| {
+                    let k = (n * openers + i) % sources;
+                    IpAddr::from([127, 0, 1, 1 + k as u8])
+                });
                 if Instant::now() >= deadline {
                     errors += 1;
                     first_error.get_or_insert_with(|| "open timeout".to_string());
                     continue;
                 }
-                match open_one(route, target) {
+                match open_one(route, target, source) {
                     Ok(s) => open.push(s),
                     Err(e) => {
                         errors += 1;
@@ -272,8 +281,8 @@ pub fn hold_target(ip: IpAddr) -> io::Result<()> {
     Ok(())
 }
 
-fn open_one(route: Route, target: SocketAddr) -> io::Result<TcpStream> {
-    let mut s = connect_blocking(route, target, Duration::from_secs(10))?;
+fn open_one(route: Route, target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let mut s = connect_blocking_from(route, target, Duration::from_secs(10), source)?;
     s.write_all(b"i")?;
     let mut b = [0u8; 1];
     s.read_exact(&mut b)?;

@@ -80,6 +80,12 @@ enum Cmd {
         /// Give up opening connections after this many seconds.
         #[arg(long, default_value_t = 120.0)]
         open_timeout: f64,
+        /// Spread the client ends over this many source addresses
+        /// (127.0.1.1, 127.0.1.2, ...; the proxy must be on loopback), so
+        /// that a proxy's per-address caps (sixsocks: 512 connections by
+        /// default) do not refuse them. 0: the system's choice (127.0.0.1).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=250))]
+        sources: u16,
     },
     /// Markdown tables (median and spread of repetitions, ratios) from JSON lines.
     Report {
@@ -168,6 +174,11 @@ struct Common {
     /// Repetition number (copied into the output).
     #[arg(long, default_value_t = 0)]
     rep: u32,
+    /// Name the TCP congestion control of this network namespace in the
+    /// case (", cubic"): for cases run under more than one. Every line
+    /// records it as `cc` anyway.
+    #[arg(long)]
+    case_cc: bool,
 }
 
 impl Common {
@@ -393,6 +404,7 @@ fn main() -> ExitCode {
             ready_file,
             hold_max,
             open_timeout,
+            sources,
         } => {
             let o = idle::Opts {
                 conns,
@@ -402,6 +414,7 @@ fn main() -> ExitCode {
                 ready_file,
                 hold_max: secs(hold_max),
                 open_timeout: secs(open_timeout),
+                sources: sources.into(),
                 target_exe: std::env::current_exe().ok(),
             };
             let case = format!("{} conns", report::thousands(conns as f64));
@@ -461,8 +474,15 @@ fn measure(
     f: impl FnOnce(Route, IpAddr) -> std::io::Result<Measured>,
 ) -> ExitCode {
     let mut rec = Map::new();
+    let cc = procfs::congestion_control();
+    let case = match (&cc, common.case_cc) {
+        (Some(cc), true) => format!("{case}, {cc}"),
+        _ => case.to_string(),
+    };
+    let case = case.as_str();
     rec.insert("mode".into(), json!(mode));
     rec.insert("case".into(), json!(case));
+    rec.insert("cc".into(), json!(cc));
     rec.insert("label".into(), json!(common.label));
     rec.insert("rep".into(), json!(common.rep));
     let route = common.route();

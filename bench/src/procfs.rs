@@ -158,6 +158,15 @@ pub fn parse_net_counters(s: &str, out: &mut std::collections::BTreeMap<String, 
 }
 
 /// The [`TCP_COUNTERS`] now (missing ones are left out).
+/// The TCP congestion control new connections of this network namespace
+/// get (`net.ipv4.tcp_congestion_control`), if it can be read.
+pub fn congestion_control() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 pub fn tcp_counters() -> std::collections::BTreeMap<String, u64> {
     let mut all = std::collections::BTreeMap::new();
     for f in ["/proc/net/snmp", "/proc/net/netstat"] {

@@ -155,10 +155,33 @@ pub fn connect_blocking(
     target: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
+    connect_blocking_from(route, target, timeout, None)
+}
+
+/// [`connect_blocking`] from the local address `source` (any port), if given.
+pub fn connect_blocking_from(
+    route: Route,
+    target: SocketAddr,
+    timeout: Duration,
+    source: Option<std::net::IpAddr>,
+) -> io::Result<TcpStream> {
     if let Route::Socks6(..) = route {
         return Err(bad("the blocking client speaks SOCKS5 only".into()));
     }
-    let mut s = TcpStream::connect_timeout(&route.first_hop(target), timeout)?;
+    let hop = route.first_hop(target);
+    let mut s = match source {
+        None => TcpStream::connect_timeout(&hop, timeout)?,
+        Some(ip) => {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(hop),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            sock.bind(&SocketAddr::new(ip, 0).into())?;
+            sock.connect_timeout(&hop.into(), timeout)?;
+            sock.into()
+        }
+    };
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;

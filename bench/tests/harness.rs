@@ -137,6 +137,7 @@ fn connrate_pingpong_and_idle_through_a_relay() {
         hold_max: Duration::ZERO,
         open_timeout: Duration::from_secs(60),
         target_exe: None,
+        sources: 0,
     };
     let r = idle::run(Route::Socks5(proxy), LO, &o).unwrap();
     assert_eq!(r.conns_open, 40, "{r:?}");
@@ -147,6 +148,7 @@ fn connrate_pingpong_and_idle_through_a_relay() {
     let o = idle::Opts {
         proxy_pid: None,
         target_exe: Some(env!("CARGO_BIN_EXE_sixsocks-bench").into()),
+        sources: 4,
         ..o
     };
     let r = idle::run(Route::Socks5(proxy), LO, &o).unwrap();
