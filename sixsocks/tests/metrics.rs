@@ -623,7 +623,8 @@ fn descriptor_exhaustion_neither_floods_the_log_nor_stops_the_proxy() {
     let Some(server) =
         // The per-address handshake cap (64) is raised: this test is about
         // the descriptor table, and the 80 silent clients come from one
-        // address.
+        // address. So is max_clients: unset, it would be derived from the
+        // low limit (1 here) and refuse clients before the table fills.
         Server::start_with_nofile(
             LOW_NOFILE,
             &[
@@ -632,6 +633,8 @@ fn descriptor_exhaustion_neither_floods_the_log_nor_stops_the_proxy() {
                 "--handshake-timeout",
                 "120",
                 "--max-handshakes-per-address",
+                "1000",
+                "--max-clients",
                 "1000",
             ],
         )
