@@ -218,23 +218,25 @@ pub enum RelayEnd {
 /// The relay is a hand-written future (two [`Pump`]s and an optional idle
 /// timer) rather than `async` blocks: it is what every idle connection
 /// holds, and this way it takes a few hundred bytes instead of kilobytes.
-pub async fn relay(
-    client: &TcpStream,
-    target: &TcpStream,
-    initial_up: &[u8],
+///
+/// Not an `async fn`: the returned [`Relay`] is the whole future, so that
+/// the arguments are not kept a second time beside it (an `async fn` holds
+/// every argument for its whole life), and the initial data is its first
+/// state.
+pub fn relay<'a>(
+    client: &'a TcpStream,
+    target: &'a TcpStream,
+    initial_up: &'a [u8],
     idle: Option<Duration>,
     mode: RelayMode,
-    counters: &Counters,
-    bandwidth: Option<&Bandwidth>,
-) -> RelayEnd {
-    if let Err(e) = write_all(target, initial_up).await {
-        return RelayEnd::Error(e);
-    }
-    counters.add_up(initial_up.len() as u64);
+    counters: &'a Counters,
+    bandwidth: Option<&'a Bandwidth>,
+) -> impl Future<Output = RelayEnd> + Send + 'a {
     let now = Instant::now();
     Relay {
         client,
         target,
+        initial_up,
         up: Pump::new(mode),
         down: Pump::new(mode),
         counters,
@@ -248,7 +250,6 @@ pub async fn relay(
             })
         }),
     }
-    .await
 }
 
 /// Writes all of `data` to a shared `TcpStream` (no `&mut` needed).
@@ -266,6 +267,9 @@ pub(crate) async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()
 struct Relay<'a> {
     client: &'a TcpStream,
     target: &'a TcpStream,
+    /// Optimistic data still to be written to the target before anything
+    /// else moves (outside the bandwidth limit; counted once written).
+    initial_up: &'a [u8],
     up: Pump,
     down: Pump,
     counters: &'a Counters,
@@ -329,6 +333,19 @@ impl Future for Relay<'_> {
     /// and back on every wake-up of the hottest path in the proxy.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         let this = self.get_mut();
+        while !this.initial_up.is_empty() {
+            if let Err(e) = ready!(this.target.poll_write_ready(cx)) {
+                return Poll::Ready(RelayEnd::Error(e));
+            }
+            match this.target.try_write(this.initial_up) {
+                Ok(n) => {
+                    this.counters.add_up(n as u64);
+                    this.initial_up = &this.initial_up[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(RelayEnd::Error(e)),
+            }
+        }
         let mut moved = false;
         let (up_gate, down_gate) = match this.throttle.as_deref_mut() {
             Some(t) => (

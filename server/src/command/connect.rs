@@ -50,7 +50,11 @@ pub(super) fn run<'a>(
                 return Ok(());
             }
         };
-        let Some((target, early_sent)) = answer(stream, req, connected, shared, rec).await? else {
+        // Boxed too: the reply's state is larger than the relay's, which is
+        // what an idle connection holds (one allocation per CONNECT).
+        let Some((target, early_sent)) =
+            Box::pin(answer(stream, req, connected, shared, rec)).await?
+        else {
             return Ok(());
         };
         // A SOCKS4/5 client's early bytes go first, unless they went with

@@ -72,16 +72,27 @@ pub(crate) fn execute<'a>(
                 // fit them.
                 Command::BIND => Box::pin(bind::run(stream, req, leftover, shared, rec)).await,
                 Command::UDP_ASSOCIATE => Box::pin(udp::run(stream, req, shared, rec)).await,
-                Command::RESOLVE => resolve::forward(stream, req, shared, rec).await,
-                Command::RESOLVE_PTR => resolve::reverse(stream, req, shared, rec).await,
-                Command::NOOP => noop::run(stream, req, shared, rec).await,
+                // Boxed too (rare, and since the relay became its own small
+                // future their states were larger than CONNECT's).
+                Command::RESOLVE => Box::pin(resolve::forward(stream, req, shared, rec)).await,
+                Command::RESOLVE_PTR => Box::pin(resolve::reverse(stream, req, shared, rec)).await,
+                Command::NOOP => Box::pin(noop::run(stream, req, shared, rec)).await,
                 other => Err(RequestError::CommandNotSupported(other)),
             },
         };
         if let Err(e) = result {
             crate::metrics::request_refused(&e);
             let code = e.reply_code();
-            send_failure(stream, req, code, Outcome::Failed(e), shared, rec).await;
+            // Boxed: a refusal is short-lived, the relay is what idles.
+            Box::pin(send_failure(
+                stream,
+                req,
+                code,
+                Outcome::Failed(e),
+                shared,
+                rec,
+            ))
+            .await;
         }
     }
 }
