@@ -183,6 +183,7 @@ impl Server {
     /// give live sessions the configured grace period to end.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let heartbeat = tokio::spawn(timer_heartbeat());
         let mut accept_tasks = Vec::new();
         for listener in self.listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -197,6 +198,7 @@ impl Server {
             )));
         }
         shutdown.await;
+        heartbeat.abort();
         let _ = stop_tx.send(true);
         for t in accept_tasks {
             let _ = t.await;
@@ -367,5 +369,26 @@ fn admit_client(
             });
             None
         }
+    }
+}
+
+/// How often [`timer_heartbeat`] fires.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A timer that is always due within [`HEARTBEAT`], so that the runtime's
+/// timer driver never sleeps longer than that. Every session arms timers
+/// of seconds (the handshake's 10 s, the connect's 30 s, the relay's idle
+/// timeout): when the new deadline is the earliest the driver knows of,
+/// tokio wakes the thread parked in the driver to sleep shorter (an
+/// eventfd write and a context switch on the other core). With this tick
+/// pending, a deadline past a second never is the earliest: `strace` of
+/// one connection after another counted that write for 26 of 26
+/// connections without the tick, 5 of 24 with it; about 10% less proxy
+/// CPU per connection (bench/README.md). The cost: one wake-up a second.
+async fn timer_heartbeat() {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
