@@ -130,7 +130,8 @@ pub struct Config {
     pub idle_timeout: u64,
     /// Maximum concurrent client connections; more are closed at once.
     /// Unset: derived at start from the open-file limit, two descriptors
-    /// per relay and a margin ([`Config::max_clients`]). Set, it wins.
+    /// per relay and a margin (`Config::max_clients()`, in `descriptors.rs`).
+    /// Set, it wins.
     pub max_clients: Option<usize>,
     /// Connections at once from one client address (an IPv6 client by its
     /// /64); more are closed at accept. Keeps one host from taking every
@@ -536,18 +537,6 @@ impl Config {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
-    }
-    /// Concurrent clients allowed: `max_clients` if set, otherwise what
-    /// the process's open-file limit holds right now (read at each call:
-    /// the binary raises the limit before the server binds), see
-    /// [`crate::descriptors::derived_max_clients`].
-    pub fn max_clients(&self) -> usize {
-        match self.max_clients {
-            Some(n) => n,
-            None => {
-                crate::descriptors::derived_max_clients(self, crate::descriptors::open_file_limit())
-            }
-        }
     }
 }
 

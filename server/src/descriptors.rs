@@ -51,6 +51,19 @@ pub fn derived_max_clients(config: &Config, limit: u64) -> usize {
     usize::try_from(clients).unwrap_or(usize::MAX).max(1)
 }
 
+impl Config {
+    /// Concurrent clients allowed: `max_clients` if set, otherwise what
+    /// the process's open-file limit holds right now (read at each call:
+    /// the binary raises the limit before the server binds), see
+    /// [`derived_max_clients`]. (Here, beside the budget it comes from.)
+    pub fn max_clients(&self) -> usize {
+        match self.max_clients {
+            Some(n) => n,
+            None => derived_max_clients(self, open_file_limit()),
+        }
+    }
+}
+
 /// The descriptors a configuration can need, by cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
