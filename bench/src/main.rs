@@ -328,6 +328,7 @@ fn main() -> ExitCode {
                     problem: (!problems.is_empty()).then(|| problems.join("; ")),
                     per_gb: Some(r.relayed_bytes as f64 / 1e9),
                     per_conn: None,
+                    per_round_trip: None,
                     value: to_value(&r),
                     summary: format!("{:.2} Gbit/s", r.gbps),
                 })
@@ -370,6 +371,7 @@ fn main() -> ExitCode {
                     problem,
                     per_gb: None,
                     per_conn: Some(r.conns_total as f64),
+                    per_round_trip: None,
                     value: to_value(&r),
                     summary: format!(
                         "{:.0} conn/s, p50 {:.0} µs, p99 {:.0} µs",
@@ -391,6 +393,9 @@ fn main() -> ExitCode {
                     problem: r.error.clone(),
                     per_gb: None,
                     per_conn: None,
+                    // The unmeasured warm-up ones cost CPU too (the one
+                    // connection's set-up is counted in, and negligible).
+                    per_round_trip: Some((r.round_trips + pingpong::WARMUP) as f64),
                     value: to_value(&r),
                     summary: format!("p50 {:.1} µs, p99 {:.1} µs", r.rtt.p50_us, r.rtt.p99_us),
                 })
@@ -433,6 +438,7 @@ fn main() -> ExitCode {
                     problem,
                     per_gb: None,
                     per_conn: None,
+                    per_round_trip: None,
                     value: to_value(&r),
                     summary: format!(
                         "{} open in {:.1} s, RSS {:.1} KiB/conn, PSS {:.1} KiB/conn",
@@ -459,6 +465,8 @@ struct Measured {
     per_gb: Option<f64>,
     /// Connections it carried (to divide its CPU time by).
     per_conn: Option<f64>,
+    /// Round trips it carried, warm-up included (to divide its CPU time by).
+    per_round_trip: Option<f64>,
     value: Value,
     /// A few words for the progress log on stderr.
     summary: String,
@@ -532,6 +540,10 @@ fn measure(
                     if let Some(n) = m.per_conn.filter(|n| *n > 0.0) {
                         rec.insert("cpu_us_per_conn".into(), json!(cpu * 1e6 / n));
                         summary.push_str(&format!(" ({:.0} µs/conn)", cpu * 1e6 / n));
+                    }
+                    if let Some(n) = m.per_round_trip.filter(|n| *n > 0.0) {
+                        rec.insert("cpu_us_per_round_trip".into(), json!(cpu * 1e6 / n));
+                        summary.push_str(&format!(" ({:.1} µs/round trip)", cpu * 1e6 / n));
                     }
                 }
                 (Some(Err(e)), _) | (_, Some(Err(e))) => {

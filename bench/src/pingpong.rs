@@ -12,7 +12,7 @@ use crate::socks::{connect_blocking, Route};
 use crate::stats::Latency;
 
 /// Round trips before the measured ones.
-const WARMUP: usize = 200;
+pub const WARMUP: usize = 200;
 
 /// What was measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]

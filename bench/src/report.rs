@@ -98,6 +98,14 @@ const METRICS: &[Metric] = &[
         added: true,
     },
     Metric {
+        mode: "pingpong",
+        title: "Proxy CPU-µs per ping-pong round trip (lower is better)",
+        pointer: "/cpu_us_per_round_trip",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
+    Metric {
         mode: "idle",
         title: "Memory per idle relayed connection, RSS KiB (lower is better)",
         pointer: "/rss_kib_per_conn",
