@@ -58,12 +58,14 @@ use crate::metrics::Direction;
 ///
 /// Until issue 16 `auto` copied whenever more than 16 relays were live: at
 /// 64 streams splicing had trapped some receivers at a 128 KiB receive
-/// buffer. The floor relay (`bench/floor/`) showed the same stalls, and
-/// they went with the congestion control (BBR on loopback), not with
-/// splice: see `bench/README.md` for the runs under bbr and cubic. So
-/// `auto` now splices at every concurrency; `splice` is the same engine
-/// (kept as a name for old configurations); `copy` never splices (for
-/// comparison, and for kernels without splice on sockets).
+/// buffer. The floor relay (`bench/floor/`), which always splices, meets
+/// the same: in the runs of 2026-12-02 (`bench/README.md`, under bbr and
+/// cubic) 64 download and echo streams were clean for both, and 64 upload
+/// streams stalled some streams for both, as often (copying had not, in
+/// earlier runs). At the same CPU per GB as the floor's, `auto` now
+/// splices at every concurrency; `splice` is the same engine (kept as a
+/// name for old configurations); `copy` never splices (for comparison,
+/// and for kernels without splice on sockets).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RelayMode {
