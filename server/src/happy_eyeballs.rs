@@ -83,23 +83,16 @@ pub async fn happy_eyeballs_with(
     if order.is_empty() {
         return Err(RequestError::HostUnreachable);
     }
-    // One address (an address target, or a name with one address): no
-    // race to run, so no task to spawn. A spawned attempt wakes another
-    // worker thread and may be connected there, waking the session back
-    // across threads: the whole cost of a connection's wake-ups, twice.
-    if let [ip] = order[..] {
-        let started = tokio::time::Instant::now();
-        let result =
-            match tokio::time::timeout(timeout, connect_one(SocketAddr::new(ip, port), opts)).await
-            {
-                Ok(Ok(stream)) => Ok(stream),
-                Ok(Err(e)) => Err(RequestError::from_connect(e)),
-                Err(_) => Err(RequestError::ConnectTimeout),
-            };
-        crate::metrics::connect_seconds(started.elapsed(), result.is_ok());
-        return result;
-    }
     let run = async {
+        // One address (an address target, or a name with one address): no
+        // race to run, so no task to spawn. A spawned attempt wakes another
+        // worker thread and may be connected there, waking the session back
+        // across threads.
+        if let [ip] = order[..] {
+            return connect_one(SocketAddr::new(ip, port), opts)
+                .await
+                .map_err(RequestError::from_connect);
+        }
         let mut pending = order.into_iter().map(|ip| SocketAddr::new(ip, port));
         let mut attempts: JoinSet<std::io::Result<(TcpStream, Applied)>> = JoinSet::new();
         let mut best: Option<RequestError> = None;
