@@ -347,10 +347,14 @@ pub fn run_with(
     // Unknown names fail now, before anything is bound.
     let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
     raise_fd_limit(&config);
+    // Log lines are held and written in batches when a runtime thread
+    // goes idle (crate::logging).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::logging::flush_lines)
         .build()?;
-    rt.block_on(async move {
+    crate::logging::hold_lines();
+    let served = rt.block_on(async move {
         let shutdown = shutdown_signal()?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         if let Some(addr) = config.metrics {
@@ -383,10 +387,11 @@ pub fn run_with(
         });
         server.run(shutdown).await;
         Ok::<(), Box<dyn std::error::Error>>(())
-    })?;
+    });
     // Sessions still running after the grace period end with the runtime.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
-    Ok(())
+    crate::logging::release_lines();
+    served
 }
 
 /// Install the Prometheus recorder as the global metrics recorder and
