@@ -14,6 +14,14 @@ mod privileges;
 mod serve;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+/// mimalloc, not glibc's malloc: tokio allocates each socket's readiness
+/// state and each task 128-byte aligned, which glibc serves by carving
+/// aligned chunks out of larger ones; mimalloc's size classes are
+/// naturally aligned. Idle connections cost less memory, and allocation
+/// less CPU (bench/README.md, "issue 16").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sixsocks_server::config::LogFormat;
 
 /// sixsocks: a SOCKS4, SOCKS4a, SOCKS5 (with Tor's extensions) and SOCKS 6 proxy and client.
