@@ -288,8 +288,14 @@ async fn accept_loop(
                     };
                     tokio::spawn(async move {
                         let rec = Record::new(peer, local, Some(place));
-                        session::run(stream, rec, shared).await;
-                        drop(permit);
+                        // A CONNECT's relay goes on in a task of its own,
+                        // which holds only what it needs (session.rs).
+                        if let Some(relay) = session::run(stream, rec, shared).await {
+                            tokio::spawn(async move {
+                                relay.run().await;
+                                drop(permit);
+                            });
+                        }
                     });
                 }
                 Err(_) => {

@@ -270,7 +270,8 @@ struct Relay<'a> {
     client: &'a TcpStream,
     target: &'a TcpStream,
     /// Optimistic data still to be written to the target before anything
-    /// else moves (outside the bandwidth limit; counted once written).
+    /// else moves (outside the bandwidth limit; each write, partial ones
+    /// too, counted as it is made).
     initial_up: &'a [u8],
     up: Pump,
     down: Pump,

@@ -12,6 +12,17 @@ use std::net::SocketAddr;
 use crate::context::{Outcome, Record, Shared};
 use crate::relay::{relay, RelayEnd};
 
+/// A CONNECT answered, its relay not begun: what the session hands out of
+/// its task so that the relay runs in a task of its own
+/// (`session::RelayPhase`). The session's future is sized by its largest
+/// phase (the request, the rules, connecting); an idle relay in it would
+/// hold all that for as long as it lasts.
+pub(crate) struct Handoff {
+    pub(crate) target: TcpStream,
+    /// The client's early bytes, for the target first.
+    pub(crate) early: Vec<u8>,
+}
+
 /// Send the client what an upstream sent behind its reply (after our
 /// success reply, before the relay): [`Outbound::to_client`].
 pub(crate) async fn deliver(

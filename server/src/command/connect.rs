@@ -19,7 +19,7 @@ use crate::happy_eyeballs::{happy_eyeballs_with, outbound_socket, SocketOptions}
 use crate::outbound::Outbound;
 use crate::policy::{direct_plan, route_checked, Route};
 use crate::relay::write_all;
-use crate::tunnel::{deliver, relay_recorded};
+use crate::tunnel::{deliver, Handoff};
 use crate::upstream::Upstream;
 
 /// An outbound connection ready for the success reply.
@@ -34,10 +34,10 @@ struct Connected {
 pub(super) fn run<'a>(
     stream: &'a mut TcpStream,
     req: &'a impl Replier,
-    leftover: Vec<u8>,
+    mut leftover: Vec<u8>,
     shared: &'a Shared,
     rec: &'a mut Record,
-) -> impl Future<Output = Result<(), RequestError>> + Send + 'a {
+) -> impl Future<Output = Result<Option<Handoff>, RequestError>> + Send + 'a {
     async move {
         // Boxed (once): connecting is short-lived, relaying is what idles.
         let connected = match Box::pin(open(req, &leftover, shared, rec)).await? {
@@ -47,7 +47,7 @@ pub(super) fn run<'a>(
                     stream, req, up, leftover, shared, rec,
                 ))
                 .await;
-                return Ok(());
+                return Ok(None);
             }
         };
         // Boxed too: the reply's state is larger than the relay's, which is
@@ -55,18 +55,19 @@ pub(super) fn run<'a>(
         let Some((target, early_sent)) =
             Box::pin(answer(stream, req, connected, shared, rec)).await?
         else {
-            return Ok(());
+            return Ok(None);
         };
         // A SOCKS4/5 client's early bytes go first, unless they went with
         // an upstream's request. (SOCKS 6's initial data went with the
         // connect; what followed its request is relayed.)
-        let early = if early_sent && req.socks6().is_none() {
-            0
-        } else {
-            leftover.len()
-        };
-        relay_recorded(stream, &target, &leftover[..early], shared, rec, None).await;
-        Ok(())
+        if early_sent && req.socks6().is_none() {
+            leftover.clear();
+        }
+        // The relay runs in a task of its own (`session::RelayPhase`).
+        Ok(Some(Handoff {
+            target,
+            early: leftover,
+        }))
     }
 }
 

@@ -36,9 +36,11 @@ use crate::command::reply::{send_failure, Replier};
 use crate::context::{Outcome, Record, Shared};
 use crate::error::RequestError;
 use crate::policy::admit_request;
+use crate::tunnel::Handoff;
 
 /// Admit a request, carry it out, and answer a refusal or failure (with
-/// the reply code `error.rs` maps it to) and record it.
+/// the reply code `error.rs` maps it to) and record it. A CONNECT answered
+/// comes back as its [`Handoff`]: the caller runs its relay.
 // Written out, not `async fn`, as `session::run` is: an async block uses
 // its captures in place, where an `async fn` would keep a second copy of
 // each argument in every session's future (and so would one more layer of
@@ -50,7 +52,7 @@ pub(crate) fn execute<'a>(
     leftover: Vec<u8>,
     shared: &'a Shared,
     rec: &'a mut Record,
-) -> impl Future<Output = ()> + Send + 'a {
+) -> impl Future<Output = Option<Handoff>> + Send + 'a {
     async move {
         let admitted = admit_request(
             shared,
@@ -66,7 +68,15 @@ pub(crate) fn execute<'a>(
                 Command::CONNECT if dns::wanted(req) => {
                     Box::pin(dns::serve(stream, req, leftover, shared, rec)).await
                 }
-                Command::CONNECT => connect::run(stream, req, leftover, shared, rec).await,
+                Command::CONNECT => {
+                    return match connect::run(stream, req, leftover, shared, rec).await {
+                        Ok(handoff) => handoff,
+                        Err(e) => {
+                            refused(stream, req, e, shared, rec).await;
+                            None
+                        }
+                    };
+                }
                 // BIND and UDP are boxed: their futures are large and rare,
                 // and an unboxed await would size every session's future to
                 // fit them.
@@ -81,18 +91,30 @@ pub(crate) fn execute<'a>(
             },
         };
         if let Err(e) = result {
-            crate::metrics::request_refused(&e);
-            let code = e.reply_code();
-            // Boxed: a refusal is short-lived, the relay is what idles.
-            Box::pin(send_failure(
-                stream,
-                req,
-                code,
-                Outcome::Failed(e),
-                shared,
-                rec,
-            ))
-            .await;
+            refused(stream, req, e, shared, rec).await;
         }
+        None
     }
+}
+
+/// Answer a refused or failed request and record it.
+async fn refused(
+    stream: &mut TcpStream,
+    req: &impl Replier,
+    e: RequestError,
+    shared: &Shared,
+    rec: &mut Record,
+) {
+    crate::metrics::request_refused(&e);
+    let code = e.reply_code();
+    // Boxed: a refusal is short-lived.
+    Box::pin(send_failure(
+        stream,
+        req,
+        code,
+        Outcome::Failed(e),
+        shared,
+        rec,
+    ))
+    .await;
 }

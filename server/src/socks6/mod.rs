@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::command::reply::send_failure;
 use crate::context::{Outcome, Record, Shared};
-use crate::tunnel::linger_close;
+use crate::tunnel::{linger_close, Handoff};
 
 use sessions::SessionLimits;
 
@@ -47,7 +47,7 @@ pub(crate) async fn execute(
     leftover: Vec<u8>,
     shared: &Shared,
     rec: &mut Record,
-) {
+) -> Option<Handoff> {
     let answer = if req.profile.has_sessions() {
         match in_session(&mut req, shared, rec) {
             Some(a) => a,
@@ -56,7 +56,7 @@ pub(crate) async fn execute(
                 // anything else, with nothing carried out.
                 rec.set_outcome(Outcome::SessionInvalid);
                 refuse(stream, req.session_invalid_reply()).await;
-                return;
+                return None;
             }
         }
     } else {
@@ -68,16 +68,18 @@ pub(crate) async fn execute(
             // -11: the authentication fails; the client closes.
             rec.set_outcome(why);
             refuse(stream, req.auth_failure_reply(answer.options)).await;
-            return;
+            return None;
         }
         // -05: the authentication succeeds, the operation fails.
         if send_auth_reply(stream, &req, answer.options, rec).await {
             send_failure(stream, &*req, ReplyCode::GeneralFailure, why, shared, rec).await;
         }
-        return;
+        return None;
     }
     if send_auth_reply(stream, &req, answer.options, rec).await {
-        crate::command::execute(stream, &*req, leftover, shared, rec).await;
+        crate::command::execute(stream, &*req, leftover, shared, rec).await
+    } else {
+        None
     }
 }
 
