@@ -84,6 +84,9 @@ impl RelayPhase {
             )
             .await;
             end_session(&mut self.rec, self.started);
+            // Named here, or the block would not capture it (it captures
+            // the fields it uses) and the gauge would drop as it starts.
+            drop(self._active);
         }
     }
 }
