@@ -291,10 +291,7 @@ async fn accept_loop(
                         // A CONNECT's relay goes on in a task of its own,
                         // which holds only what it needs (session.rs).
                         if let Some(relay) = session::run(stream, rec, shared).await {
-                            tokio::spawn(async move {
-                                relay.run().await;
-                                drop(permit);
-                            });
+                            tokio::spawn(relay.run(permit));
                         }
                     });
                 }

@@ -48,8 +48,22 @@ pub(crate) async fn relay_recorded(
     rec: &mut Record,
     bind_peer: Option<SocketAddr>,
 ) {
+    let end = relay_for(client, target, early, shared, rec).await;
+    record_relay_end(rec, end, bind_peer);
+}
+
+/// The relay of a session, with its configuration and its user's
+/// bandwidth limit: a plain function returning the relay's own future, so
+/// that a caller awaiting it keeps nothing else (`session::RelayPhase`).
+pub(crate) fn relay_for<'a>(
+    client: &'a TcpStream,
+    target: &'a TcpStream,
+    early: &'a [u8],
+    shared: &Shared,
+    rec: &'a Record,
+) -> impl std::future::Future<Output = RelayEnd> + Send + 'a {
     let config = &shared.config;
-    let end = relay(
+    relay(
         client,
         target,
         early,
@@ -58,7 +72,10 @@ pub(crate) async fn relay_recorded(
         &rec.counters,
         rec.admission.as_ref().map(|u| u.bandwidth()),
     )
-    .await;
+}
+
+/// Record how a relay ended (a plain close is the default outcome).
+pub(crate) fn record_relay_end(rec: &mut Record, end: RelayEnd, bind_peer: Option<SocketAddr>) {
     let error = match end {
         RelayEnd::Closed => return,
         RelayEnd::Idle => None,
