@@ -406,24 +406,44 @@ impl Future for Relay<'_> {
 /// One direction of a relay, as an explicit state machine.
 enum Pump {
     /// Waiting for the source to be readable, holding nothing.
-    Reading(RelayMode),
+    Reading(Next),
     /// Writing out what was read: a pooled buffer and the range still to write.
     WritingBuf {
         buf: Box<[u8]>,
         pos: usize,
         end: usize,
-        /// The mode to go back to (a splice pump copies when it has no pipe).
-        mode: RelayMode,
+        /// What the next read is (a splice pump copies when it has no pipe).
+        next: Next,
     },
     /// Draining a pipe filled by splice(2) into the destination.
     WritingPipe {
         pipe: RelayPipe,
         left: usize,
         total: usize,
-        mode: RelayMode,
+        next: Next,
     },
     Done,
 }
+
+/// A pump's mode, and whether its next read copies a small one.
+#[derive(Clone, Copy, Debug)]
+struct Next {
+    mode: RelayMode,
+    /// The last read was small (under [`SMALL_READ`]; and the first read):
+    /// a splicing pump copies the next one, at most [`SMALL_READ`] bytes.
+    /// A short copy read (less than asked) shows the socket drained, so
+    /// the pump waits for readiness without the read that would end in
+    /// EAGAIN, as tokio's own `poll_read` does; a splice shows no such
+    /// thing (it also stops when the pipe's slots run out). Interactive
+    /// traffic (ping-pong, a request and its answer) so makes two calls
+    /// per message instead of three; a read that fills [`SMALL_READ`]
+    /// goes back to splicing.
+    small: bool,
+}
+
+/// Most bytes a splicing pump copies when its last read was small, and
+/// the size under which a read counts as small.
+const SMALL_READ: usize = 16 * 1024;
 
 /// Bytes one pump moves per poll before it yields, so that one fast stream
 /// cannot starve the others on its worker thread. Counting reads (4 per
@@ -436,7 +456,7 @@ const SPLICE_CALL: usize = 256 * 1024;
 
 impl Pump {
     fn new(mode: RelayMode) -> Self {
-        Pump::Reading(mode)
+        Pump::Reading(Next { mode, small: true })
     }
 
     fn poll(
@@ -453,7 +473,7 @@ impl Pump {
         loop {
             match self {
                 Pump::Done => return Poll::Ready(Ok(())),
-                Pump::Reading(mode) => {
+                Pump::Reading(next) => {
                     if budget == 0 {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
@@ -461,11 +481,12 @@ impl Pump {
                     ready!(src.poll_read_ready(cx))?;
                     // Tokens are taken only once the source is readable, so
                     // an idle relay holds none.
-                    let splice = match *mode {
-                        RelayMode::Copy => false,
-                        RelayMode::Auto | RelayMode::Splice => true,
+                    let (splice, most) = match next.mode {
+                        RelayMode::Copy => (false, CHUNK),
+                        RelayMode::Auto | RelayMode::Splice if next.small => (false, SMALL_READ),
+                        RelayMode::Auto | RelayMode::Splice => (true, SPLICE_CALL),
                     };
-                    let most = if splice { SPLICE_CALL } else { CHUNK };
+                    let mode = next.mode;
                     let allowed = match gate.as_mut() {
                         Some(g) => ready!(g.poll_take(cx, most)).min(most),
                         None => most,
@@ -484,9 +505,35 @@ impl Pump {
                         None
                     };
                     let next = match pipe {
+                        None if most <= SMALL_READ => {
+                            let r = copy_small(src, dst, allowed);
+                            refund(r.as_ref().map_or(0, |c| c.as_ref().map_or(0, |c| c.read)));
+                            match r {
+                                Ok(None) => None,
+                                Ok(Some(c)) => {
+                                    budget = budget.saturating_sub(c.read);
+                                    counters.add(direction, c.written as u64);
+                                    let next = Next {
+                                        mode,
+                                        small: c.read < SMALL_READ,
+                                    };
+                                    Some(match c.rest {
+                                        None => Pump::Reading(next),
+                                        Some(buf) => Pump::WritingBuf {
+                                            end: buf.len(),
+                                            buf,
+                                            pos: 0,
+                                            next,
+                                        },
+                                    })
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                                Err(e) => return Poll::Ready(Err(e)),
+                            }
+                        }
                         None => {
                             let mut buf = BUFFERS.with(|p| p.take());
-                            let r = src.try_read(&mut buf[..allowed.min(CHUNK)]);
+                            let r = read_draining(src, &mut buf[..allowed.min(CHUNK)]);
                             refund(*r.as_ref().unwrap_or(&0));
                             match r {
                                 Ok(0) => {
@@ -499,7 +546,10 @@ impl Pump {
                                         buf,
                                         pos: 0,
                                         end: n,
-                                        mode: *mode,
+                                        next: Next {
+                                            mode,
+                                            small: n < SMALL_READ,
+                                        },
                                     })
                                 }
                                 Err(e) => {
@@ -530,7 +580,10 @@ impl Pump {
                                         pipe,
                                         left: n,
                                         total: n,
-                                        mode: *mode,
+                                        next: Next {
+                                            mode,
+                                            small: n < SMALL_READ,
+                                        },
                                     })
                                 }
                                 Err(e) => {
@@ -561,7 +614,7 @@ impl Pump {
                     buf,
                     pos,
                     end,
-                    mode,
+                    next,
                     ..
                 } => {
                     ready!(dst.poll_write_ready(cx))?;
@@ -573,11 +626,11 @@ impl Pump {
                     if *pos == *end {
                         counters.add(direction, *end as u64);
                         *moved = true;
-                        let mode = *mode;
+                        let next = *next;
                         if let Pump::WritingBuf { buf, .. } =
-                            std::mem::replace(self, Pump::Reading(mode))
+                            std::mem::replace(self, Pump::Reading(next))
                         {
-                            BUFFERS.with(|p| p.give(buf));
+                            BUFFERS.with(|p| p.give_back(buf));
                         }
                     }
                 }
@@ -585,7 +638,7 @@ impl Pump {
                     pipe,
                     left,
                     total,
-                    mode,
+                    next,
                     ..
                 } => {
                     ready!(dst.poll_write_ready(cx))?;
@@ -600,9 +653,9 @@ impl Pump {
                     if *left == 0 {
                         counters.add(direction, *total as u64);
                         *moved = true;
-                        let mode = *mode;
+                        let next = *next;
                         if let Pump::WritingPipe { pipe, .. } =
-                            std::mem::replace(self, Pump::Reading(mode))
+                            std::mem::replace(self, Pump::Reading(next))
                         {
                             PIPES.with(|p| p.give(pipe));
                         }
@@ -610,6 +663,30 @@ impl Pump {
                 }
             }
         }
+    }
+}
+
+/// Read what `src` has into `buf`. A read that returns less than asked
+/// (and more than nothing) has drained the socket (TCP's recv copies all
+/// it has queued up to the size asked): the source's readiness is cleared
+/// then, so that the next wait needs no read ending in EAGAIN. Cleared
+/// through `try_io`, which clears only the readiness seen before the read:
+/// data arriving meanwhile is a new readiness and is not lost.
+fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let want = buf.len();
+    let mut short = 0;
+    let r = src.try_io(Interest::READABLE, || {
+        let n = (&*SockRef::from(src)).read(buf)?;
+        if n > 0 && n < want {
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+        r => r,
     }
 }
 
@@ -632,6 +709,52 @@ impl Pool<Box<[u8]>> {
             .pop()
             .unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice())
     }
+
+    /// Keep `buf` for reuse if it is a pooled one ([`CHUNK`] bytes; the
+    /// rest of a small read that the destination did not take is not).
+    fn give_back(&self, buf: Box<[u8]>) {
+        if buf.len() == CHUNK {
+            self.give(buf);
+        }
+    }
+}
+
+/// What [`copy_small`] moved.
+struct SmallCopy {
+    read: usize,
+    written: usize,
+    /// What the destination did not take at once.
+    rest: Option<Box<[u8]>>,
+}
+
+/// A small read (at most `most` bytes, and [`SMALL_READ`]) into this
+/// thread's scratch buffer, written to `dst` at once; only what `dst` does
+/// not take then is kept, on the heap. So small messages cost one read and
+/// one write, and hold no buffer between them. `None` at EOF.
+fn copy_small(src: &TcpStream, dst: &TcpStream, most: usize) -> io::Result<Option<SmallCopy>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let want = most.min(SMALL_READ);
+        let read = read_draining(src, &mut scratch[..want])?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let written = match dst.try_write(&scratch[..read]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        let rest = (written < read).then(|| Box::<[u8]>::from(&scratch[written..read]));
+        #[cfg(test)]
+        if rest.is_some() {
+            tests::KEPT.with(|k| k.set(k.get() + 1));
+        }
+        Ok(Some(SmallCopy {
+            read,
+            written,
+            rest,
+        }))
+    })
 }
 
 impl Pool<RelayPipe> {
@@ -688,6 +811,8 @@ impl Drop for RelayPipe {
 
 thread_local! {
     static BUFFERS: Pool<Box<[u8]>> = const { Pool(RefCell::new(Vec::new())) };
+    /// The buffer of [`copy_small`].
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SMALL_READ].into_boxed_slice());
     static PIPES: Pool<RelayPipe> = const { Pool(RefCell::new(Vec::new())) };
 }
 
@@ -762,6 +887,123 @@ mod tests {
     #[tokio::test]
     async fn auto_splices() {
         assert!(relay_roundtrip(RelayMode::Auto).await > 0);
+    }
+
+    /// Small reads that the destination cannot take at once (a full send
+    /// buffer, a target not reading) keep their rest and write it later:
+    /// nothing lost or reordered.
+    #[tokio::test]
+    async fn small_reads_into_a_full_destination_lose_nothing() {
+        let (mut app, client_side) = pair().await;
+        let (target_side, mut server) = pair().await;
+        SockRef::from(&target_side)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let counters = Counters::default();
+        let relay_fut = relay(
+            &client_side,
+            &target_side,
+            b"",
+            None,
+            RelayMode::Auto,
+            &counters,
+            None,
+        );
+        let msgs = 400u32;
+        let data: Vec<u8> = (0..msgs * 1000).map(|i| (i % 239) as u8).collect();
+        let kept_before = KEPT.with(|k| k.get());
+        let app_side = async {
+            // Paced, so that the relay's reads stay small.
+            for m in data.chunks(1000) {
+                app.write_all(m).await.unwrap();
+                tokio::time::sleep(Duration::from_micros(300)).await;
+            }
+            app.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            app.read_to_end(&mut rest).await.unwrap();
+        };
+        let server_side = async {
+            // Not reading until the client is done writing.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            server.shutdown().await.unwrap();
+            got
+        };
+        let (end, (), got) = tokio::join!(relay_fut, app_side, server_side);
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "relayed intact and in order");
+        assert_eq!(counters.up.load(Ordering::Relaxed), data.len() as u64);
+        assert!(
+            KEPT.with(|k| k.get()) > kept_before,
+            "no small read met a full destination: the test did not test it"
+        );
+    }
+
+    /// Small messages are copied (each read that drains the socket ends
+    /// the wait without a read ending in EAGAIN) and none is lost to the
+    /// readiness so cleared; a bulk transfer after them is spliced.
+    #[tokio::test]
+    async fn small_messages_copy_then_bulk_splices() {
+        let (mut app, client_side) = pair().await;
+        let (target_side, mut server) = pair().await;
+        let counters = Counters::default();
+        let relay_fut = relay(
+            &client_side,
+            &target_side,
+            b"",
+            None,
+            RelayMode::Auto,
+            &counters,
+            None,
+        );
+        let bulk: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
+        let spliced_during_pings = std::cell::Cell::new(usize::MAX);
+        let app_side = async {
+            let before = SPLICED.with(|s| s.get());
+            for i in 0..300u32 {
+                let msg = [(i % 256) as u8; 1];
+                app.write_all(&msg).await.unwrap();
+                let mut back = [0u8; 1];
+                tokio::time::timeout(Duration::from_secs(5), app.read_exact(&mut back))
+                    .await
+                    .expect("a ping's answer was lost")
+                    .unwrap();
+                assert_eq!(back, msg);
+            }
+            spliced_during_pings.set(SPLICED.with(|s| s.get()) - before);
+            app.write_all(&bulk).await.unwrap();
+            app.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            app.read_to_end(&mut rest).await.unwrap();
+        };
+        let server_side = async {
+            let mut one = [0u8; 1];
+            for _ in 0..300 {
+                server.read_exact(&mut one).await.unwrap();
+                server.write_all(&one).await.unwrap();
+            }
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            server.shutdown().await.unwrap();
+            got
+        };
+        let before = SPLICED.with(|s| s.get());
+        let (end, (), got) = tokio::join!(relay_fut, app_side, server_side);
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert!(got == bulk, "bulk data relayed intact and in order");
+        assert_eq!(
+            spliced_during_pings.get(),
+            0,
+            "1-byte messages were spliced"
+        );
+        assert!(
+            SPLICED.with(|s| s.get()) - before > bulk.len() / 2,
+            "the bulk transfer was mostly copied"
+        );
+        assert_eq!(counters.up.load(Ordering::Relaxed), 300 + bulk.len() as u64);
+        assert_eq!(counters.down.load(Ordering::Relaxed), 300);
     }
 
     #[test]
@@ -899,6 +1141,8 @@ mod tests {
     thread_local! {
         /// Bytes spliced into a pipe by relays polled on this thread.
         pub(super) static SPLICED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Small reads whose rest the destination did not take at once.
+        pub(super) static KEPT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// Makes [`RelayPipe::new`] fail on this thread, as when the pipe
         /// budget is spent or the kernel grants only tiny pipes.
         pub(super) static NO_PIPES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
