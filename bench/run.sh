@@ -23,6 +23,9 @@
 #   --no-charts         draw no charts (default: draw them if matplotlib is there)
 #   --no-netns          do not make network namespaces (not root, or no unshare)
 #   --no-build          use the binaries already built
+#   --baseline BIN      also run BIN (another build of sixsocks) as the peer
+#                       "sixsocks-base", interleaved with the others: an A/B
+#                       of a change in one run (add it to --peers if given)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -70,7 +73,10 @@ inner() {
     direct)
         exec "$BENCH_BIN" "$@" --direct --label direct
         ;;
-    sixsocks | sixsocks6 | sixsocks6-11 | sixsocks6-207)
+    sixsocks | sixsocks-base | sixsocks6 | sixsocks6-11 | sixsocks6-207)
+        if [ "$peer" = sixsocks-base ]; then
+            SIXSOCKS_BIN=$BASELINE_BIN
+        fi
         if [ "$1" = idle ]; then
             # Memory per idle connection: the server as a user starts it,
             # no flags at all (127.0.0.1:1080, max_clients derived from the
@@ -172,6 +178,7 @@ FLOOR_THREADS=$(nproc)
 CHARTS=auto
 CCS=
 STREAMS_SET=
+BASELINE=
 ARGS_SEEN=$(printf "%s " "$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -187,6 +194,7 @@ while [ $# -gt 0 ]; do
     --floor-threads) FLOOR_THREADS=$2; shift ;;
     --cc) CCS=$2; shift ;;
     --streams) STREAMS_SET=$2; shift ;;
+    --baseline) BASELINE=$2; shift ;;
     --charts) CHARTS=yes ;;
     --no-charts) CHARTS=no ;;
     -h | --help)
@@ -233,6 +241,12 @@ case " ${crates[*]} " in *" sixsocks "*) bins+=("$SIXSOCKS_BIN") ;; esac
 for b in "${bins[@]}"; do
     [ -x "$b" ] || { say "missing $b: build it (or drop --no-build)"; exit 1; }
 done
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { say "--baseline $BASELINE: not an executable"; exit 1; }
+    BASELINE_BIN=$(cd "$(dirname "$BASELINE")" && pwd)/$(basename "$BASELINE")
+    export BASELINE_BIN
+    case " $PEERS " in *" sixsocks-base "*) ;; *) PEERS="$PEERS sixsocks-base" ;; esac
+fi
 
 # The floor relay: one C file, always -O2 (whatever the cargo profile).
 export FLOOR_BIN="$TARGET_DIR/floor/floor" FLOOR_THREADS
