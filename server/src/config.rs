@@ -144,9 +144,10 @@ pub struct Config {
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
     /// How relayed bytes are moved: `auto` (the default: splice(2) through
-    /// a pooled pipe at any number of relays, a copy only when no pipe can
-    /// be had), `splice` (the same) or `copy` (through a pooled user-space
-    /// buffer, never splicing). See [`RelayMode`].
+    /// a pooled pipe at any number of relays; a small read, under 16 KiB,
+    /// or one when no pipe can be had is copied), `splice` (the same) or
+    /// `copy` (through a pooled user-space buffer, never splicing). See
+    /// [`RelayMode`].
     pub relay_mode: RelayMode,
     /// Carry out BIND requests (SOCKS4 and SOCKS5). When off they get `07` / `5B`.
     pub allow_bind: bool,

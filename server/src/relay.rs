@@ -1,6 +1,8 @@
 //! Relaying bytes both ways between the client and the target.
 //!
-//! Two pumps, one per direction, run in the session's task. When one side
+//! Two pumps, one per direction, run in the relay phase's own task
+//! (`session::RelayPhase`, spawned once the reply is out, so a live relay
+//! holds its own state and not the handshake's). When one side
 //! reaches EOF its pump shuts down the other side's write half (the
 //! half-close is passed on) and the other direction keeps going until it
 //! ends too. An error in either direction ends both. An optional idle
@@ -16,9 +18,14 @@
 //!
 //! Two engines move the bytes (see [`RelayMode`]): splice(2) through a pipe
 //! (Linux), which keeps the data in the kernel, and a copy through a user
-//! space buffer. The default, `auto`, splices every read at any number of
-//! live relays, and copies a read only when no pipe can be had (the pipe
-//! budget, see [`pipe_budget`], or the open-file limit is spent).
+//! space buffer. The default, `auto`, splices at any number of live relays,
+//! and copies a read only when it is small or no pipe can be had (the pipe
+//! budget, see [`pipe_budget`], or the open-file limit is spent). Small
+//! means the first read of a direction and any read after one under
+//! [`SMALL_READ`]: interactive traffic (a request, its answer, a keystroke)
+//! is copied through a pooled 16 KiB buffer in two system calls, where a
+//! splice takes three (in, out, and the read that finds the socket empty);
+//! a read that fills the buffer sends the direction back to splicing.
 //!
 //! Fairness: a pump moves at most [`BUDGET_BYTES`] per poll and then wakes
 //! itself and yields, which puts its task at the back of its worker's run

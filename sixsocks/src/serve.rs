@@ -93,8 +93,9 @@ pub struct ServeArgs {
     pub shutdown_grace: Option<u64>,
 
     /// How relayed bytes move: `auto` (splice(2) through a pooled pipe at
-    /// any number of relays; a copy only when no pipe can be had), `splice`
-    /// (the same) or `copy` (a pooled buffer, never splice) [default: auto].
+    /// any number of relays; small reads, under 16 KiB, and reads when no
+    /// pipe can be had are copied), `splice` (the same) or `copy` (a pooled
+    /// buffer, never splice) [default: auto].
     #[arg(long, value_name = "MODE")]
     pub relay_mode: Option<RelayMode>,
 
