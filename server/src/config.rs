@@ -143,6 +143,10 @@ pub struct Config {
     pub max_handshakes_per_address: usize,
     /// Seconds live sessions get to finish after SIGINT/SIGTERM.
     pub shutdown_grace: u64,
+    /// Threads that serve clients, each with a runtime and a listening
+    /// socket per address of its own (see [`crate::cores`]); 0, the
+    /// default: one per core this process may use. Read at start.
+    pub threads: usize,
     /// How relayed bytes are moved: `auto` (the default: splice(2) through
     /// a pooled pipe at any number of relays; a small read, under 16 KiB,
     /// or one when no pipe can be had is copied), `splice` (the same) or
@@ -286,6 +290,7 @@ impl Default for Config {
             max_clients_per_address: 512,
             max_handshakes_per_address: 64,
             shutdown_grace: 10,
+            threads: 0,
             relay_mode: RelayMode::default(),
             allow_bind: true,
             bind_address: None,
@@ -333,6 +338,9 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
+
+/// Most `threads` a configuration may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 impl Config {
     /// The SOCKS 6 profile setting of the listener on `listener`.
@@ -406,6 +414,9 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.listen.is_empty() {
             return bad("`listen` must name at least one address");
+        }
+        if self.threads > MAX_THREADS {
+            return bad(&format!("`threads` may be at most {MAX_THREADS}"));
         }
         let rules = crate::rules::Rules::new(self.rule.clone());
         if self.users_file.is_none() && !self.allow_open_proxy && !rules.has_client_rule() {
@@ -538,6 +549,14 @@ impl Config {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
+    }
+
+    /// The threads to serve on: `threads`, or one per core when it is 0.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => crate::cores::default_threads(),
+            n => n,
+        }
     }
 }
 

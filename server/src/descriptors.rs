@@ -33,6 +33,14 @@ pub fn open_file_limit() -> u64 {
     rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
+/// The listening sockets, one per address and runtime thread, and the
+/// event loop (epoll and its waker) of every runtime thread but the first
+/// ([`SLACK`] has that one's).
+fn own_sockets(config: &Config) -> u64 {
+    let threads = config.threads() as u64;
+    config.listen.len() as u64 * threads + 2 * (threads - 1)
+}
+
 /// The default of `max_clients` under an open-file limit of `limit`: two
 /// descriptors per relayed client (client and target) once the listeners,
 /// the metrics endpoint and [`SLACK`] are set aside. Relay pipes are not
@@ -46,7 +54,7 @@ pub fn derived_max_clients(config: &Config, limit: u64) -> usize {
         Some(_) => 1 + crate::metrics_endpoint::MAX_CONNECTIONS as u64,
         None => 0,
     };
-    let reserved = SLACK + config.listen.len() as u64 + metrics;
+    let reserved = SLACK + own_sockets(config) + metrics;
     let clients = limit.saturating_sub(reserved) / PER_CONNECT;
     usize::try_from(clients).unwrap_or(usize::MAX).max(1)
 }
@@ -98,7 +106,7 @@ impl Budget {
         };
         Budget {
             sessions: udp * PER_UDP + (clients - udp) * tcp,
-            listeners: config.listen.len() as u64,
+            listeners: own_sockets(config),
             metrics: config.metrics.map_or(0, |_| 1 + metrics_connections as u64),
             pipes: match config.relay_mode {
                 RelayMode::Copy => 0,
@@ -128,6 +136,8 @@ mod tests {
         };
         let b = Budget::of(&c, 16);
         assert_eq!(b.sessions, 10 * 4 + 90 * 3);
+        c.threads = 1;
+        let b = Budget::of(&c, 16);
         assert_eq!(b.metrics, 0, "no metrics endpoint");
         assert_eq!(b.pipes, 0);
         assert_eq!(b.listeners, 1);
@@ -161,7 +171,10 @@ mod tests {
 
     #[test]
     fn the_default_max_clients_is_two_descriptors_per_client_under_the_limit() {
-        let mut c = Config::default();
+        let mut c = Config {
+            threads: 1,
+            ..Config::default()
+        };
         assert_eq!(c.max_clients, None);
         // One listener and the slack set aside, two per client.
         assert_eq!(derived_max_clients(&c, 20_000), (20_000 - 64 - 1) / 2);
@@ -174,6 +187,13 @@ mod tests {
         assert_eq!(
             derived_max_clients(&c, 20_000),
             (20_000 - 64 - 1 - metrics) / 2
+        );
+        // Four runtime threads: three more listening sockets, three more
+        // event loops (epoll and waker).
+        c.threads = 4;
+        assert_eq!(
+            derived_max_clients(&c, 20_000),
+            (20_000 - 64 - 4 - 6 - metrics) / 2
         );
         // Never zero, even under an absurd limit.
         assert_eq!(derived_max_clients(&c, 10), 1);

@@ -67,6 +67,7 @@ pub mod bind_sockets;
 pub mod command;
 pub mod config;
 pub mod context;
+pub mod cores;
 pub mod descriptors;
 pub mod destination;
 pub mod dns_over_socks;

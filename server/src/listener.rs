@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -16,6 +16,7 @@ use crate::auth::{Authenticator, Users, UsersError};
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError};
 use crate::context::{Record, Shared};
+use crate::cores::Shards;
 use crate::rate_limited_log::RateLimitedLog;
 use crate::rules::Facts;
 use crate::session;
@@ -39,7 +40,12 @@ pub enum StartError {
 
 /// A bound server, ready to run.
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    /// Per listening address, one socket per shard (`SO_REUSEPORT` when
+    /// there is more than one), registered with its runtime when it runs.
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    /// The runtimes of [`Server::bind_sharded`]; `None`: the one that
+    /// calls [`Server::run`].
+    shards: Option<Arc<Shards>>,
     /// The configuration generation new sessions get (see [`Reloader`]).
     current: Arc<ArcSwap<Shared>>,
     slots: Arc<Semaphore>,
@@ -89,6 +95,10 @@ impl Reloader {
             kept.push("max_clients");
             config.max_clients = old.config.max_clients;
         }
+        if config.threads != old.config.threads {
+            kept.push("threads");
+            config.threads = old.config.threads;
+        }
         if config.socks6_max_token_window != old.config.socks6_max_token_window {
             kept.push("socks6_max_token_window");
             config.socks6_max_token_window = old.config.socks6_max_token_window;
@@ -126,13 +136,26 @@ impl Reloader {
 
 impl Server {
     /// Validate the configuration, load the users file and bind every
-    /// listening address. Must be called inside a tokio runtime.
+    /// listening address; the server runs on the runtime that calls
+    /// [`Server::run`] (any kind). Must be called inside a tokio runtime.
     pub fn bind(config: Config) -> Result<Server, StartError> {
+        Server::bind_on(config, None)
+    }
+
+    /// [`Server::bind`] for a server that runs on `shards`, one runtime
+    /// per core ([`crate::cores`]): each address is bound once per shard
+    /// (`SO_REUSEPORT`), and each shard accepts on its own sockets.
+    pub fn bind_sharded(config: Config, shards: Arc<Shards>) -> Result<Server, StartError> {
+        Server::bind_on(config, Some(shards))
+    }
+
+    fn bind_on(config: Config, shards: Option<Arc<Shards>>) -> Result<Server, StartError> {
         config.validate()?;
         let auth = load_auth(&config)?;
+        let n = shards.as_ref().map_or(1, |s| s.len());
         let mut listeners = Vec::new();
         for addr in &config.listen {
-            let l = listen(*addr).map_err(|source| StartError::Bind {
+            let l = listen_group(*addr, n).map_err(|source| StartError::Bind {
                 addr: *addr,
                 source,
             })?;
@@ -152,12 +175,13 @@ impl Server {
         shared.own_addrs = Arc::new(
             listeners
                 .iter()
-                .filter_map(|l| l.local_addr().ok())
+                .filter_map(|group| group.first()?.local_addr().ok())
                 .chain(metrics_addr)
                 .collect(),
         );
         Ok(Server {
             listeners,
+            shards,
             current: Arc::new(ArcSwap::from_pointee(shared)),
             slots: Arc::new(Semaphore::new(max_clients)),
             max_clients,
@@ -175,7 +199,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|group| group.first()?.local_addr().ok())
             .collect()
     }
 
@@ -183,22 +207,42 @@ impl Server {
     /// give live sessions the configured grace period to end.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let heartbeat = tokio::spawn(timer_heartbeat());
+        let mut background = Vec::new();
         let mut accept_tasks = Vec::new();
-        for listener in self.listeners {
-            if let Ok(addr) = listener.local_addr() {
+        let shards = self.shards.clone();
+        match &shards {
+            None => background.push(tokio::spawn(timer_heartbeat())),
+            // The sampler's tick is due every 250 ms: a heartbeat too.
+            Some(sh) => {
+                for k in 0..sh.len() {
+                    background.push(sh.handle(k).spawn(sh.clone().sample(k)));
+                }
+                tracing::info!(threads = sh.len(), "one runtime per thread");
+            }
+        }
+        for group in self.listeners {
+            if let Some(addr) = group.first().and_then(|l| l.local_addr().ok()) {
                 tracing::info!("listening on {addr}");
             }
-            accept_tasks.push(tokio::spawn(accept_loop(
-                listener,
-                self.current.clone(),
-                self.slots.clone(),
-                self.max_clients,
-                stop_rx.clone(),
-            )));
+            for (k, listener) in group.into_iter().enumerate() {
+                let accept = accept_loop(
+                    listener,
+                    self.current.clone(),
+                    self.slots.clone(),
+                    self.max_clients,
+                    stop_rx.clone(),
+                    shards.clone().map(|sh| (sh, k)),
+                );
+                accept_tasks.push(match &shards {
+                    Some(sh) => sh.handle(k).spawn(accept),
+                    None => tokio::spawn(accept),
+                });
+            }
         }
         shutdown.await;
-        heartbeat.abort();
+        for t in background {
+            t.abort();
+        }
         let _ = stop_tx.send(true);
         for t in accept_tasks {
             let _ = t.await;
@@ -226,19 +270,50 @@ impl Server {
     }
 }
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// `n` listening sockets on `addr` (port 0: the port the first got).
+///
+/// More than one share the address with `SO_REUSEPORT`. So that this does
+/// not let two servers share a port by mistake (the kernel would split the
+/// connections between them), a port already listened on is refused first,
+/// as it is with one socket: a plain bind on it must succeed.
+fn listen_group(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if n <= 1 {
+        return Ok(vec![listen(addr, false)?]);
+    }
+    if addr.port() != 0 {
+        drop(socket_for(addr, false)?);
+    }
+    let first = listen(addr, true)?;
+    let addr = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..n {
+        group.push(listen(addr, true)?);
+    }
+    Ok(group)
+}
+
+/// A TCP socket bound to `addr`, not listening yet.
+fn socket_for(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket_for(addr, reuse_port)?;
     // SOCKS 6 clients may put their request in the SYN (TCP Fast Open);
     // best effort: the kernel's net.ipv4.tcp_fastopen decides in the end.
     let _ = sixsocks_sys::set_tcp_fastopen_listen(&socket, TFO_QUEUE);
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Pending TCP Fast Open requests a listener keeps.
@@ -260,12 +335,21 @@ struct AcceptLogs {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     current: Arc<ArcSwap<Shared>>,
     slots: Arc<Semaphore>,
     max_clients: usize,
     mut stop: watch::Receiver<bool>,
+    shard: Option<(Arc<Shards>, usize)>,
 ) {
+    // Registered with the runtime this loop runs on (its shard's).
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot register a listening socket: {e}; not accepting on it");
+            return;
+        }
+    };
     let logs = AcceptLogs::default();
     let mut backoff = Backoff::new(ACCEPT_PAUSE_FIRST, ACCEPT_PAUSE_CAP);
     let Ok(local) = listener.local_addr() else {
@@ -286,14 +370,18 @@ async fn accept_loop(
                         drop(stream);
                         continue;
                     };
-                    tokio::spawn(async move {
-                        let rec = Record::new(peer, local, Some(place));
-                        // A CONNECT's relay goes on in a task of its own,
-                        // which holds only what it needs (session.rs).
-                        if let Some(relay) = session::run(stream, rec, shared).await {
-                            tokio::spawn(relay.run(permit));
+                    let rec = Record::new(peer, local, Some(place));
+                    let Some((shards, k)) = &shard else {
+                        tokio::spawn(serve_client(stream, rec, shared, permit));
+                        continue;
+                    };
+                    match shards.hand_off_from(*k) {
+                        None => {
+                            shards.count_served(*k);
+                            tokio::spawn(serve_client(stream, rec, shared, permit));
                         }
-                    });
+                        Some(j) => hand_off(stream, rec, shared, permit, shards, *k, j),
+                    }
                 }
                 Err(_) => {
                     backoff.reset();
@@ -323,6 +411,49 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Serve one accepted client on this runtime. A CONNECT's relay goes on in
+/// a task of its own, which holds only what it needs (session.rs).
+async fn serve_client(
+    stream: tokio::net::TcpStream,
+    rec: Record,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
+    if let Some(relay) = session::run(stream, rec, shared).await {
+        tokio::spawn(relay.run(permit));
+    }
+}
+
+/// Serve a client accepted by shard `from` on shard `to` (less busy): its
+/// socket leaves this runtime's event loop and joins the other's.
+fn hand_off(
+    stream: tokio::net::TcpStream,
+    rec: Record,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+    shards: &Shards,
+    from: usize,
+    to: usize,
+) {
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(client = %rec.client, "cannot move a connection to another thread: {e}; closed");
+            return;
+        }
+    };
+    shards.count_handed_off(from);
+    shards.count_served(to);
+    shards.handle(to).spawn(async move {
+        match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => serve_client(stream, rec, shared, permit).await,
+            Err(e) => {
+                tracing::warn!(client = %rec.client, "cannot register a moved connection: {e}; closed")
+            }
+        }
+    });
 }
 
 /// A new client passes the client rules and the per-address caps, or gets

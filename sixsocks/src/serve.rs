@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::privileges::Switch;
 use sixsocks_server::config::{LogFormat, RelayMode};
+use sixsocks_server::cores::Cores;
 use sixsocks_server::{Config, Server};
 
 /// Options of `sixsocks serve`. Each has a twin key in the config file
@@ -74,9 +75,9 @@ pub struct ServeArgs {
     pub idle_timeout: Option<u64>,
 
     /// Maximum concurrent clients; more are closed at once [default: derived
-    /// from the open-file limit: (limit - 64 - listeners) / 2, two
-    /// descriptors per relay, e.g. 9,967 under 20,000; the metrics endpoint
-    /// takes its share too].
+    /// from the open-file limit: (limit - 64 - listeners - 2 per further
+    /// thread) / 2, two descriptors per relay, e.g. 9,966 on 2 cores under
+    /// 20,000; the metrics endpoint takes its share too].
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 
@@ -91,6 +92,12 @@ pub struct ServeArgs {
     /// Seconds live sessions get after SIGINT/SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+
+    /// Threads serving clients, each with its own event loop and listening
+    /// sockets (SO_REUSEPORT); a busy one hands new clients to a less busy
+    /// one [default: 0, one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 
     /// How relayed bytes move: `auto` (splice(2) through a pooled pipe at
     /// any number of relays; small reads, under 16 KiB, and reads when no
@@ -307,6 +314,9 @@ impl ServeArgs {
         if let Some(m) = self.relay_mode {
             c.relay_mode = m;
         }
+        if let Some(n) = self.threads {
+            c.threads = n;
+        }
         if let Some(n) = self.max_clients {
             c.max_clients = Some(n);
         }
@@ -348,20 +358,19 @@ pub fn run_with(
     // Unknown names fail now, before anything is bound.
     let switch = Switch::lookup(config.user.as_deref(), config.group.as_deref())?;
     raise_fd_limit(&config);
-    // Log lines are held and written in batches when a runtime thread
-    // goes idle (crate::logging).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(crate::logging::flush_lines)
-        .build()?;
+    // One runtime per thread (sixsocks_server::cores). Log lines are held
+    // and written in batches when a runtime thread goes idle
+    // (crate::logging).
+    let cores = Cores::start(config.threads(), crate::logging::flush_lines)?;
+    let shards = cores.shards();
     crate::logging::hold_lines();
-    let served = rt.block_on(async move {
+    let served = cores.block_on(async move {
         let shutdown = shutdown_signal()?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         if let Some(addr) = config.metrics {
             install_metrics(addr)?;
         }
-        let server = Server::bind(config)?;
+        let server = Server::bind_sharded(config, shards)?;
         // Everything privileged is done: listeners and the metrics endpoint
         // are bound, the users file is read, the open-file limit raised.
         if let Some(switch) = switch {
@@ -389,8 +398,8 @@ pub fn run_with(
         server.run(shutdown).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     });
-    // Sessions still running after the grace period end with the runtime.
-    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Sessions still running after the grace period end with the runtimes.
+    cores.shutdown(std::time::Duration::from_millis(100));
     crate::logging::release_lines();
     served
 }

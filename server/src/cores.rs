@@ -1,0 +1,308 @@
+//! One runtime per core, and where a new connection is served.
+//!
+//! `serve` runs a single-threaded tokio runtime on each of `threads` OS
+//! threads (one per core by default), each with its own listening socket
+//! per address (`SO_REUSEPORT`: the kernel spreads new connections over
+//! them by a hash of their addresses). A connection stays on the thread
+//! that accepted it for its whole life: no task moves between threads, and
+//! no thread wakes another for a connection. With one work-stealing runtime
+//! a connection made after another cost 1.3–1.5× the proxy CPU of a
+//! single-threaded runtime, the difference being the wake-ups of the
+//! other worker (bench/README.md). The floor relay (`bench/floor/`) is laid
+//! out the same way.
+//!
+//! What work stealing gave, balance, comes back at accept: each runtime
+//! measures how busy its thread is ([`Load`]: the time between waking and
+//! parking, sampled every [`SAMPLE`]), and a thread that is busier than
+//! [`KEEP_BELOW`] and busier by [`MARGIN`] than the least busy one hands
+//! the connection it accepted to that one (the socket is taken out of its
+//! event loop and registered in the other's). A thread kept busy by a few
+//! heavy relays so stops taking new ones, and a connection never waits
+//! behind a busy thread's queue once it is accepted. What is not moved:
+//! a relay already running stays where it started.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::oneshot;
+
+/// How often a runtime samples how busy its thread was.
+pub const SAMPLE: Duration = Duration::from_millis(250);
+
+/// A thread busy less than this (per mille of the last samples) keeps
+/// every connection it accepts.
+pub const KEEP_BELOW: u32 = 700;
+
+/// A busier thread hands a connection to the least busy one when that one
+/// is this much (per mille) less busy.
+pub const MARGIN: u32 = 250;
+
+/// How busy one runtime's thread is, and what it served.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Busy per mille, smoothed over the last samples.
+    permille: AtomicU32,
+    /// Connections this runtime served (accepted here or handed to it).
+    served: AtomicU64,
+    /// Connections it accepted and handed to another runtime.
+    handed_off: AtomicU64,
+}
+
+impl Load {
+    pub fn permille(&self) -> u32 {
+        self.permille.load(Ordering::Relaxed)
+    }
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+    pub fn handed_off(&self) -> u64 {
+        self.handed_off.load(Ordering::Relaxed)
+    }
+}
+
+/// The runtimes a sharded server runs on: their handles and loads, shard
+/// `k` on `handles[k]`.
+#[derive(Debug)]
+pub struct Shards {
+    handles: Vec<Handle>,
+    loads: Arc<[Load]>,
+}
+
+impl Shards {
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+    pub fn handle(&self, k: usize) -> &Handle {
+        &self.handles[k]
+    }
+    pub fn load(&self, k: usize) -> &Load {
+        &self.loads[k]
+    }
+
+    /// Where a connection accepted by shard `k` is served: `None` to keep
+    /// it, or the shard to hand it to.
+    pub fn hand_off_from(&self, k: usize) -> Option<usize> {
+        let loads: Vec<u32> = self.loads.iter().map(Load::permille).collect();
+        pick(&loads, k)
+    }
+
+    pub(crate) fn count_served(&self, k: usize) {
+        self.loads[k].served.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_handed_off(&self, k: usize) {
+        self.loads[k].handed_off.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sample shard `k`'s busy time every [`SAMPLE`], forever. Must run on
+    /// shard `k`'s runtime (it reads that thread's clock).
+    pub(crate) async fn sample(self: Arc<Self>, k: usize) {
+        let mut tick = tokio::time::interval(SAMPLE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = (Instant::now(), take_busy());
+        loop {
+            tick.tick().await;
+            let now = (Instant::now(), take_busy());
+            let wall = now.0.duration_since(last.0).as_nanos().max(1);
+            let busy = u128::from(now.1);
+            let sample = (busy * 1000 / wall).min(1000) as u32;
+            let load = &self.loads[k].permille;
+            load.store(
+                (load.load(Ordering::Relaxed) + sample) / 2,
+                Ordering::Relaxed,
+            );
+            last = now;
+        }
+    }
+}
+
+/// The policy of [`Shards::hand_off_from`], on loads in per mille.
+pub fn pick(loads: &[u32], k: usize) -> Option<usize> {
+    let mine = *loads.get(k)?;
+    if mine < KEEP_BELOW {
+        return None;
+    }
+    let (j, least) = loads
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(j, _)| j != k)
+        .min_by_key(|&(_, l)| l)?;
+    (least + MARGIN <= mine).then_some(j)
+}
+
+thread_local! {
+    /// When this thread last woke (unparked), if it is a runtime's.
+    static AWAKE_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Nanoseconds it was awake since the last [`take_busy`].
+    static BUSY_NS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn woke() {
+    AWAKE_SINCE.with(|s| s.set(Some(Instant::now())));
+}
+
+fn parks() {
+    if let Some(since) = AWAKE_SINCE.with(Cell::take) {
+        let ns = since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        BUSY_NS.with(|b| b.set(b.get().saturating_add(ns)));
+    }
+}
+
+/// The nanoseconds this thread was awake since the last call, the current
+/// stretch included (it runs while awake).
+fn take_busy() -> u64 {
+    let now = Instant::now();
+    if let Some(since) = AWAKE_SINCE.with(|s| s.replace(Some(now))) {
+        let ns = now
+            .duration_since(since)
+            .as_nanos()
+            .min(u128::from(u64::MAX)) as u64;
+        BUSY_NS.with(|b| b.set(b.get().saturating_add(ns)));
+    }
+    BUSY_NS.with(|b| b.replace(0))
+}
+
+/// The runtimes, one per thread: shard 0 on the thread that calls
+/// [`Cores::block_on`], the others on threads of their own.
+pub struct Cores {
+    main: Runtime,
+    others: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+    shards: Arc<Shards>,
+}
+
+fn runtime(on_park: fn()) -> io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_unpark(woke)
+        .on_thread_park(move || {
+            parks();
+            on_park();
+        })
+        .build()
+}
+
+impl Cores {
+    /// `threads` runtimes (at least one); `on_park` runs whenever one of
+    /// them goes idle (the logger's flush).
+    pub fn start(threads: usize, on_park: fn()) -> io::Result<Cores> {
+        let threads = threads.max(1);
+        let main = runtime(on_park)?;
+        let mut handles = vec![main.handle().clone()];
+        let mut others = Vec::new();
+        for k in 1..threads {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("sixsocks-core-{k}"))
+                .spawn(move || match runtime(on_park) {
+                    Ok(rt) => {
+                        let _ = handle_tx.send(Ok(rt.handle().clone()));
+                        woke();
+                        rt.block_on(async move {
+                            let _ = stop_rx.await;
+                        });
+                        // Sessions still running end with the runtime.
+                        rt.shutdown_timeout(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                    }
+                })?;
+            let handle = handle_rx
+                .recv()
+                .map_err(|_| io::Error::other("a runtime thread ended at start"))??;
+            handles.push(handle);
+            others.push((stop_tx, thread));
+        }
+        let loads: Arc<[Load]> = (0..threads).map(|_| Load::default()).collect();
+        Ok(Cores {
+            main,
+            others,
+            shards: Arc::new(Shards { handles, loads }),
+        })
+    }
+
+    /// The shards, for [`crate::Server::bind_sharded`].
+    pub fn shards(&self) -> Arc<Shards> {
+        self.shards.clone()
+    }
+
+    /// Run `f` on shard 0's runtime, on this thread.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        woke();
+        self.main.block_on(f)
+    }
+
+    /// Stop every runtime; tasks still running get `grace` on this one.
+    pub fn shutdown(self, grace: Duration) {
+        for (stop, thread) in self.others {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        self.main.shutdown_timeout(grace);
+    }
+}
+
+/// The default number of runtimes: the cores this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_or_moderately_busy_thread_keeps_its_connections() {
+        assert_eq!(pick(&[0, 0], 0), None);
+        assert_eq!(pick(&[KEEP_BELOW - 1, 0], 0), None);
+        assert_eq!(pick(&[650, 10], 0), None);
+    }
+
+    #[test]
+    fn a_busy_thread_hands_to_the_least_busy() {
+        assert_eq!(pick(&[1000, 0], 0), Some(1));
+        assert_eq!(pick(&[900, 500, 100, 300], 0), Some(2));
+        assert_eq!(pick(&[100, 950, 300], 1), Some(0));
+    }
+
+    #[test]
+    fn threads_equally_busy_keep_their_own() {
+        assert_eq!(pick(&[1000, 1000], 0), None);
+        assert_eq!(pick(&[900, 700], 0), None);
+        assert_eq!(pick(&[950, 700], 0), Some(1));
+    }
+
+    #[test]
+    fn one_thread_or_a_bad_index_keeps() {
+        assert_eq!(pick(&[1000], 0), None);
+        assert_eq!(pick(&[1000, 0], 5), None);
+    }
+
+    #[test]
+    fn busy_time_counts_the_awake_stretch_not_the_parked_one() {
+        let _ = take_busy();
+        let t0 = Instant::now();
+        woke();
+        std::thread::sleep(Duration::from_millis(20));
+        parks();
+        let awake = t0.elapsed();
+        std::thread::sleep(Duration::from_millis(30));
+        let busy = take_busy();
+        assert!(busy >= 20_000_000, "{busy}");
+        assert!(u128::from(busy) <= awake.as_nanos(), "{busy} > {awake:?}");
+        // Awake and sampled: the stretch so far counts.
+        woke();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(take_busy() >= 5_000_000);
+    }
+}
