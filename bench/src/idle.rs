@@ -45,6 +45,7 @@ pub struct Opts {
 pub struct Mem {
     pub rss_kib: u64,
     pub pss_kib: u64,
+    pub anon_kib: u64,
     pub procs: usize,
 }
 
@@ -53,6 +54,7 @@ impl From<Usage> for Mem {
         Mem {
             rss_kib: u.rss_kib,
             pss_kib: u.pss_kib,
+            anon_kib: u.anon_kib,
             procs: u.procs,
         }
     }
@@ -73,6 +75,9 @@ pub struct Outcome {
     pub after: Option<Mem>,
     pub rss_kib_per_conn: Option<f64>,
     pub pss_kib_per_conn: Option<f64>,
+    /// Anonymous memory only (`Pss_Anon`): without the code pages the
+    /// first connections fault in.
+    pub anon_kib_per_conn: Option<f64>,
 }
 
 /// Makes sure this process may hold `needed` descriptors.
@@ -170,6 +175,7 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
             let k = conns.len() as f64;
             out.rss_kib_per_conn = Some((a.rss_kib as f64 - b.rss_kib as f64) / k);
             out.pss_kib_per_conn = Some((a.pss_kib as f64 - b.pss_kib as f64) / k);
+            out.anon_kib_per_conn = Some((a.anon_kib as f64 - b.anon_kib as f64) / k);
         }
     }
     if let Some(f) = &o.ready_file {

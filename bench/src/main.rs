@@ -441,11 +441,12 @@ fn main() -> ExitCode {
                     per_round_trip: None,
                     value: to_value(&r),
                     summary: format!(
-                        "{} open in {:.1} s, RSS {:.1} KiB/conn, PSS {:.1} KiB/conn",
+                        "{} open in {:.1} s, RSS {:.1} KiB/conn, PSS {:.1} KiB/conn, anonymous {:.1} KiB/conn",
                         r.conns_open,
                         r.open_s,
                         r.rss_kib_per_conn.unwrap_or(f64::NAN),
-                        r.pss_kib_per_conn.unwrap_or(f64::NAN)
+                        r.pss_kib_per_conn.unwrap_or(f64::NAN),
+                        r.anon_kib_per_conn.unwrap_or(f64::NAN)
                     ),
                 })
             })

@@ -15,6 +15,10 @@ pub struct Usage {
     pub rss_kib: u64,
     /// Sum of `Pss:` over the tree, KiB (shared pages divided among sharers).
     pub pss_kib: u64,
+    /// Sum of `Pss_Anon:` over the tree, KiB: the heap and stacks, without
+    /// the program's code and other file pages (which a first connection
+    /// faults in once, and which the page cache can drop).
+    pub anon_kib: u64,
     /// Processes in the tree.
     pub procs: usize,
 }
@@ -69,8 +73,9 @@ pub fn parse_stat_cpu(stat: &str) -> Option<u64> {
     Some(sum)
 }
 
-/// Parses `Rss:` and `Pss:` (KiB) out of /proc/PID/smaps_rollup.
-pub fn parse_rollup(s: &str) -> (u64, u64) {
+/// Parses `Rss:`, `Pss:` and `Pss_Anon:` (KiB) out of
+/// /proc/PID/smaps_rollup.
+pub fn parse_rollup(s: &str) -> (u64, u64, u64) {
     let field = |name: &str| {
         s.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -78,7 +83,7 @@ pub fn parse_rollup(s: &str) -> (u64, u64) {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (field("Rss:"), field("Pss:"))
+    (field("Rss:"), field("Pss:"), field("Pss_Anon:"))
 }
 
 /// Usage of `pid`'s tree now. Fails if `pid` itself is gone; descendants
@@ -99,9 +104,10 @@ pub fn snapshot(pid: u32) -> io::Result<Usage> {
         u.cpu_ticks += cpu;
         u.procs += 1;
         if let Ok(r) = fs::read_to_string(format!("/proc/{p}/smaps_rollup")) {
-            let (rss, pss) = parse_rollup(&r);
+            let (rss, pss, anon) = parse_rollup(&r);
             u.rss_kib += rss;
             u.pss_kib += pss;
+            u.anon_kib += anon;
         }
     }
     Ok(u)
@@ -206,8 +212,8 @@ mod tests {
     #[test]
     fn rollup() {
         let s = "00400000-7ffd [rollup]\nRss:                5120 kB\nPss:                 812 kB\nPss_Anon: 3 kB\n";
-        assert_eq!(parse_rollup(s), (5120, 812));
-        assert_eq!(parse_rollup(""), (0, 0));
+        assert_eq!(parse_rollup(s), (5120, 812, 3));
+        assert_eq!(parse_rollup(""), (0, 0, 0));
     }
 
     #[test]

@@ -121,6 +121,14 @@ const METRICS: &[Metric] = &[
         with_baseline: false,
         added: false,
     },
+    Metric {
+        mode: "idle",
+        title: "Memory per idle relayed connection, anonymous PSS KiB (lower is better)",
+        pointer: "/anon_kib_per_conn",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
 ];
 
 /// The JSON objects among `s`'s lines (other lines are skipped).
