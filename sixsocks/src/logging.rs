@@ -13,10 +13,9 @@
 //! lines need no guard: the JSON encoder escapes strings.
 //!
 //! While `serve` runs, lines below WARN are held in memory and written in
-//! batches ([`hold_lines`]): when a runtime thread goes idle and the
-//! oldest held line is 50 ms old (`on_thread_park` calls
-//! [`flush_due_lines`], and `serve` every 200 ms), when 16 KiB are held,
-//! or when a line comes and the oldest is 200 ms old. A busy server logs a `session
+//! batches ([`hold_lines`]): when a runtime thread goes idle
+//! (`on_thread_park` calls [`flush_lines`]), when 16 KiB are held, or
+//! when the oldest held line is 200 ms old. A busy server logs a `session
 //! end` line per connection; written one by one, that was a `write` to
 //! stderr per connection, and at 32 connecting workers it cost about a
 //! third of the proxy's CPU per connection (bench/README.md). A warning or
@@ -154,33 +153,7 @@ pub fn release_lines() {
     flush_lines();
 }
 
-/// Held lines wait at least this long for company when a runtime thread
-/// goes idle ([`flush_due_lines`]).
-const IDLE_FLUSH_AFTER: Duration = Duration::from_millis(50);
-
-/// Write the held lines if the oldest has waited [`IDLE_FLUSH_AFTER`] (a
-/// runtime thread about to go idle calls this, and `serve` every
-/// [`FLUSH_TICK`]). Writing at every idle moment was one `write` per
-/// connection when connections come one after another, each ending with
-/// the thread going idle.
-pub fn flush_due_lines() {
-    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
-    if due_at_idle(&held, Instant::now()) {
-        let _ = write_held(&mut io::stderr(), &mut held);
-    }
-}
-
-fn due_at_idle(held: &Held, now: Instant) -> bool {
-    held.since
-        .is_some_and(|t| now.duration_since(t) >= IDLE_FLUSH_AFTER)
-}
-
-/// How often `serve` writes held lines that are due, so that a quiet
-/// server's last lines wait at most about this long plus
-/// [`IDLE_FLUSH_AFTER`].
-pub const FLUSH_TICK: Duration = Duration::from_millis(200);
-
-/// Write the lines held (a panic, the end of `serve`).
+/// Write the lines held (a runtime thread about to go idle calls this).
 pub fn flush_lines() {
     let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
     if !held.lines.is_empty() {
@@ -262,7 +235,7 @@ pub fn escape_event(event: &[u8], ansi: bool) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::escape_event as escape;
-    use super::{due_at_idle, hold_or_write, write_held, Held, HOLD_BYTES, IDLE_FLUSH_AFTER};
+    use super::{hold_or_write, write_held, Held, HOLD_BYTES};
 
     fn held() -> Held {
         Held {
@@ -310,19 +283,6 @@ mod tests {
 
     fn escape_event(event: &[u8], ansi: bool) -> Vec<u8> {
         escape(event, ansi).into_owned()
-    }
-
-    #[test]
-    fn an_idle_moment_writes_only_lines_that_waited() {
-        let mut out = Vec::new();
-        let mut h = held();
-        let now = std::time::Instant::now();
-        assert!(!due_at_idle(&h, now), "nothing held");
-        hold_or_write(&mut out, &mut h, b"a\n", false).unwrap();
-        let since = h.since.unwrap();
-        assert!(!due_at_idle(&h, since), "just held");
-        assert!(due_at_idle(&h, since + IDLE_FLUSH_AFTER));
-        assert!(out.is_empty());
     }
 
     #[test]

@@ -361,19 +361,11 @@ pub fn run_with(
     // One runtime per thread (sixsocks_server::cores). Log lines are held
     // and written in batches when a runtime thread goes idle
     // (crate::logging).
-    let cores = Cores::start(config.threads(), crate::logging::flush_due_lines)?;
+    let cores = Cores::start(config.threads(), crate::logging::flush_lines)?;
     let shards = cores.shards();
     crate::logging::hold_lines();
     let served = cores.block_on(async move {
         let shutdown = shutdown_signal()?;
-        // Held log lines of a quiet server reach stderr within a tick.
-        tokio::spawn(async {
-            let mut tick = tokio::time::interval(crate::logging::FLUSH_TICK);
-            loop {
-                tick.tick().await;
-                crate::logging::flush_due_lines();
-            }
-        });
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         if let Some(addr) = config.metrics {
             install_metrics(addr)?;
