@@ -148,7 +148,7 @@ pub struct Config {
     /// default: one per core this process may use. Read at start.
     pub threads: usize,
     /// How relayed bytes are moved: `auto` (the default: splice(2) through
-    /// a pooled pipe at any number of relays; a small read, under 16 KiB,
+    /// a pooled pipe at any number of relays; a small read, under 4 KiB,
     /// or one when no pipe can be had is copied), `splice` (the same) or
     /// `copy` (through a pooled user-space buffer, never splicing). See
     /// [`RelayMode`].

@@ -100,7 +100,7 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
 
     /// How relayed bytes move: `auto` (splice(2) through a pooled pipe at
-    /// any number of relays; small reads, under 16 KiB, and reads when no
+    /// any number of relays; small reads, under 4 KiB, and reads when no
     /// pipe can be had are copied), `splice` (the same) or `copy` (a pooled
     /// buffer, never splice) [default: auto].
     #[arg(long, value_name = "MODE")]
