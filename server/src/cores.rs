@@ -91,8 +91,7 @@ impl Shards {
     /// Where a connection accepted by shard `k` is served: `None` to keep
     /// it, or the shard to hand it to.
     pub fn hand_off_from(&self, k: usize) -> Option<usize> {
-        let loads: Vec<u32> = self.loads.iter().map(Load::permille).collect();
-        pick(&loads, k)
+        pick(self.loads.len(), |j| self.loads[j].permille(), k)
     }
 
     pub(crate) fn count_served(&self, k: usize) {
@@ -124,17 +123,19 @@ impl Shards {
     }
 }
 
-/// The policy of [`Shards::hand_off_from`], on loads in per mille.
-pub fn pick(loads: &[u32], k: usize) -> Option<usize> {
-    let mine = *loads.get(k)?;
+/// The policy of [`Shards::hand_off_from`]: shard `k` of `n`, whose loads
+/// (per mille) `load` reads. No allocation: it runs at every accept.
+pub fn pick(n: usize, load: impl Fn(usize) -> u32, k: usize) -> Option<usize> {
+    if k >= n {
+        return None;
+    }
+    let mine = load(k);
     if mine < KEEP_BELOW {
         return None;
     }
-    let (j, least) = loads
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|&(j, _)| j != k)
+    let (j, least) = (0..n)
+        .filter(|&j| j != k)
+        .map(|j| (j, load(j)))
         .min_by_key(|&(_, l)| l)?;
     (least + MARGIN <= mine).then_some(j)
 }
@@ -260,6 +261,10 @@ pub fn default_threads() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pick(loads: &[u32], k: usize) -> Option<usize> {
+        super::pick(loads.len(), |j| loads[j], k)
+    }
 
     #[test]
     fn an_idle_or_moderately_busy_thread_keeps_its_connections() {
