@@ -3,7 +3,7 @@
 //! thread kept busy hands the clients it accepts to the idle one.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use sixsocks_server::config::Config;
 use sixsocks_server::cores::{Cores, KEEP_BELOW, SAMPLE};
 use sixsocks_server::Server;
+
+mod common;
+use common::socks5_connect;
 
 /// An echo target on its own thread: each connection echoes one read.
 fn echo_target() -> SocketAddr {
@@ -32,22 +35,7 @@ fn echo_target() -> SocketAddr {
 
 /// One SOCKS5 CONNECT through `proxy` and a 5-byte echo.
 fn connect_and_echo(proxy: SocketAddr, target: SocketAddr) {
-    let mut s = TcpStream::connect(proxy).expect("connect to the proxy");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).unwrap();
-    assert_eq!(choice, [5, 0]);
-    let SocketAddr::V4(t) = target else {
-        panic!("IPv4 target expected")
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&t.ip().octets());
-    req.extend_from_slice(&t.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    assert_eq!(reply[1], 0, "CONNECT refused: {reply:?}");
+    let mut s = socks5_connect(proxy, target);
     s.write_all(b"hello").unwrap();
     let mut back = [0u8; 5];
     s.read_exact(&mut back).unwrap();

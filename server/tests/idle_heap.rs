@@ -6,14 +6,16 @@
 //!
 //! One test in this file: dhat allows one profiler per process.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sixsocks_server::config::Config;
 use sixsocks_server::Server;
+
+mod common;
+use common::socks5_connect;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -30,26 +32,6 @@ const MAX_BYTES_PER_CONNECTION: usize = 1600;
 /// counted.
 const WARM: usize = 50;
 const COUNTED: usize = 400;
-
-fn socks5_connect(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(proxy).expect("connect to the proxy");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).unwrap();
-    assert_eq!(choice, [5, 0]);
-    let SocketAddr::V4(t) = target else {
-        panic!("IPv4 target expected")
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&t.ip().octets());
-    req.extend_from_slice(&t.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    assert_eq!(reply[1], 0, "CONNECT refused: {reply:?}");
-    s
-}
 
 #[test]
 fn an_idle_relayed_connection_holds_little_heap() {
