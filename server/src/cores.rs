@@ -43,8 +43,11 @@ pub const KEEP_BELOW: u32 = 700;
 /// is this much (per mille) less busy.
 pub const MARGIN: u32 = 250;
 
-/// How busy one runtime's thread is, and what it served.
+/// How busy one runtime's thread is, and what it served. Each on a cache
+/// line of its own: a thread counts every connection it serves, and must
+/// not invalidate the line its neighbour counts on.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Load {
     /// Busy per mille, smoothed over the last samples.
     permille: AtomicU32,

@@ -79,7 +79,8 @@ pub struct Budget {
     /// `max_clients`) associations, every other client a BIND (or a
     /// CONNECT when BIND is off).
     pub sessions: u64,
-    /// The listening sockets.
+    /// The listening sockets (one per address and runtime thread) and the
+    /// further runtime threads' event loops.
     pub listeners: u64,
     /// The metrics endpoint: its listener and its connection cap.
     pub metrics: u64,
