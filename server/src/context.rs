@@ -162,23 +162,22 @@ impl From<Version> for Protocol {
 
 /// Everything the session's log line reports.
 pub(crate) struct Record {
-    /// The client's address and the listener it came in on.
+    /// The client's address and the listener it came in on (shared by the
+    /// listener's sessions: every idle one holds its record).
     pub(crate) client: SocketAddr,
-    pub(crate) listener: SocketAddr,
+    pub(crate) listener: Arc<SocketAddr>,
     pub(crate) version: Option<Protocol>,
     pub(crate) credentials: Credentials,
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<TargetAddr>,
     pub(crate) reply: Option<ReplyCode>,
     pub(crate) counters: Counters,
-    /// How the session ended, when not plainly (`ok`). Boxed: most sessions
-    /// carry none, and every idle one holds its record.
-    pub(crate) outcome: Option<Box<Outcome>>,
+    /// How the session ended, when not plainly (`ok`), and what else only
+    /// a failed session tells. Boxed: most sessions carry none, and every
+    /// idle one holds its record.
+    pub(crate) ended: Option<Box<Ended>>,
     /// The user's admission (per-user limits), held until the session ends.
     pub(crate) admission: Option<crate::limits::UserSession>,
-    /// The user name a login tried (the log line names it when the login
-    /// failed and no request came).
-    pub(crate) tried_user: Option<Vec<u8>>,
     /// The client address's connection place (and handshake place until
     /// the request is read): per-address limits.
     pub(crate) place: Option<crate::address_limits::Admitted>,
@@ -189,7 +188,7 @@ impl Record {
     /// in on, and its place under the per-address limits.
     pub(crate) fn new(
         client: SocketAddr,
-        listener: SocketAddr,
+        listener: Arc<SocketAddr>,
         place: Option<crate::address_limits::Admitted>,
     ) -> Self {
         Record {
@@ -201,9 +200,8 @@ impl Record {
             target: None,
             reply: None,
             counters: Counters::default(),
-            outcome: None,
+            ended: None,
             admission: None,
-            tried_user: None,
             place,
         }
     }
@@ -223,7 +221,8 @@ impl Record {
     /// The user name for the log line: the credentials of the request, or
     /// the name a failed login tried; `-` without either.
     pub(crate) fn user_display(&self) -> String {
-        match (&self.credentials, &self.tried_user) {
+        let tried = self.ended.as_ref().and_then(|e| e.tried_user.as_ref());
+        match (&self.credentials, tried) {
             (Credentials::None, Some(tried)) => {
                 String::from_utf8_lossy(tried).escape_debug().to_string()
             }
@@ -233,7 +232,18 @@ impl Record {
 
     /// Record how the session ended (the last word wins).
     pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
-        self.outcome = Some(Box::new(outcome));
+        self.ended.get_or_insert_with(Default::default).outcome = Some(outcome);
+    }
+
+    /// How the session ended, if not plainly.
+    pub(crate) fn outcome(&self) -> Option<&Outcome> {
+        self.ended.as_ref()?.outcome.as_ref()
+    }
+
+    /// The user name a login tried, for the log line of a session that got
+    /// no further (its credentials then name nobody).
+    pub(crate) fn set_tried_user(&mut self, name: Vec<u8>) {
+        self.ended.get_or_insert_with(Default::default).tried_user = Some(name);
     }
 
     /// Who a SOCKS 6 token window or BIND backlog belongs to: the user the
@@ -252,13 +262,22 @@ impl Record {
     pub(crate) fn facts<'a>(&'a self, shared: &Shared, dest: Dest<'a>) -> Facts<'a> {
         Facts {
             client: Some(self.client.ip()),
-            listener: Some(self.listener),
+            listener: Some(*self.listener),
             version: self.version.map(Protocol::rule_name),
             user: Some(self.user(shared)),
             command: self.command,
             dest,
         }
     }
+}
+
+/// What a session that did not end plainly tells its log line.
+#[derive(Default)]
+pub(crate) struct Ended {
+    pub(crate) outcome: Option<Outcome>,
+    /// The user name a login tried (the log line names it when the login
+    /// failed and no request came).
+    pub(crate) tried_user: Option<Vec<u8>>,
 }
 
 /// How a session ended, for the `outcome` field of its log line (`ok`

@@ -356,6 +356,8 @@ async fn accept_loop(
         tracing::error!("listener has no local address; not accepting");
         return;
     };
+    // One copy for every session's record.
+    let local = Arc::new(local);
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -366,11 +368,11 @@ async fn accept_loop(
                 Ok(permit) => {
                     backoff.reset();
                     let shared = current.load_full();
-                    let Some(place) = admit_client(&shared, peer, local, &logs) else {
+                    let Some(place) = admit_client(&shared, peer, *local, &logs) else {
                         drop(stream);
                         continue;
                     };
-                    let rec = Record::new(peer, local, Some(place));
+                    let rec = Record::new(peer, local.clone(), Some(place));
                     let Some((shards, k)) = &shard else {
                         tokio::spawn(serve_client(stream, rec, shared, permit));
                         continue;

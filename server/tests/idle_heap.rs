@@ -20,13 +20,14 @@ use common::socks5_connect;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-/// Most heap bytes one idle relayed CONNECT may hold. Measured 2026-12-02
-/// (tokio 1.54, x86_64): 1,392 bytes in 4 blocks: the relay phase's task
-/// (its 560-byte future in a 128-byte aligned cell), the two sockets'
-/// readiness state (tokio's ScheduledIo, 128-byte aligned, in an Arc) and
-/// the relay's idle timer. It was 1,904 while the spawned block kept a
-/// second copy of the phase.
-const MAX_BYTES_PER_CONNECTION: usize = 1600;
+/// Most heap bytes one idle relayed CONNECT may hold. Measured 2026-12-03
+/// (tokio 1.54, x86_64): 1,264 bytes in 4 blocks: the relay phase's task
+/// (its 528-byte future in a 640-byte, 128-byte aligned cell), the two
+/// sockets' readiness state (tokio's ScheduledIo, 128-byte aligned, in an
+/// Arc: 256 bytes each) and the relay's idle timer (112). It was 1,392
+/// with a 560-byte future (a 768-byte cell), and 1,904 while the spawned
+/// block kept a second copy of the phase.
+const MAX_BYTES_PER_CONNECTION: usize = 1300;
 
 /// Connections opened before counting (pools, lazily made state) and
 /// counted.
