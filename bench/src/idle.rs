@@ -3,6 +3,11 @@
 //! before and after. The difference divided by K is what one idle
 //! connection costs the proxy beyond what it held at rest.
 //!
+//! The process at rest is measured twice: as started, and after `warm`
+//! connections have been relayed and closed (the code and the allocator's
+//! pages the first connection touches, which no further one adds). Both
+//! figures are reported: from the start, and beyond the warm rest.
+//!
 //! With `ready_file`, the file is written once the connections are open
 //! and settled, and they are held until the file is removed (or
 //! `hold_max` passes): an outside script can read the proxy's memory then.
@@ -38,6 +43,9 @@ pub struct Opts {
     /// Source addresses to spread the client ends over (127.0.1.1 and
     /// on); 0: let the system choose.
     pub sources: usize,
+    /// Connections relayed and closed, one after another, before the warm
+    /// rest is measured (0: no second measurement).
+    pub warm: usize,
 }
 
 /// Memory of the proxy's process tree, KiB.
@@ -72,12 +80,17 @@ pub struct Outcome {
     pub errors: usize,
     pub first_error: Option<String>,
     pub before: Option<Mem>,
+    /// At rest again after the warm-up connections.
+    pub warmed: Option<Mem>,
     pub after: Option<Mem>,
     pub rss_kib_per_conn: Option<f64>,
     pub pss_kib_per_conn: Option<f64>,
     /// Anonymous memory only (`Pss_Anon`): without the code pages the
     /// first connections fault in.
     pub anon_kib_per_conn: Option<f64>,
+    /// The same, beyond the warm rest (`warmed`).
+    pub rss_kib_per_conn_warm: Option<f64>,
+    pub anon_kib_per_conn_warm: Option<f64>,
 }
 
 /// Makes sure this process may hold `needed` descriptors.
@@ -105,6 +118,14 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
         Some(p) => Some(procfs::snapshot(p)?),
         None => None,
     };
+    let warmed = match (o.proxy_pid, o.warm) {
+        (Some(p), n) if n > 0 => {
+            warm_up(route, ip, n, o.source(0))?;
+            std::thread::sleep(o.settle);
+            Some(procfs::snapshot(p)?)
+        }
+        _ => None,
+    };
     let server = match &o.target_exe {
         Some(exe) => Target::Child(ChildTarget::start(exe, ip)?),
         None => Target::Here(HoldServer::start(ip)?),
@@ -116,17 +137,14 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
     let mut handles = Vec::new();
     for i in 0..openers {
         let share = o.conns / openers + usize::from(i < o.conns % openers);
-        let sources = o.sources;
+        let o = o.clone();
         handles.push(std::thread::spawn(move || {
             let mut open = Vec::with_capacity(share);
             let mut errors = 0usize;
             let mut first_error = None;
             for n in 0..share {
                 // Round robin over the sources, across the openers too.
-                let source = (sources > 0).then(|| {
-                    let k = (n * openers + i) % sources;
-                    IpAddr::from([127, 0, 1, 1 + k as u8])
-                });
+                let source = o.source(n * openers + i);
                 if Instant::now() >= deadline {
                     errors += 1;
                     first_error.get_or_insert_with(|| "open timeout".to_string());
@@ -176,7 +194,12 @@ pub fn run(route: Route, ip: IpAddr, o: &Opts) -> io::Result<Outcome> {
             out.rss_kib_per_conn = Some((a.rss_kib as f64 - b.rss_kib as f64) / k);
             out.pss_kib_per_conn = Some((a.pss_kib as f64 - b.pss_kib as f64) / k);
             out.anon_kib_per_conn = Some((a.anon_kib as f64 - b.anon_kib as f64) / k);
+            if let Some(w) = warmed {
+                out.rss_kib_per_conn_warm = Some((a.rss_kib as f64 - w.rss_kib as f64) / k);
+                out.anon_kib_per_conn_warm = Some((a.anon_kib as f64 - w.anon_kib as f64) / k);
+            }
         }
+        out.warmed = warmed.map(Mem::from);
     }
     if let Some(f) = &o.ready_file {
         std::fs::write(f, format!("{}\n", conns.len()))?;
@@ -285,6 +308,45 @@ pub fn hold_target(ip: IpAddr) -> io::Result<()> {
     out.flush()?;
     h.release();
     Ok(())
+}
+
+impl Opts {
+    /// The source address of the `n`th connection: round robin over the
+    /// sources.
+    fn source(&self, n: usize) -> Option<IpAddr> {
+        (self.sources > 0).then(|| IpAddr::from([127, 0, 1, 1 + (n % self.sources) as u8]))
+    }
+}
+
+/// `n` connections relayed to an echo target one after another, each
+/// echoed and closed by both ends, so that the proxy is at rest again.
+fn warm_up(route: Route, ip: IpAddr, n: usize, source: Option<IpAddr>) -> io::Result<()> {
+    let echo = crate::servers::listen(ip)?;
+    let target = echo.local_addr()?;
+    let server = std::thread::spawn(move || -> io::Result<()> {
+        for _ in 0..n {
+            let (mut s, _) = echo.accept()?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut b = [0u8; 64];
+            loop {
+                match s.read(&mut b)? {
+                    0 => break,
+                    k => s.write_all(&b[..k])?,
+                }
+            }
+        }
+        Ok(())
+    });
+    for _ in 0..n {
+        let mut s = open_one(route, target, source)?;
+        s.shutdown(std::net::Shutdown::Write)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest)?;
+    }
+    server
+        .join()
+        .map_err(|_| io::Error::other("warm-up echo thread panicked"))?
 }
 
 fn open_one(route: Route, target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {

@@ -86,6 +86,12 @@ enum Cmd {
         /// default) do not refuse them. 0: the system's choice (127.0.0.1).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=250))]
         sources: u16,
+        /// Connections relayed and closed before the proxy's warm rest is
+        /// measured: the figures beyond it leave out what only the first
+        /// connections cost (code faulted in, the allocator's first pages).
+        /// 0: measure from the start only.
+        #[arg(long, default_value_t = 16)]
+        warm: usize,
     },
     /// Markdown tables (median and spread of repetitions, ratios) from JSON lines.
     Report {
@@ -410,6 +416,7 @@ fn main() -> ExitCode {
             hold_max,
             open_timeout,
             sources,
+            warm,
         } => {
             let o = idle::Opts {
                 conns,
@@ -421,6 +428,7 @@ fn main() -> ExitCode {
                 open_timeout: secs(open_timeout),
                 sources: sources.into(),
                 target_exe: std::env::current_exe().ok(),
+                warm,
             };
             let case = format!("{} conns", report::thousands(conns as f64));
             measure(&common, "idle", &case, |route, ip| {
@@ -441,12 +449,14 @@ fn main() -> ExitCode {
                     per_round_trip: None,
                     value: to_value(&r),
                     summary: format!(
-                        "{} open in {:.1} s, RSS {:.1} KiB/conn, PSS {:.1} KiB/conn, anonymous {:.1} KiB/conn",
+                        "{} open in {:.1} s, RSS {:.2} KiB/conn, PSS {:.2} KiB/conn, anonymous {:.2} KiB/conn; beyond the warm rest: RSS {:.2}, anonymous {:.2}",
                         r.conns_open,
                         r.open_s,
                         r.rss_kib_per_conn.unwrap_or(f64::NAN),
                         r.pss_kib_per_conn.unwrap_or(f64::NAN),
-                        r.anon_kib_per_conn.unwrap_or(f64::NAN)
+                        r.anon_kib_per_conn.unwrap_or(f64::NAN),
+                        r.rss_kib_per_conn_warm.unwrap_or(f64::NAN),
+                        r.anon_kib_per_conn_warm.unwrap_or(f64::NAN)
                     ),
                 })
             })

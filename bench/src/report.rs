@@ -129,6 +129,14 @@ const METRICS: &[Metric] = &[
         with_baseline: false,
         added: false,
     },
+    Metric {
+        mode: "idle",
+        title: "Memory per idle relayed connection beyond its warm rest (after 16 connections relayed and closed), RSS KiB (lower is better)",
+        pointer: "/rss_kib_per_conn_warm",
+        higher_better: false,
+        with_baseline: false,
+        added: false,
+    },
 ];
 
 /// The JSON objects among `s`'s lines (other lines are skipped).

@@ -138,11 +138,14 @@ fn connrate_pingpong_and_idle_through_a_relay() {
         open_timeout: Duration::from_secs(60),
         target_exe: None,
         sources: 0,
+        warm: 3,
     };
     let r = idle::run(Route::Socks5(proxy), LO, &o).unwrap();
     assert_eq!(r.conns_open, 40, "{r:?}");
+    // The warm-up connections were closed, not held.
     assert_eq!(r.held_by_target, 40, "{r:?}");
     assert!(r.rss_kib_per_conn.is_some() && r.pss_kib_per_conn.is_some());
+    assert!(r.warmed.is_some() && r.rss_kib_per_conn_warm.is_some(), "{r:?}");
 
     // The same with the target in a process of its own (as the CLI runs it).
     let o = idle::Opts {
