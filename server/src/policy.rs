@@ -28,6 +28,22 @@ pub(crate) fn check_rules<'s>(
     }
 }
 
+/// The rules' verdict again on what the admission let through
+/// ([`check_command`]), for a command that needs its rule (its route): the
+/// same facts give the same verdict, so it is taken quietly, without a
+/// second line from a `log = true` rule.
+pub(crate) fn verdict_again<'s>(
+    shared: &'s Shared,
+    rec: &Record,
+    dest: Dest<'_>,
+) -> Result<Verdict<'s>, RequestError> {
+    let verdict = shared.rules.check(&rec.facts(shared, dest));
+    match verdict {
+        Verdict::Block(_) => Err(RequestError::Blocked(verdict.reason())),
+        v => Ok(v),
+    }
+}
+
 /// The addresses of a resolved name that the rules let through, and the
 /// rule that passed the first of them. Blocked if none is left.
 pub(crate) fn check_addresses<'s>(

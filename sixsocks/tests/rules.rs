@@ -650,3 +650,40 @@ fn egress_source_per_user() {
     assert_eq!(seen(("alice", "pw-a")), "127.0.0.6");
     assert_eq!(seen(("bob", "pw-b")), "127.0.0.1");
 }
+
+/// A `log = true` rule says once per request what it decided (and once
+/// per connection, at accept): BIND and UDP ASSOCIATE look at their rule
+/// again for its route, quietly (each wrote the request's line twice
+/// before).
+#[test]
+fn a_logged_rule_logs_bind_and_udp_once() {
+    let dir = TempDir::new("rules-log-once");
+    let server = start_with(
+        &dir,
+        &config("[[rule]]\naction = \"pass\"\nlog = true\n"),
+        &[],
+    );
+    let rule_lines = || {
+        server
+            .logs
+            .lines()
+            .iter()
+            .filter(|l| l.contains("sixsocks::rules: request"))
+            .count()
+    };
+    // BIND, expecting 127.0.0.1: the first reply, then the client leaves.
+    let mut c = connect(server.addr);
+    socks5_handshake(&mut c, None);
+    c.write_all(&v5_request(0x02, &v5_addr("127.0.0.1:0".parse().unwrap())))
+        .unwrap();
+    assert_eq!(read_v5_reply(&mut c).rep, 0x00);
+    drop(c);
+    server.wait_session_ends(1);
+    assert_eq!(rule_lines(), 1, "BIND: {}", server.log_text());
+    // UDP ASSOCIATE, then the client leaves.
+    let client = udp_client();
+    let (ctl, _relay) = associate(server.addr, client.local_addr().unwrap());
+    drop(ctl);
+    server.wait_session_ends(2);
+    assert_eq!(rule_lines(), 2, "UDP: {}", server.log_text());
+}

@@ -20,7 +20,7 @@ use crate::command::reply::{send_success, success_bytes, Replier};
 use crate::context::{Outcome, Record, Shared};
 use crate::destination::{self, same_ip};
 use crate::error::RequestError;
-use crate::policy::{check_addresses, check_rules, lookup};
+use crate::policy::{check_addresses, check_rules, lookup, verdict_again};
 use crate::rules::{Dest, Verdict};
 use crate::tunnel::relay_recorded;
 
@@ -51,7 +51,7 @@ pub(super) async fn run(
 ) -> Result<(), RequestError> {
     if req.socks6().is_none() {
         // Routed to an upstream by the rules: it binds, not us.
-        let verdict = check_rules(shared, rec, Dest::of(req.target()))?;
+        let verdict = verdict_again(shared, rec, Dest::of(req.target()))?;
         if let Some(up) = crate::policy::upstream_of(shared, verdict.rule())? {
             let fut = super::bind_upstream::run(stream, req, up, leftover, shared, rec);
             return Box::pin(fut).await;
@@ -122,7 +122,7 @@ async fn expected_host(
     if let Some(ip) = dest.ip() {
         return Ok((!destination::is_unspecified(ip)).then_some(ip));
     }
-    let verdict = check_rules(shared, rec, dest)?;
+    let verdict = verdict_again(shared, rec, dest)?;
     let addrs = lookup(&target.host, shared, rec).await?;
     let addrs = match (verdict, &target.host) {
         (Verdict::Undecided, Host::Domain(name)) => {

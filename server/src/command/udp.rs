@@ -36,7 +36,7 @@ pub(super) async fn run(
     // Routed to an upstream by the rules (SOCKS5 only: a SOCKS 6 one was
     // refused at admission): an association with it carries the datagrams.
     let via = if req.socks6().is_none() {
-        let verdict = crate::policy::check_rules(shared, rec, crate::rules::Dest::Unknown)?;
+        let verdict = crate::policy::verdict_again(shared, rec, crate::rules::Dest::Unknown)?;
         match crate::policy::upstream_of(shared, verdict.rule())? {
             Some(up) => Some((up.associate(&rec.credentials).await?, up.name().to_string())),
             None => None,
