@@ -247,7 +247,18 @@ impl Cores {
     }
 
     /// Stop every runtime; tasks still running get `grace` on this one.
+    /// Logs what each runtime served and handed to another.
     pub fn shutdown(self, grace: Duration) {
+        if self.shards.loads.len() > 1 {
+            for (k, load) in self.shards.loads.iter().enumerate() {
+                tracing::info!(
+                    thread = k,
+                    served = load.served(),
+                    handed_off = load.handed_off(),
+                    "runtime thread's connections"
+                );
+            }
+        }
         for (stop, thread) in self.others {
             let _ = stop.send(());
             let _ = thread.join();
