@@ -145,7 +145,10 @@ fn connrate_pingpong_and_idle_through_a_relay() {
     // The warm-up connections were closed, not held.
     assert_eq!(r.held_by_target, 40, "{r:?}");
     assert!(r.rss_kib_per_conn.is_some() && r.pss_kib_per_conn.is_some());
-    assert!(r.warmed.is_some() && r.rss_kib_per_conn_warm.is_some(), "{r:?}");
+    assert!(
+        r.warmed.is_some() && r.rss_kib_per_conn_warm.is_some(),
+        "{r:?}"
+    );
 
     // The same with the target in a process of its own (as the CLI runs it).
     let o = idle::Opts {
