@@ -110,17 +110,17 @@ impl Shards {
         let mut tick = tokio::time::interval(SAMPLE);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = (Instant::now(), take_busy());
+        let label = k.to_string();
         loop {
             tick.tick().await;
             let now = (Instant::now(), take_busy());
             let wall = now.0.duration_since(last.0).as_nanos().max(1);
             let busy = u128::from(now.1);
             let sample = (busy * 1000 / wall).min(1000) as u32;
-            let load = &self.loads[k].permille;
-            load.store(
-                (load.load(Ordering::Relaxed) + sample) / 2,
-                Ordering::Relaxed,
-            );
+            let load = &self.loads[k];
+            let permille = (load.permille() + sample) / 2;
+            load.permille.store(permille, Ordering::Relaxed);
+            crate::metrics::thread_load(&label, permille, load.served(), load.handed_off());
             last = now;
         }
     }

@@ -27,6 +27,8 @@
 //! | `sixsocks_udp_drops_total` | counter | `reason` |
 //! | `sixsocks_connections_rejected_total` | counter | `reason` |
 //! | `sixsocks_metrics_refused_total` | counter | `reason` |
+//! | `sixsocks_thread_busy_ratio` | gauge | `thread` |
+//! | `sixsocks_thread_connections_total` | counter | `thread`, `how` (`served`, `handed_off`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -47,6 +49,8 @@ pub const UDP_DATAGRAMS: &str = "sixsocks_udp_datagrams_total";
 pub const UDP_DROPS: &str = "sixsocks_udp_drops_total";
 pub const CONNECTIONS_REJECTED: &str = "sixsocks_connections_rejected_total";
 pub const METRICS_REFUSED: &str = "sixsocks_metrics_refused_total";
+pub const THREAD_BUSY: &str = "sixsocks_thread_busy_ratio";
+pub const THREAD_CONNECTIONS: &str = "sixsocks_thread_connections_total";
 
 /// The `reason` labels of [`METRICS_REFUSED`].
 pub const METRICS_REFUSED_REASONS: &[&str] =
@@ -132,6 +136,17 @@ pub fn describe() {
          (closed at accept, the endpoint's connection cap was reached), timeout (the request \
          head or the response took too long), too_large (request head over 8 KiB), \
          bad_request (not an HTTP/1 request)."
+    );
+    describe_gauge!(
+        THREAD_BUSY,
+        "How busy each runtime thread was (0 to 1, the share of time it was awake, \
+         averaged over about the last half second): a thread over 0.7, and 0.25 above the \
+         least busy, hands the clients it accepts to that one."
+    );
+    describe_counter!(
+        THREAD_CONNECTIONS,
+        "Client connections by runtime thread: served (accepted there, or handed to it) \
+         and handed_off (accepted there, served by another)."
     );
     gauge!(ACTIVE_SESSIONS).set(0.0);
     gauge!(SOCKS6_SESSIONS).set(0.0);
@@ -352,6 +367,15 @@ pub fn udp_drop(reason: UdpDrop, n: u64) {
     if n > 0 {
         counter!(UDP_DROPS, "reason" => reason.label()).increment(n);
     }
+}
+
+/// Runtime thread `thread`'s load (per mille) and its connection counts,
+/// from its sampler (a few times a second, not at every accept).
+pub fn thread_load(thread: &str, permille: u32, served: u64, handed_off: u64) {
+    let thread = thread.to_string();
+    gauge!(THREAD_BUSY, "thread" => thread.clone()).set(f64::from(permille) / 1000.0);
+    counter!(THREAD_CONNECTIONS, "thread" => thread.clone(), "how" => "served").absolute(served);
+    counter!(THREAD_CONNECTIONS, "thread" => thread, "how" => "handed_off").absolute(handed_off);
 }
 
 /// A client connection was closed at accept because the client limit was reached.

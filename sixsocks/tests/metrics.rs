@@ -280,6 +280,31 @@ fn scrape_after_known_traffic() {
         "{page}"
     );
     assert!(page.contains("# HELP sixsocks_udp_drops_total "), "{page}");
+    // Each runtime thread's connections, from its sampler (a few times a
+    // second): together they served the 7 sessions, and handed none on
+    // (no thread was near busy).
+    let by_thread = |s: &HashMap<String, f64>, how: &str| -> f64 {
+        s.iter()
+            .filter(|(k, _)| {
+                k.starts_with("sixsocks_thread_connections_total{")
+                    && k.contains(&format!("how=\"{how}\""))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let s = scrape_until(metrics, "7 connections served by the threads", |s| {
+        by_thread(s, "served") == 7.0
+    });
+    assert_eq!(by_thread(&s, "handed_off"), 0.0);
+    let busy: Vec<f64> = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("sixsocks_thread_busy_ratio{thread="))
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(
+        !busy.is_empty() && busy.iter().all(|b| (0.0..=1.0).contains(b)),
+        "{busy:?}"
+    );
 }
 
 #[test]
