@@ -142,11 +142,8 @@ fn bind_refuses_unexpected_hosts_and_socks4_bind_works() {
     drop((c, right, wrong));
 
     // A client that gives up while the BIND waits.
-    let mut c = connect(server.addr);
-    socks5_handshake(&mut c, None);
-    c.write_all(&v5_request(0x02, &v5_addr("127.0.0.1:0".parse().unwrap())))
-        .unwrap();
-    assert_eq!(read_v5_reply(&mut c).rep, 0x00);
+    let (c, first) = socks5_bind(server.addr, &v5_addr("127.0.0.1:0".parse().unwrap()));
+    assert_eq!(first.rep, 0x00);
     drop(c);
 
     server.assert_healthy(echo.addr, baseline, "BIND with unexpected hosts");

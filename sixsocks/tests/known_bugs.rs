@@ -703,11 +703,7 @@ fn bind_naming_a_host_whose_lookup_hangs_stalls_no_one_netns() {
     let mut s = socks5_tunnel(server.addr, echo.addr);
     echo_roundtrip(&mut s, b"not blocked by a BIND's lookup");
     // ...and a BIND by address, with its inbound connection.
-    let mut b = connect(server.addr);
-    socks5_handshake(&mut b, None);
-    b.write_all(&v5_request(0x02, &v5_addr("127.0.0.1:0".parse().unwrap())))
-        .unwrap();
-    let first = read_v5_reply(&mut b);
+    let (mut b, first) = socks5_bind(server.addr, &v5_addr("127.0.0.1:0".parse().unwrap()));
     assert_eq!(first.rep, 0x00, "BIND by address: {first:?}");
     let bound = SocketAddr::new(first.ip().unwrap(), first.port);
     let _inbound = TcpStream::connect_timeout(&bound, IO_TIMEOUT).unwrap();
@@ -750,11 +746,8 @@ fn bind_naming_a_blocked_host_by_name_is_blocked() {
         &[],
     );
     // By address: blocked.
-    let mut s = connect(server.addr);
-    socks5_handshake(&mut s, None);
-    s.write_all(&v5_request(0x02, &v5_addr("127.0.0.1:0".parse().unwrap())))
-        .unwrap();
-    assert_eq!(read_v5_reply(&mut s).rep, 0x02, "BIND naming 127.0.0.1");
+    let (_s, first) = socks5_bind(server.addr, &v5_addr("127.0.0.1:0".parse().unwrap()));
+    assert_eq!(first.rep, 0x02, "BIND naming 127.0.0.1");
     let mut s = connect(server.addr);
     let addr = socks6::addr("127.0.0.1:0".parse().unwrap());
     s.write_all(&socks6::request(0x02, &addr, 0, &[])).unwrap();

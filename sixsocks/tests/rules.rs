@@ -672,11 +672,8 @@ fn a_logged_rule_logs_bind_and_udp_once() {
             .count()
     };
     // BIND, expecting 127.0.0.1: the first reply, then the client leaves.
-    let mut c = connect(server.addr);
-    socks5_handshake(&mut c, None);
-    c.write_all(&v5_request(0x02, &v5_addr("127.0.0.1:0".parse().unwrap())))
-        .unwrap();
-    assert_eq!(read_v5_reply(&mut c).rep, 0x00);
+    let (c, first) = socks5_bind(server.addr, &v5_addr("127.0.0.1:0".parse().unwrap()));
+    assert_eq!(first.rep, 0x00);
     drop(c);
     server.wait_session_ends(1);
     assert_eq!(rule_lines(), 1, "BIND: {}", server.log_text());

@@ -1007,6 +1007,17 @@ pub fn socks5_handshake(s: &mut TcpStream, creds: Option<(&str, &str)>) {
     }
 }
 
+/// SOCKS5 BIND through `proxy` (no authentication), expecting `addr` (a
+/// [`v5_addr`] or [`v5_domain`]) to connect in: the control connection and
+/// the first reply.
+pub fn socks5_bind(proxy: SocketAddr, addr: &[u8]) -> (TcpStream, V5Reply) {
+    let mut s = connect(proxy);
+    socks5_handshake(&mut s, None);
+    s.write_all(&v5_request(0x02, addr)).unwrap();
+    let first = read_v5_reply(&mut s);
+    (s, first)
+}
+
 /// SOCKS5 CONNECT through `proxy` to `addr` (a [`v5_addr`] or [`v5_domain`]).
 pub fn socks5_connect(
     proxy: SocketAddr,
