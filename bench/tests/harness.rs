@@ -222,6 +222,12 @@ fn cli_prints_one_json_line_and_the_report_reads_it() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // Without --require-ok a stall is a result like any other: reported,
+    // exit status 0.
+    let out = Command::new(bin).arg("report").arg(&f).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.contains("Runs that stalled or failed"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
