@@ -30,7 +30,7 @@
 //! | `sixsocks_thread_busy_ratio` | gauge | `thread` |
 //! | `sixsocks_thread_connections_total` | counter | `thread`, `how` (`served`, `handed_off`) |
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -181,12 +181,31 @@ impl Direction {
     }
 }
 
+/// Off when the process installs no recorder: every session's series are
+/// then skipped before their keys are built (a key with labels is an
+/// allocation even for the no-op recorder).
+static PER_SESSION: AtomicBool = AtomicBool::new(true);
+
+/// No recorder will be installed (`sixsocks serve` without `--metrics`):
+/// skip the series every session records. Call before serving.
+pub fn no_recorder() {
+    PER_SESSION.store(false, Ordering::Relaxed);
+}
+
+#[inline]
+fn per_session() -> bool {
+    PER_SESSION.load(Ordering::Relaxed)
+}
+
 /// One session ended: count it by version, command and reply code.
 pub fn session_end(
     version: Option<&'static str>,
     command: Option<Command>,
     reply: Option<ReplyCode>,
 ) {
+    if !per_session() {
+        return;
+    }
     let reply = reply.map_or_else(|| "none".to_string(), |r| r.to_string());
     counter!(
         SESSIONS,
@@ -208,13 +227,17 @@ pub fn socks6_sessions(n: usize) {
 }
 
 pub fn active_session() -> ActiveSession {
-    gauge!(ACTIVE_SESSIONS).increment(1.0);
+    if per_session() {
+        gauge!(ACTIVE_SESSIONS).increment(1.0);
+    }
     ActiveSession(())
 }
 
 impl Drop for ActiveSession {
     fn drop(&mut self) {
-        gauge!(ACTIVE_SESSIONS).decrement(1.0);
+        if per_session() {
+            gauge!(ACTIVE_SESSIONS).decrement(1.0);
+        }
     }
 }
 
@@ -253,17 +276,26 @@ pub fn count_bytes(session: &AtomicU64, direction: Direction, n: u64) {
 /// A session ended with `up` and `down` bytes counted through
 /// [`count_bytes`]: add the part not yet exported.
 pub fn session_bytes_end(up: u64, down: u64) {
+    if !per_session() {
+        return;
+    }
     bytes(Direction::Up, up % BYTES_STEP);
     bytes(Direction::Down, down % BYTES_STEP);
 }
 
 /// A handshake finished with a request, `d` after the client was accepted.
 pub fn handshake_seconds(d: Duration) {
+    if !per_session() {
+        return;
+    }
     histogram!(HANDSHAKE_SECONDS).record(d.as_secs_f64());
 }
 
 /// An outbound connection was established (`ok`) or given up, after `d`.
 pub fn connect_seconds(d: Duration, ok: bool) {
+    if !per_session() {
+        return;
+    }
     let result = if ok { "ok" } else { "error" };
     histogram!(CONNECT_SECONDS, "result" => result).record(d.as_secs_f64());
 }

@@ -107,19 +107,15 @@ fn end_session(rec: &mut Record, started: Instant) {
     drop(rec.place.take());
     let up = rec.counters.up.load(Ordering::Relaxed);
     let down = rec.counters.down.load(Ordering::Relaxed);
-    let reply = rec.reply.map_or_else(|| "-".to_string(), |r| r.to_string());
-    let target = rec
-        .target
-        .as_ref()
-        .map_or_else(|| "-".to_string(), |t| t.to_string());
+    // Written straight into the line: no temporary strings.
     tracing::info!(
         target: "sixsocks::session",
         client = %rec.client,
         user = %rec.user_display(),
         version = %rec.version.map_or("-", Protocol::name),
-        command = %rec.command.map_or_else(|| "-".to_string(), |c| c.to_string()),
-        target = %target,
-        reply = %reply,
+        command = %OrDash(rec.command),
+        target = %OrDash(rec.target.as_ref()),
+        reply = %OrDash(rec.reply),
         up,
         down,
         duration_ms = started.elapsed().as_millis() as u64,
@@ -128,6 +124,18 @@ fn end_session(rec: &mut Record, started: Instant) {
     );
     crate::metrics::session_end(rec.version.map(Protocol::name), rec.command, rec.reply);
     crate::metrics::session_bytes_end(up, down);
+}
+
+/// A value in the session line, or `-` without one.
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 async fn serve(stream: &mut TcpStream, shared: &Shared, rec: &mut Record) -> Option<Handoff> {

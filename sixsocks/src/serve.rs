@@ -367,8 +367,9 @@ pub fn run_with(
     let served = cores.block_on(async move {
         let shutdown = shutdown_signal()?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        if let Some(addr) = config.metrics {
-            install_metrics(addr)?;
+        match config.metrics {
+            Some(addr) => install_metrics(addr)?,
+            None => sixsocks_server::metrics::no_recorder(),
         }
         let server = Server::bind_sharded(config, shards)?;
         // Everything privileged is done: listeners and the metrics endpoint
