@@ -274,10 +274,10 @@ impl Record {
 /// What a session that did not end plainly tells its log line.
 #[derive(Default)]
 pub(crate) struct Ended {
-    pub(crate) outcome: Option<Outcome>,
+    outcome: Option<Outcome>,
     /// The user name a login tried (the log line names it when the login
     /// failed and no request came).
-    pub(crate) tried_user: Option<Vec<u8>>,
+    tried_user: Option<Vec<u8>>,
 }
 
 /// How a session ended, for the `outcome` field of its log line (`ok`

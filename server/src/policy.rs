@@ -21,7 +21,11 @@ pub(crate) fn check_rules<'s>(
     rec: &Record,
     dest: Dest<'_>,
 ) -> Result<Verdict<'s>, RequestError> {
-    let verdict = shared.rules.decide(&rec.facts(shared, dest), "request");
+    refused_if_blocked(shared.rules.decide(&rec.facts(shared, dest), "request"))
+}
+
+/// A block as the request's error (`02` / `5B`), any other verdict as is.
+fn refused_if_blocked(verdict: Verdict<'_>) -> Result<Verdict<'_>, RequestError> {
     match verdict {
         Verdict::Block(_) => Err(RequestError::Blocked(verdict.reason())),
         v => Ok(v),
@@ -37,11 +41,7 @@ pub(crate) fn verdict_again<'s>(
     rec: &Record,
     dest: Dest<'_>,
 ) -> Result<Verdict<'s>, RequestError> {
-    let verdict = shared.rules.check(&rec.facts(shared, dest));
-    match verdict {
-        Verdict::Block(_) => Err(RequestError::Blocked(verdict.reason())),
-        v => Ok(v),
-    }
+    refused_if_blocked(shared.rules.check(&rec.facts(shared, dest)))
 }
 
 /// The addresses of a resolved name that the rules let through, and the
