@@ -181,20 +181,22 @@ impl Direction {
     }
 }
 
-/// Off when the process installs no recorder: every session's series are
-/// then skipped before their keys are built (a key with labels is an
-/// allocation even for the no-op recorder).
-static PER_SESSION: AtomicBool = AtomicBool::new(true);
+/// Off when the process installs no recorder: the series recorded for
+/// every session, and the threads' periodic ones, are then skipped before
+/// their keys are built (a key with labels is an allocation even for the
+/// no-op recorder).
+static RECORDING: AtomicBool = AtomicBool::new(true);
 
 /// No recorder will be installed (`sixsocks serve` without `--metrics`):
-/// skip the series every session records. Call before serving.
+/// skip the series recorded per session and per thread. Call before
+/// serving.
 pub fn no_recorder() {
-    PER_SESSION.store(false, Ordering::Relaxed);
+    RECORDING.store(false, Ordering::Relaxed);
 }
 
 #[inline]
-fn per_session() -> bool {
-    PER_SESSION.load(Ordering::Relaxed)
+fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
 }
 
 /// One session ended: count it by version, command and reply code.
@@ -203,7 +205,7 @@ pub fn session_end(
     command: Option<Command>,
     reply: Option<ReplyCode>,
 ) {
-    if !per_session() {
+    if !recording() {
         return;
     }
     let reply = reply.map_or_else(|| "none".to_string(), |r| r.to_string());
@@ -227,7 +229,7 @@ pub fn socks6_sessions(n: usize) {
 }
 
 pub fn active_session() -> ActiveSession {
-    if per_session() {
+    if recording() {
         gauge!(ACTIVE_SESSIONS).increment(1.0);
     }
     ActiveSession(())
@@ -235,7 +237,7 @@ pub fn active_session() -> ActiveSession {
 
 impl Drop for ActiveSession {
     fn drop(&mut self) {
-        if per_session() {
+        if recording() {
             gauge!(ACTIVE_SESSIONS).decrement(1.0);
         }
     }
@@ -276,7 +278,7 @@ pub fn count_bytes(session: &AtomicU64, direction: Direction, n: u64) {
 /// A session ended with `up` and `down` bytes counted through
 /// [`count_bytes`]: add the part not yet exported.
 pub fn session_bytes_end(up: u64, down: u64) {
-    if !per_session() {
+    if !recording() {
         return;
     }
     bytes(Direction::Up, up % BYTES_STEP);
@@ -285,7 +287,7 @@ pub fn session_bytes_end(up: u64, down: u64) {
 
 /// A handshake finished with a request, `d` after the client was accepted.
 pub fn handshake_seconds(d: Duration) {
-    if !per_session() {
+    if !recording() {
         return;
     }
     histogram!(HANDSHAKE_SECONDS).record(d.as_secs_f64());
@@ -293,7 +295,7 @@ pub fn handshake_seconds(d: Duration) {
 
 /// An outbound connection was established (`ok`) or given up, after `d`.
 pub fn connect_seconds(d: Duration, ok: bool) {
-    if !per_session() {
+    if !recording() {
         return;
     }
     let result = if ok { "ok" } else { "error" };
@@ -404,10 +406,13 @@ pub fn udp_drop(reason: UdpDrop, n: u64) {
 /// Runtime thread `thread`'s load (per mille) and its connection counts,
 /// from its sampler (a few times a second, not at every accept).
 pub fn thread_load(thread: &str, permille: u32, served: u64, handed_off: u64) {
-    let thread = thread.to_string();
-    gauge!(THREAD_BUSY, "thread" => thread.clone()).set(f64::from(permille) / 1000.0);
-    counter!(THREAD_CONNECTIONS, "thread" => thread.clone(), "how" => "served").absolute(served);
-    counter!(THREAD_CONNECTIONS, "thread" => thread, "how" => "handed_off").absolute(handed_off);
+    if !recording() {
+        return;
+    }
+    let label = || thread.to_owned();
+    gauge!(THREAD_BUSY, "thread" => label()).set(f64::from(permille) / 1000.0);
+    counter!(THREAD_CONNECTIONS, "thread" => label(), "how" => "served").absolute(served);
+    counter!(THREAD_CONNECTIONS, "thread" => label(), "how" => "handed_off").absolute(handed_off);
 }
 
 /// A client connection was closed at accept because the client limit was reached.

@@ -189,7 +189,8 @@ async fn read_request(
         rec.credentials = hs.credentials().clone();
     }
     drop(hs);
-    if let (false, Some(name)) = (matches!(handshake, Ok(Ok(_))), tried) {
+    // Only a session that got no request names the user its login tried.
+    if let (Some(name), false) = (tried, matches!(handshake, Ok(Ok(_)))) {
         rec.set_tried_user(name);
     }
     match handshake {
