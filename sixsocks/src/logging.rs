@@ -49,6 +49,8 @@ pub fn init(verbose: u8, format: LogFormat) {
             let ansi = io::stderr().is_terminal();
             fmt.with_writer(OneLine { ansi, escape: true })
                 .with_ansi(ansi)
+                .with_timer(crate::log_text::LineTime)
+                .fmt_fields(crate::log_text::LineFields)
                 .init()
         }
         // The event's fields at the top level (`{"timestamp":..,"level":..,

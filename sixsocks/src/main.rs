@@ -8,6 +8,7 @@ mod check;
 mod connect;
 mod docs;
 mod gateway;
+mod log_text;
 mod logging;
 mod passwd;
 mod privileges;
