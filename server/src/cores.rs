@@ -12,8 +12,8 @@
 //! out the same way.
 //!
 //! What work stealing gave, balance, comes back at accept: each runtime
-//! measures how busy its thread is ([`Load`]: the time between waking and
-//! parking, sampled every [`SAMPLE`]), and a thread that is busier than
+//! measures how busy its thread is ([`Load`]: the time it spent running
+//! tasks, tokio's own count, sampled every [`SAMPLE`]), and a thread that is busier than
 //! [`KEEP_BELOW`] and busier by [`MARGIN`] than the least busy one hands
 //! the connection it accepted to that one (the socket is taken out of its
 //! event loop and registered in the other's). A thread kept busy by a few
@@ -21,7 +21,6 @@
 //! behind a busy thread's queue once it is accepted. What is not moved:
 //! a relay already running stays where it started.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -109,13 +108,13 @@ impl Shards {
     pub(crate) async fn sample(self: Arc<Self>, k: usize) {
         let mut tick = tokio::time::interval(SAMPLE);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = (Instant::now(), take_busy());
+        let mut last = (Instant::now(), busy_so_far());
         let label = k.to_string();
         loop {
             tick.tick().await;
-            let now = (Instant::now(), take_busy());
+            let now = (Instant::now(), busy_so_far());
             let wall = now.0.duration_since(last.0).as_nanos().max(1);
-            let busy = u128::from(now.1);
+            let busy = now.1.saturating_sub(last.1).as_nanos();
             let sample = (busy * 1000 / wall).min(1000) as u32;
             let load = &self.loads[k];
             let permille = (load.permille() + sample) / 2;
@@ -143,36 +142,14 @@ pub fn pick(n: usize, load: impl Fn(usize) -> u32, k: usize) -> Option<usize> {
     (least + MARGIN <= mine).then_some(j)
 }
 
-thread_local! {
-    /// When this thread last woke (unparked), if it is a runtime's.
-    static AWAKE_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
-    /// Nanoseconds it was awake since the last [`take_busy`].
-    static BUSY_NS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn woke() {
-    AWAKE_SINCE.with(|s| s.set(Some(Instant::now())));
-}
-
-fn parks() {
-    if let Some(since) = AWAKE_SINCE.with(Cell::take) {
-        let ns = since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        BUSY_NS.with(|b| b.set(b.get().saturating_add(ns)));
-    }
-}
-
-/// The nanoseconds this thread was awake since the last call, the current
-/// stretch included (it runs while awake).
-fn take_busy() -> u64 {
-    let now = Instant::now();
-    if let Some(since) = AWAKE_SINCE.with(|s| s.replace(Some(now))) {
-        let ns = now
-            .duration_since(since)
-            .as_nanos()
-            .min(u128::from(u64::MAX)) as u64;
-        BUSY_NS.with(|b| b.set(b.get().saturating_add(ns)));
-    }
-    BUSY_NS.with(|b| b.replace(0))
+/// The time this thread's runtime spent running its tasks, in all:
+/// tokio's own count (it reads the clock as it starts and stops, at every
+/// park; a count of our own, from park and unpark hooks, read it twice
+/// more). Called on a runtime's thread.
+fn busy_so_far() -> Duration {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .worker_total_busy_duration(0)
 }
 
 /// The runtimes, one per thread: shard 0 on the thread that calls
@@ -186,11 +163,7 @@ pub struct Cores {
 fn runtime(on_park: fn()) -> io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_unpark(woke)
-        .on_thread_park(move || {
-            parks();
-            on_park();
-        })
+        .on_thread_park(on_park)
         .build()
 }
 
@@ -210,7 +183,6 @@ impl Cores {
                 .spawn(move || match runtime(on_park) {
                     Ok(rt) => {
                         let _ = handle_tx.send(Ok(rt.handle().clone()));
-                        woke();
                         rt.block_on(async move {
                             let _ = stop_rx.await;
                         });
@@ -242,7 +214,6 @@ impl Cores {
 
     /// Run `f` on shard 0's runtime, on this thread.
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
-        woke();
         self.main.block_on(f)
     }
 
@@ -308,20 +279,25 @@ mod tests {
     }
 
     #[test]
-    fn busy_time_counts_the_awake_stretch_not_the_parked_one() {
-        let _ = take_busy();
-        let t0 = Instant::now();
-        woke();
-        std::thread::sleep(Duration::from_millis(20));
-        parks();
-        let awake = t0.elapsed();
-        std::thread::sleep(Duration::from_millis(30));
-        let busy = take_busy();
-        assert!(busy >= 20_000_000, "{busy}");
-        assert!(u128::from(busy) <= awake.as_nanos(), "{busy} > {awake:?}");
-        // Awake and sampled: the stretch so far counts.
-        woke();
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(take_busy() >= 5_000_000);
+    fn busy_time_counts_the_running_stretch_not_the_parked_one() {
+        fn nothing() {}
+        let rt = runtime(nothing).unwrap();
+        let (busy, wall) = rt.block_on(async {
+            let t0 = Instant::now();
+            let before = busy_so_far();
+            // 20 ms running, then 30 ms parked, then a park to count it.
+            let spin = Instant::now();
+            while spin.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::task::yield_now().await;
+            (busy_so_far() - before, t0.elapsed())
+        });
+        assert!(busy >= Duration::from_millis(20), "{busy:?}");
+        assert!(
+            busy < wall - Duration::from_millis(20),
+            "{busy:?} of {wall:?}"
+        );
     }
 }

@@ -395,7 +395,8 @@ impl Future for Relay<'_> {
             (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(RelayEnd::Closed),
             _ => {}
         }
-        if moved {
+        // The clock is read for the idle timeout only.
+        if moved && this.idle.is_some() {
             this.last = Instant::now();
         }
         if let Some((timeout, sleep)) = &mut this.idle {
